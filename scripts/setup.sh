@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by `make book` and `make test`:
+#   1. Debian packages: offline data (Fashion-MNIST), handwriting fonts (offline Letters),
+#      Chromium + driver (browser test). Skipped when present or when not on Debian/Ubuntu.
+#   2. A virtualenv (.venv, or $TDML_VENV) with the pinned packages and this library (-e).
+#   3. The Jupyter kernel `python3`, pointing at that virtualenv.
+#   4. Offline datasets prepared under data/ (or $TDML_DATA).
+# Quick when already done: each step checks before it works.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${TDML_VENV:-.venv}"
+PY="$VENV/bin/python"
+APT_PACKAGES=(dataset-fashion-mnist fonts-dkg-handwriting fonts-breip fonts-humor-sans
+              fonts-rufscript fonts-bwht chromium chromium-driver)
+
+if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing Debian packages: ${missing[*]}"
+    if ! { $sudo apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+           $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }; then
+      echo "setup: warning: could not install ${missing[*]}; Fashion and offline Letters" \
+           "will need TDML_DATA or a download, and the browser test will be skipped." >&2
+    fi
+  fi
+fi
+
+[ -x "$PY" ] || python3 -m venv "$VENV"
+stamp="$VENV/.tdml-installed"
+if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing Python packages into $VENV"
+  "$PY" -m pip install -q --upgrade pip
+  "$PY" -m pip install -q -r requirements.txt
+  "$PY" -m pip install -q --no-deps -e .
+  touch "$stamp"
+fi
+"$PY" -m ipykernel install --user --name python3 --display-name "Python 3 (tdml)" >/dev/null 2>&1
+"$PY" -m tdml_lib data --prepare

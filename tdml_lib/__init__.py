@@ -1,0 +1,51 @@
+"""tdml_lib: the library behind the executable book on *Transferable Deep Metric
+Learning for Clustering* (Alami Chehboune, Kaddah, Read; IDA 2023).
+
+Blocks, as in the paper's Figure 4:
+  * B: :mod:`tdml_lib.graphs` and :mod:`tdml_lib.gae` turn a clustering into a graph and
+    an embedding vector;
+  * C: :mod:`tdml_lib.critic` is the learned reward R(X, labels);
+  * A: :mod:`tdml_lib.agent` finds the clustering that maximises R.
+
+Submodules are imported lazily, so ``import tdml_lib`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # name -> (module, attribute)
+    "Problem": ("problems", "Problem"),
+    "sample_problems": ("problems", "sample_problems"),
+    "synthetic_problem": ("problems", "synthetic_problem"),
+    "synthetic_problems": ("problems", "synthetic_problems"),
+    "clustering_accuracy": ("metrics", "clustering_accuracy"),
+    "nmi": ("metrics", "nmi"),
+    "ari": ("metrics", "ari"),
+    "best_and_topk": ("metrics", "best_and_topk"),
+    "score_clusterings": ("metrics", "score_clusterings"),
+    "resolve_device": ("device", "resolve_device"),
+    "ClusteringCritic": ("critic", "ClusteringCritic"),
+    "load_critic": ("critic", "load_critic"),
+    "cluster": ("agent", "cluster"),
+}
+
+_SUBMODULES = {"agent", "baselines", "candidates", "critic", "data", "device", "evaluate",
+               "features", "gae", "graphs", "io", "metrics", "plotting", "problems", "runner",
+               "validation", "bench"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'tdml_lib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)

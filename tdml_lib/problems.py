@@ -1,0 +1,227 @@
+"""Clustering problems: a point set X and its correct clustering.
+
+A *problem* is what every block of the book takes: the GAE embeds clusterings of its
+``X``, the critic grades them, the agent searches them. Problems are sampled from a
+labelled source (K classes, a varying number of points per class, features standardised
+per problem, DESIGN.md) or generated from synthetic families. Explained in chapter 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .validation import check_labels, check_points
+
+SYNTHETIC_FAMILIES = ("blobs", "anisotropic", "moons", "circles", "varied_density")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A point set and its correct clustering.
+
+    Attributes:
+        X: float32 array (n_points, n_features), standardised per problem.
+        labels: int64 array (n_points,), the correct clustering, ids 0..K-1. Used to
+            train and to score, never by a clustering method.
+        source: where the points come from, e.g. ``"numbers"`` or ``"synthetic:moons"``.
+        classes: the source's class ids behind labels 0..K-1 (empty for synthetic).
+    """
+
+    X: np.ndarray
+    labels: np.ndarray
+    source: str = ""
+    classes: tuple[int, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        X = check_points(self.X)
+        object.__setattr__(self, "X", X)
+        object.__setattr__(self, "labels", check_labels(self.labels, X.shape[0]))
+
+    @property
+    def n_points(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.labels.max()) + 1
+
+    def __repr__(self) -> str:
+        return (f"Problem(source={self.source!r}, n_points={self.n_points}, "
+                f"n_features={self.n_features}, n_clusters={self.n_clusters})")
+
+
+def standardize(X: np.ndarray) -> np.ndarray:
+    """Z-score each feature (constant features become 0), as float32."""
+    X = np.asarray(X, dtype=np.float64)
+    std = X.std(axis=0)
+    std[std == 0] = 1.0
+    return ((X - X.mean(axis=0)) / std).astype(np.float32)
+
+
+def _check_range(value: int | Sequence[int], name: str, low: int) -> tuple[int, int]:
+    lo, hi = (value, value) if np.isscalar(value) else tuple(value)
+    if int(lo) != lo or int(hi) != hi or lo < low or hi < lo:
+        raise ValueError(f"{name} must be an int >= {low} or a range (lo, hi) with {low} <= lo <= hi, "
+                         f"got {value!r}.")
+    return int(lo), int(hi)
+
+
+def sample_problems(features: np.ndarray, labels: np.ndarray, n_problems: int,
+                    n_clusters: int | Sequence[int] = (2, 10),
+                    points_per_class: int | Sequence[int] = (20, 100),
+                    seed: int = 0, source: str = "",
+                    classes: Sequence[int] | None = None) -> list[Problem]:
+    """Sample clustering problems from a labelled source.
+
+    Each problem draws K classes (uniform in the ``n_clusters`` range) among
+    ``classes`` (default: all), then for each class a size uniform in
+    ``points_per_class`` and that many distinct examples. Features are standardised
+    per problem.
+
+    Args:
+        features: array (N, d) of the source (images are flattened to rows).
+        labels: array (N,) of class ids.
+        n_problems: how many problems.
+        n_clusters: K, or an inclusive range (lo, hi).
+        points_per_class: points per class, or an inclusive range (lo, hi).
+        seed: seed of the sampler; the same seed gives the same problems.
+        source: name recorded on each problem.
+        classes: restrict sampling to these class ids.
+
+    Raises:
+        ValueError: bad ranges, K larger than the number of classes available, or a
+            class with fewer examples than asked for.
+    """
+    features = np.asarray(features)
+    if features.ndim > 2:
+        features = features.reshape(len(features), -1)
+    labels = np.asarray(labels)
+    if features.ndim != 2 or labels.ndim != 1 or len(features) != len(labels):
+        raise ValueError(f"features (N, d) and labels (N,) must match; got {features.shape} and {labels.shape}.")
+    if int(n_problems) != n_problems or n_problems < 1:
+        raise ValueError(f"n_problems must be a positive int, got {n_problems!r}.")
+    k_lo, k_hi = _check_range(n_clusters, "n_clusters", 2)
+    s_lo, s_hi = _check_range(points_per_class, "points_per_class", 1)
+    pool = np.unique(labels) if classes is None else np.asarray(sorted(set(classes)))
+    if k_hi > len(pool):
+        raise ValueError(f"n_clusters up to {k_hi} asked for, but only {len(pool)} classes are available.")
+    index_by_class = {int(c): np.flatnonzero(labels == c) for c in pool}
+    smallest = min(len(v) for v in index_by_class.values())
+    if s_hi > smallest:
+        raise ValueError(f"points_per_class up to {s_hi} asked for, but a class has only {smallest} examples.")
+    rng = np.random.default_rng(seed)
+    problems = []
+    for _ in range(int(n_problems)):
+        k = int(rng.integers(k_lo, k_hi + 1))
+        chosen = rng.choice(pool, size=k, replace=False)
+        rows, labs = [], []
+        for j, c in enumerate(chosen):
+            size = int(rng.integers(s_lo, s_hi + 1))
+            rows.append(rng.choice(index_by_class[int(c)], size=size, replace=False))
+            labs.append(np.full(size, j))
+        idx, lab = np.concatenate(rows), np.concatenate(labs)
+        perm = rng.permutation(len(idx))  # no information in point order
+        problems.append(Problem(standardize(features[idx[perm]]), lab[perm], source,
+                                tuple(int(c) for c in chosen)))
+    return problems
+
+
+# --- synthetic families -------------------------------------------------------------
+
+def _blobs(rng: np.random.Generator, sizes: list[int], aniso: bool, varied: bool) -> tuple[np.ndarray, np.ndarray]:
+    k = len(sizes)
+    centers = rng.uniform(-10, 10, size=(k, 2))
+    spreads = rng.uniform(0.3, 2.5, size=k) if varied else np.full(k, rng.uniform(0.6, 1.4))
+    pts, lab = [], []
+    for j, (size, c, s) in enumerate(zip(sizes, centers, spreads)):
+        p = rng.normal(size=(size, 2)) * s
+        if aniso:
+            p = p @ rng.normal(size=(2, 2))
+        pts.append(p + c)
+        lab.append(np.full(size, j))
+    return np.concatenate(pts), np.concatenate(lab)
+
+
+def _moons(rng: np.random.Generator, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    # K interleaved half-moons, each shifted so that neighbours interlock (sklearn's
+    # make_moons generalised beyond K=2).
+    pts, lab = [], []
+    for j, size in enumerate(sizes):
+        t = rng.uniform(0, np.pi, size)
+        flip = -1 if j % 2 else 1
+        p = np.c_[np.cos(t) + j * 1.0, flip * np.sin(t) - (0.5 if j % 2 else 0.0)]
+        pts.append(p + rng.normal(scale=0.08, size=p.shape))
+        lab.append(np.full(size, j))
+    return np.concatenate(pts), np.concatenate(lab)
+
+
+def _circles(rng: np.random.Generator, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    pts, lab = [], []
+    for j, size in enumerate(sizes):
+        t = rng.uniform(0, 2 * np.pi, size)
+        r = 1.0 + j * 1.0
+        p = np.c_[r * np.cos(t), r * np.sin(t)]
+        pts.append(p + rng.normal(scale=0.1, size=p.shape))
+        lab.append(np.full(size, j))
+    return np.concatenate(pts), np.concatenate(lab)
+
+
+_FAMILIES: dict[str, Callable[[np.random.Generator, list[int]], tuple[np.ndarray, np.ndarray]]] = {
+    "blobs": lambda rng, s: _blobs(rng, s, aniso=False, varied=False),
+    "anisotropic": lambda rng, s: _blobs(rng, s, aniso=True, varied=False),
+    "varied_density": lambda rng, s: _blobs(rng, s, aniso=False, varied=True),
+    "moons": _moons,
+    "circles": _circles,
+}
+
+
+def synthetic_problem(family: str, n_clusters: int = 3, points_per_class: int | Sequence[int] = (20, 100),
+                      n_features: int = 2, noise: float = 0.05, seed: int = 0) -> Problem:
+    """One synthetic problem from a family in :data:`SYNTHETIC_FAMILIES`.
+
+    2-D shapes are lifted to ``n_features`` dimensions by a random orthonormal
+    projection plus Gaussian noise of scale ``noise`` (relative to the data's std).
+
+    Raises:
+        ValueError: unknown family, K < 2, or n_features < 2.
+    """
+    if family not in _FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose one of {SYNTHETIC_FAMILIES}.")
+    if int(n_clusters) != n_clusters or n_clusters < 2:
+        raise ValueError(f"n_clusters must be an int >= 2, got {n_clusters!r}.")
+    if int(n_features) != n_features or n_features < 2:
+        raise ValueError(f"n_features must be an int >= 2, got {n_features!r}.")
+    s_lo, s_hi = _check_range(points_per_class, "points_per_class", 1)
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(s_lo, s_hi + 1)) for _ in range(int(n_clusters))]
+    X2, lab = _FAMILIES[family](rng, sizes)
+    X2 = standardize(X2)
+    if n_features > 2:
+        q, _ = np.linalg.qr(rng.normal(size=(n_features, 2)))
+        X = X2 @ q.T + rng.normal(scale=noise, size=(len(X2), n_features))
+    else:
+        X = X2
+    perm = rng.permutation(len(X))
+    return Problem(standardize(X[perm]), lab[perm], f"synthetic:{family}")
+
+
+def synthetic_problems(n_problems: int, families: Sequence[str] = SYNTHETIC_FAMILIES,
+                       n_clusters: int | Sequence[int] = (2, 6),
+                       points_per_class: int | Sequence[int] = (20, 100),
+                       n_features: int | Sequence[int] = 2, seed: int = 0) -> list[Problem]:
+    """Many synthetic problems, families taken in turn, K and dimension drawn per problem."""
+    k_lo, k_hi = _check_range(n_clusters, "n_clusters", 2)
+    d_lo, d_hi = _check_range(n_features, "n_features", 2)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(int(n_problems)):
+        fam = families[i % len(families)]
+        out.append(synthetic_problem(fam, int(rng.integers(k_lo, k_hi + 1)), points_per_class,
+                                     int(rng.integers(d_lo, d_hi + 1)), seed=int(rng.integers(2**31))))
+    return out
