@@ -1,0 +1,305 @@
+"""Block B, part 2: a graph auto-encoder turns a clustering graph into an embedding.
+
+A two-layer GCN encoder (PyG ``GCNConv``) with PyG's ``GAE`` inner-product decoder is
+trained to reconstruct the same-cluster kNN edges of clustering graphs
+(:mod:`tdml_lib.graphs`), like PyG's ``examples/autoencoder.py`` and Kipf & Welling's
+GAE. The *graph embedding* of a clustering is then a fixed-size vector, whatever the
+number of points, clusters or input dimensions:
+
+1. per cluster, the mean of its node codes and of its raw node features;
+2. over clusters, the mean, max and standard deviation of those cluster vectors;
+3. global statistics: number of clusters, log n, share of same-cluster kNN edges,
+   normalised size entropy, smallest and largest cluster share.
+
+Including the pooled *raw* node features beside the learned codes is a replication
+choice: it keeps the silhouette-like statistics in the embedding verbatim, so the critic
+never has to re-learn them. Every part is symmetric in cluster ids and point order.
+Explained in chapter 2.
+"""
+from __future__ import annotations
+
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import graphs
+from .device import resolve_device
+from .io import save_torch
+from .validation import check_labelings, check_points
+
+GLOBAL_FEATURES = ("n_clusters", "log_n", "intra_edges", "size_entropy", "min_size", "max_size")
+FORMAT_VERSION = 1
+
+
+class GCNEncoder(nn.Module):
+    """Two GCN layers (PyG ``GCNConv``), ReLU between: node features -> node codes.
+
+    :meth:`forward` is PyG's message passing on an explicit ``edge_index``.
+    :meth:`forward_knn` computes the same function for graphs whose edges are the kNN
+    lists of a :class:`~tdml_lib.graphs.PointSet`: since every point has exactly k
+    incoming edges, the sum over neighbours is a dense gather ``h[:, knn]`` instead of a
+    scatter over B*n*k edges, which is several times faster for batches of clusterings
+    (chapter 9). A test checks that both agree.
+    """
+
+    def __init__(self, in_channels: int, hidden: int = 32, out_channels: int = 16) -> None:
+        super().__init__()
+        from torch_geometric.nn import GCNConv
+
+        self.conv1 = GCNConv(in_channels, hidden)
+        self.conv2 = GCNConv(hidden, out_channels)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(x, edge_index, edge_weight).relu()
+        return self.conv2(h, edge_index, edge_weight)
+
+    def forward_knn(self, x: torch.Tensor, knn: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """x (B, n, F), knn (n, k), weight (B, n, k) of edge knn[i, j] -> i; returns (B, n, out)."""
+        # GCN normalisation (Kipf & Welling; PyG gcn_norm): self-loops of weight 1,
+        # degree = 1 + incoming weights, norm_ij = w_ij / sqrt(deg_i deg_j).
+        deg_inv_sqrt = (1.0 + weight.sum(2)).rsqrt()                       # (B, n)
+        norm = weight * deg_inv_sqrt[..., None] * deg_inv_sqrt[:, knn]     # (B, n, k)
+        self_norm = deg_inv_sqrt ** 2                                      # (B, n)
+
+        def propagate(h: torch.Tensor) -> torch.Tensor:
+            B, n, k = norm.shape
+            gathered = h[:, knn].reshape(B * n, k, -1)                     # (B*n, k, c)
+            out = torch.bmm(norm.reshape(B * n, 1, k), gathered).reshape(B, n, -1)
+            return out + self_norm[..., None] * h
+
+        # The propagation is linear, so it runs on the narrower side of each layer's
+        # linear map: before lin for layer 1 (F inputs), after lin for layer 2.
+        h = (self.conv1.lin(propagate(x)) + self.conv1.bias).relu()
+        return propagate(self.conv2.lin(h)) + self.conv2.bias
+
+
+def _pool_over_clusters(values: torch.Tensor, onehot: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """(B, n, h) node values -> (B, 3h): per-cluster means, then mean/max/std over clusters."""
+    present = counts > 0                                                  # (B, K)
+    cluster_means = onehot.transpose(1, 2) @ values / counts.clamp(min=1)[..., None]   # (B, K, h)
+    w = present.to(values.dtype)[..., None]
+    n_present = w.sum(1)                                                  # (B, 1)
+    mean = (cluster_means * w).sum(1) / n_present
+    mx = cluster_means.masked_fill(~present[..., None], float("-inf")).amax(1)
+    var = (((cluster_means - mean[:, None]) ** 2) * w).sum(1) / n_present
+    return torch.cat([mean, mx, var.clamp(min=0).sqrt()], dim=1)
+
+
+def _global_features(feats: graphs.ClusteringFeatures) -> torch.Tensor:
+    counts = feats.counts
+    n = counts.sum(1, keepdim=True)
+    present = counts > 0
+    k = present.sum(1, keepdim=True).to(counts.dtype)
+    p = counts / n
+    entropy = -(p * torch.log(p.clamp(min=1e-12))).sum(1, keepdim=True)
+    entropy = torch.where(k > 1, entropy / torch.log(k.clamp(min=2)), torch.ones_like(entropy))
+    share = p.masked_fill(~present, float("inf")).amin(1, keepdim=True)
+    intra = feats.same.to(counts.dtype).mean((1, 2))[:, None]
+    return torch.cat([k, torch.log(n), intra, entropy, share, p.amax(1, keepdim=True)], dim=1)
+
+
+class ClusteringEmbedder(nn.Module):
+    """Block B: (X, labels) -> graph -> GCN codes -> one embedding vector per clustering.
+
+    Args:
+        k: neighbours per point in the kNN graph.
+        hidden: width of the first GCN layer.
+        code_dim: size of the node codes.
+    """
+
+    def __init__(self, k: int = graphs.DEFAULT_K, hidden: int = 32, code_dim: int = 16) -> None:
+        super().__init__()
+        self.k, self.hidden, self.code_dim = int(k), int(hidden), int(code_dim)
+        from torch_geometric.nn import GAE
+
+        self.gae = GAE(GCNEncoder(len(graphs.NODE_FEATURES), hidden, code_dim))
+
+    @property
+    def embedding_dim(self) -> int:
+        return 3 * (self.code_dim + len(graphs.NODE_FEATURES)) + len(GLOBAL_FEATURES)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def config(self) -> dict[str, int]:
+        return {"k": self.k, "hidden": self.hidden, "code_dim": self.code_dim}
+
+    # -- core, on prepared tensors ----------------------------------------------------
+    def encode(self, ps: graphs.PointSet, labels: torch.Tensor) -> tuple[torch.Tensor, graphs.ClusteringFeatures]:
+        """Node codes (B, n, code_dim) of B clusterings (B, n), with their features."""
+        feats = graphs.clustering_features(ps, labels)
+        weight = feats.same.to(ps.X.dtype) * torch.exp(-ps.knn_dist)[None]
+        return self.gae.encoder.forward_knn(feats.x, ps.knn, weight), feats
+
+    def embed_prepared(self, ps: graphs.PointSet, labels: torch.Tensor) -> torch.Tensor:
+        """Embeddings (B, embedding_dim) of B clusterings (B, n) of a prepared point set."""
+        codes, feats = self.encode(ps, labels)
+        return torch.cat([_pool_over_clusters(codes, feats.onehot, feats.counts),
+                          _pool_over_clusters(feats.x, feats.onehot, feats.counts),
+                          _global_features(feats)], dim=1)
+
+    # -- public ----------------------------------------------------------------------
+    def prepare(self, X: object) -> graphs.PointSet:
+        """The label-independent graph of X on this embedder's device (reuse it across calls)."""
+        return graphs.prepare_point_set(X, self.k, self.device)
+
+    @torch.inference_mode()
+    def embed_many(self, X: object, labelings: Sequence[object] | np.ndarray,
+                   point_set: graphs.PointSet | None = None, batch_size: int = 1024) -> torch.Tensor:
+        """Embeddings (B, embedding_dim) of many clusterings of one point set, batched.
+
+        Args:
+            X: point set (n, d).
+            labelings: B label vectors of length n (any integer ids).
+            point_set: the result of :meth:`prepare` for X, to skip recomputing the kNN.
+            batch_size: clusterings per forward pass (memory bound).
+        """
+        Xc = check_points(X)
+        labs = check_labelings(labelings, Xc.shape[0])
+        ps = point_set if point_set is not None else self.prepare(Xc)
+        out = [self.embed_prepared(ps, graphs.as_label_tensor(labs[i:i + batch_size], ps.device))
+               for i in range(0, len(labs), batch_size)]
+        return torch.cat(out)
+
+    def embed(self, X: object, labels: object) -> torch.Tensor:
+        """Embedding (embedding_dim,) of one clustering."""
+        return self.embed_many(X, [labels])[0]
+
+    # -- persistence -----------------------------------------------------------------
+    def state(self) -> dict:
+        return {"format": FORMAT_VERSION, "config": self.config(),
+                "weights": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+
+    @classmethod
+    def from_state(cls, state: dict, device: str | torch.device | None = "auto") -> "ClusteringEmbedder":
+        if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+            raise ValueError(f"embedder state has format {state.get('format') if isinstance(state, dict) else None!r}, "
+                             f"this library reads format {FORMAT_VERSION}: retrain or use a matching version.")
+        emb = cls(**state["config"])
+        emb.load_state_dict(state["weights"])
+        return emb.to(resolve_device(device)).eval()
+
+    def save(self, path: str | Path) -> Path:
+        """Save atomically with ``torch.save``."""
+        return save_torch(path, self.state())
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = "auto") -> "ClusteringEmbedder":
+        """Load a saved embedder (``weights_only=True``: no code runs on load)."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no embedder at {path}; train one with tdml_lib.gae.train_gae.")
+        return cls.from_state(torch.load(path, map_location="cpu", weights_only=True), device)
+
+
+# --- training ---------------------------------------------------------------------------
+
+def _negative_pairs(n: int, B: int, count: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Random node pairs inside each of the B graphs (mostly non-edges: kNN graphs are sparse)."""
+    g = torch.randint(0, B, (count,), generator=gen, device="cpu") * n
+    i = torch.randint(0, n, (count,), generator=gen, device="cpu")
+    j = torch.randint(0, n, (count,), generator=gen, device="cpu")
+    return torch.stack([i + g, j + g]).to(device)
+
+
+def _sample_loss(embedder: ClusteringEmbedder, ps: graphs.PointSet, labels: torch.Tensor,
+                 gen: torch.Generator, holdout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codes (B*n, code_dim), positive edges to reconstruct and random negative pairs.
+
+    With ``holdout > 0`` that share of the same-cluster edges is hidden from the encoder
+    (weight 0, which is the same as removing the edge) and returned as the positives.
+    """
+    feats = graphs.clustering_features(ps, labels)
+    weight = feats.same.to(ps.X.dtype) * torch.exp(-ps.knn_dist)[None]        # (B, n, k)
+    edge_index, _ = graphs.edge_batch(ps, feats.same)
+    positive = feats.same.reshape(-1)
+    if holdout > 0:
+        hide = (torch.rand(positive.shape[0], generator=gen) < holdout).to(ps.device) & positive
+        weight = weight.masked_fill(hide.reshape(weight.shape), 0.0)
+        positive = hide
+    z = embedder.gae.encoder.forward_knn(feats.x, ps.knn, weight).reshape(-1, embedder.code_dim)
+    pos = edge_index[:, positive]
+    neg = _negative_pairs(ps.n_points, labels.shape[0], pos.shape[1], gen, ps.device)
+    return z, pos, neg
+
+
+def train_gae(embedder: ClusteringEmbedder, samples: Iterable[tuple[np.ndarray, np.ndarray]],
+              epochs: int = 20, lr: float = 0.01, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Train the GAE to reconstruct same-cluster kNN edges of clustering graphs.
+
+    Args:
+        embedder: the model to train (in place).
+        samples: pairs (X, labelings) — a point set and some of its clusterings (correct
+            ones and near misses, so that the codes describe both).
+        epochs: passes over the samples.
+        lr: Adam learning rate.
+        seed: seeds the negative edge sampling and the parameter initialisation order.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        History with columns ``epoch`` and ``loss`` (PyG ``GAE.recon_loss``).
+    """
+    from tqdm.auto import tqdm
+
+    samples = list(samples)
+    if not samples:
+        raise ValueError("train_gae needs at least one (X, labelings) sample.")
+    prepared = [(embedder.prepare(X), graphs.as_label_tensor(check_labelings(labs, len(X)), embedder.device))
+                for X, labs in samples]
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(embedder.parameters(), lr=lr)
+    rows = []
+    embedder.train()
+    for epoch in tqdm(range(epochs), desc="GAE", disable=not progress):
+        order = torch.randperm(len(prepared), generator=gen).tolist()
+        total = 0.0
+        for i in order:
+            ps, labels = prepared[i]
+            z, pos, neg = _sample_loss(embedder, ps, labels, gen)
+            loss = embedder.gae.recon_loss(z, pos, neg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+        rows.append({"epoch": epoch, "loss": total / len(prepared)})
+    embedder.eval()
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def reconstruction_scores(embedder: ClusteringEmbedder, samples: Iterable[tuple[np.ndarray, np.ndarray]],
+                          holdout: float = 0.15, seed: int = 0) -> dict[str, float]:
+    """Held-out edge reconstruction: hide a share of the same-cluster edges from the
+    encoder, then score them against as many random non-edges (PyG ``GAE.test``: AUC, AP).
+    Chance is 0.5 AUC."""
+    gen = torch.Generator().manual_seed(seed)
+    zs, pos_all, neg_all, offset = [], [], [], 0
+    embedder.eval()
+    for X, labs in samples:
+        ps = embedder.prepare(X)
+        labels = graphs.as_label_tensor(check_labelings(labs, len(X)), embedder.device)
+        z, pos, neg = _sample_loss(embedder, ps, labels, gen, holdout=holdout)
+        zs.append(z)
+        pos_all.append(pos + offset)
+        neg_all.append(neg + offset)
+        offset += z.shape[0]
+    auc, ap = embedder.gae.test(torch.cat(zs), torch.cat(pos_all, 1), torch.cat(neg_all, 1))
+    return {"auc": float(auc), "ap": float(ap)}
+
+
+def embedding_feature_names(embedder: ClusteringEmbedder) -> list[str]:
+    """Names of the embedding's coordinates, for plots and tables."""
+    names = []
+    for prefix, dims in (("code", [f"z{i}" for i in range(embedder.code_dim)]),
+                         ("feat", list(graphs.NODE_FEATURES))):
+        for stat in ("mean", "max", "std"):
+            names += [f"{prefix}:{d}:{stat}" for d in dims]
+    return names + list(GLOBAL_FEATURES)
+
+
