@@ -1,0 +1,405 @@
+"""Block C: the critic, a learned reward ``R(X, labels)`` that grades a whole clustering.
+
+A shallow MLP on block B's embedding (:class:`~tdml_lib.gae.ClusteringEmbedder`) is
+trained as a Wasserstein critic with gradient penalty (Gulrajani et al. 2017): *real* =
+embeddings of correct clusterings, *fake* = proposals (near misses from
+:mod:`tdml_lib.candidates` and, in the adversarial loop, the agent's best finds). The
+poster's Eq. (1) asks that the perfect clustering beat the best proposal by the largest
+margin; it enters as a per-problem hinge term
+
+    L_hinge = mean_p [ relu(m - (r(s*_p) - max_d r(d))) + mean_d relu(m - (r(s*_p) - r(d))) ]
+
+so the loss is ``L_WGAN + lambda_gp * GP + lambda_hinge * L_hinge`` (weights are
+replication choices). The critic's score of a clustering is ``R``; higher is better.
+Explained in chapter 3; evaluated across domains in chapter 5.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import graphs
+from .device import resolve_device
+from .gae import ClusteringEmbedder, train_gae
+from .io import save_torch
+from .problems import Problem
+from .validation import check_labelings, check_labels, check_points
+
+FORMAT_VERSION = 1
+PRETRAINED_PATH = Path(__file__).resolve().parent / "pretrained" / "critic_numbers.pt"
+
+
+class CriticNet(nn.Module):
+    """MLP with two hidden layers (DESIGN.md "Critic"); no normalisation layers, as
+    WGAN-GP asks (the gradient penalty is per sample)."""
+
+    def __init__(self, in_dim: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, 1))
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.net(e).squeeze(-1)
+
+
+class ClusteringCritic(nn.Module):
+    """The learned metric: ``score(X, labels) -> float``, higher = better clustering.
+
+    Holds block B (the embedder), the embedding's standardisation (fitted on the
+    training embeddings) and block C (the MLP). A *scorer*: the agent and the
+    evaluation call :meth:`score_many`.
+    """
+
+    def __init__(self, embedder: ClusteringEmbedder, hidden: int = 64,
+                 metadata: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.embedder = embedder
+        self.hidden = int(hidden)
+        self.net = CriticNet(embedder.embedding_dim, hidden)
+        self.register_buffer("emb_mean", torch.zeros(embedder.embedding_dim))
+        self.register_buffer("emb_std", torch.ones(embedder.embedding_dim))
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+    @property
+    def device(self) -> torch.device:
+        return self.emb_mean.device
+
+    def reward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Scores of raw (unstandardised) embeddings, differentiable."""
+        return self.net((embeddings - self.emb_mean) / self.emb_std)
+
+    @torch.inference_mode()
+    def score_prepared(self, ps: graphs.PointSet, labels: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Scores (B,) of label tensors (B, n) on a prepared point set, staying on device
+        (the agent's hot path: no host copies, no validation)."""
+        out = [self.reward(self.embedder.embed_prepared(ps, labels[i:i + batch_size]))
+               for i in range(0, labels.shape[0], batch_size)]
+        return torch.cat(out)
+
+    def score_many(self, X: object, labelings: Sequence[object] | np.ndarray,
+                   point_set: graphs.PointSet | None = None) -> np.ndarray:
+        """Scores (B,) of many clusterings of one point set, in one batched call.
+
+        Label names do not matter (ids are canonicalised); the kNN graph of X is built
+        once for the whole batch (pass ``point_set`` to reuse it across calls).
+        """
+        self.eval()
+        Xc = check_points(X)
+        labs = check_labelings(labelings, Xc.shape[0])
+        ps = point_set if point_set is not None else self.embedder.prepare(Xc)
+        return self.score_prepared(ps, graphs.as_label_tensor(labs, ps.device)).double().cpu().numpy()
+
+    def score(self, X: object, labels: object) -> float:
+        """Score of one clustering of X."""
+        Xc = check_points(X)
+        return float(self.score_many(Xc, [check_labels(labels, Xc.shape[0])])[0])
+
+    # -- persistence -----------------------------------------------------------------
+    def state(self) -> dict:
+        return {"format": FORMAT_VERSION, "hidden": self.hidden,
+                "embedder": self.embedder.state(),
+                "net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                "emb_mean": self.emb_mean.cpu(), "emb_std": self.emb_std.cpu(),
+                "metadata": _plain(self.metadata)}
+
+    @classmethod
+    def from_state(cls, state: dict, device: str | torch.device | None = "auto") -> "ClusteringCritic":
+        if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"critic checkpoint has format {found!r}; this version of tdml_lib reads "
+                             f"format {FORMAT_VERSION}. Retrain it (python -m tdml_lib train-critic).")
+        emb = ClusteringEmbedder.from_state(state["embedder"], "cpu")
+        critic = cls(emb, state["hidden"], state.get("metadata"))
+        critic.net.load_state_dict(state["net"])
+        critic.emb_mean.copy_(state["emb_mean"])
+        critic.emb_std.copy_(state["emb_std"])
+        return critic.to(resolve_device(device)).eval()
+
+    def save(self, path: str | Path) -> Path:
+        """Save atomically (temp file + rename)."""
+        return save_torch(path, self.state())
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = "auto") -> "ClusteringCritic":
+        """Load with ``torch.load(weights_only=True)``: a checkpoint cannot run code."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no critic at {path}; train one with `python -m tdml_lib train-critic`.")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"{path} is not a readable critic checkpoint ({exc.__class__.__name__}: {exc}); "
+                             "it may be truncated or from another program. Retrain or re-download it.") from exc
+        return cls.from_state(state, device)
+
+
+def _plain(obj: Any) -> Any:
+    """Metadata restricted to what ``weights_only`` loading accepts (str/int/float/list/dict)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
+
+
+def load_critic(path: str | Path | None = None, device: str | torch.device | None = "auto") -> ClusteringCritic:
+    """The critic shipped with the package (trained on Numbers by the book's own code;
+    its metadata records the command), or one saved at ``path``."""
+    return ClusteringCritic.load(path or PRETRAINED_PATH, device)
+
+
+# --- training -----------------------------------------------------------------------------
+
+@dataclass
+class CriticConfig:
+    """Hyper-parameters of critic training (replication choices, DESIGN.md)."""
+
+    n_negatives: int = 24          # near misses per training problem
+    epochs: int = 300              # passes over the training problems
+    problems_per_step: int = 16
+    lr: float = 1e-3
+    hidden: int = 64
+    lambda_gp: float = 1.0
+    lambda_hinge: float = 5.0
+    margin: float = 1.0
+    gae_epochs: int = 10
+    gae_clusterings: int = 3       # clusterings per problem the GAE trains on
+    k: int = graphs.DEFAULT_K
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TrainingSet:
+    """Embeddings of each training problem's correct clustering and its negatives."""
+
+    real: list[torch.Tensor] = field(default_factory=list)   # each (D,)
+    fake: list[torch.Tensor] = field(default_factory=list)   # each (m_p, D)
+
+    def add_negatives(self, index: int, embeddings: torch.Tensor) -> None:
+        self.fake[index] = torch.cat([self.fake[index], embeddings])
+
+
+def embed_training_set(embedder: ClusteringEmbedder, problems: Sequence[Problem], n_negatives: int,
+                       seed: int, progress: bool = False) -> TrainingSet:
+    """Embed each problem's truth and ``n_negatives`` near misses (block B, frozen)."""
+    from tqdm.auto import tqdm
+
+    from .candidates import training_negatives
+
+    ts = TrainingSet()
+    for i, p in enumerate(tqdm(problems, desc="embedding", disable=not progress)):
+        negs = training_negatives(p, n_negatives, seed=seed * 100_003 + i)
+        e = embedder.embed_many(p.X, np.vstack([p.labels[None], negs]))
+        ts.real.append(e[0])
+        ts.fake.append(e[1:])
+    return ts
+
+
+def _gradient_penalty(critic: ClusteringCritic, real: torch.Tensor, fake: torch.Tensor,
+                      gen: torch.Generator) -> torch.Tensor:
+    alpha = torch.rand(real.shape[0], 1, generator=gen).to(real.device)
+    mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(critic.reward(mix).sum(), mix, create_graph=True)
+    return ((grad.norm(dim=1) - 1) ** 2).mean()
+
+
+def critic_loss(critic: ClusteringCritic, ts: TrainingSet, batch: Sequence[int], cfg: CriticConfig,
+                gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """WGAN-GP loss + Eq. (1) hinge on a batch of training problems."""
+    real = torch.stack([ts.real[i] for i in batch])
+    fakes = [ts.fake[i] for i in batch]
+    r_real = critic.reward(real)
+    r_fakes = [critic.reward(f) for f in fakes]
+    all_fake = torch.cat(fakes)
+    wgan = torch.cat(r_fakes).mean() - r_real.mean()
+    pick = torch.randint(0, all_fake.shape[0], (real.shape[0],), generator=gen).to(real.device)
+    gp = _gradient_penalty(critic, real, all_fake[pick], gen)
+    hinge = torch.stack([torch.relu(cfg.margin - (rr - rf.max())) + torch.relu(cfg.margin - (rr - rf)).mean()
+                         for rr, rf in zip(r_real, r_fakes)]).mean()
+    loss = wgan + cfg.lambda_gp * gp + cfg.lambda_hinge * hinge
+    return loss, {"loss": float(loss), "wgan": float(wgan), "gp": float(gp), "hinge": float(hinge)}
+
+
+def train_critic_net(critic: ClusteringCritic, ts: TrainingSet, cfg: CriticConfig, seed: int = 0,
+                     epochs: int | None = None, progress: bool = True,
+                     checkpoint: str | Path | None = None, checkpoint_every: int = 50) -> pd.DataFrame:
+    """Train block C on precomputed embeddings. With ``checkpoint``, the state (weights,
+    optimiser, RNG, step) is saved every ``checkpoint_every`` epochs and training resumes
+    from it when the file exists (kill-safe: writes are atomic)."""
+    from tqdm.auto import tqdm
+
+    epochs = cfg.epochs if epochs is None else epochs
+    device = critic.device
+    ts = TrainingSet([r.to(device) for r in ts.real], [f.to(device) for f in ts.fake])
+    opt = torch.optim.Adam(critic.net.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    gen = torch.Generator().manual_seed(seed)
+    rows: list[dict[str, float]] = []
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        critic.net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        rows = [dict(zip(state["history_cols"], r)) for r in state["history"].tolist()]
+        start = int(state["epoch"]) + 1
+    n = len(ts.real)
+    per_step = min(cfg.problems_per_step, n)
+    critic.train()
+    for epoch in tqdm(range(start, epochs), desc="critic", disable=not progress, initial=start, total=epochs):
+        order = torch.randperm(n, generator=gen).tolist()
+        logs = []
+        for s in range(0, n, per_step):
+            loss, log = critic_loss(critic, ts, order[s:s + per_step], cfg, gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            logs.append(log)
+        rows.append({"epoch": epoch, **{k: float(np.mean([l[k] for l in logs])) for k in logs[0]}})
+        if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+            cols = list(rows[0])
+            save_torch(checkpoint, {"net": critic.net.state_dict(), "opt": opt.state_dict(),
+                                    "gen": gen.get_state(), "epoch": epoch, "history_cols": cols,
+                                    "history": torch.tensor([[r[c] for c in cols] for r in rows])})
+    critic.eval()
+    return pd.DataFrame(rows)
+
+
+def fit_critic(problems: Sequence[Problem], cfg: CriticConfig | None = None, seed: int = 0,
+               device: str | torch.device | None = "auto", embedder: ClusteringEmbedder | None = None,
+               progress: bool = True, checkpoint: str | Path | None = None,
+               metadata: dict[str, Any] | None = None) -> tuple[ClusteringCritic, dict[str, pd.DataFrame], TrainingSet]:
+    """Train blocks B and C on labelled problems.
+
+    1. the GAE (unless an ``embedder`` is given) on the problems' correct clusterings
+       and a few near misses; 2. embeddings of each truth and ``cfg.n_negatives`` near
+       misses; 3. the critic on them.
+
+    Returns:
+        (critic, histories {"gae": ..., "critic": ...}, the training set of embeddings,
+        to which the adversarial loop adds the agent's proposals).
+    """
+    from .candidates import training_negatives
+    from .device import seed_everything
+
+    if len(problems) == 0:
+        raise ValueError("fit_critic needs at least one labelled training problem.")
+    cfg = cfg or CriticConfig()
+    dev = resolve_device(device)
+    seed_everything(seed)
+    histories: dict[str, pd.DataFrame] = {}
+    if embedder is None:
+        embedder = ClusteringEmbedder(k=cfg.k).to(dev)
+        samples = [(p.X, np.vstack([p.labels[None],
+                                    training_negatives(p, cfg.gae_clusterings - 1, seed=seed + 7919 * i)]))
+                   for i, p in enumerate(problems)]
+        histories["gae"] = train_gae(embedder, samples, epochs=cfg.gae_epochs, seed=seed, progress=progress)
+    embedder = embedder.to(dev).eval()
+    for prm in embedder.parameters():
+        prm.requires_grad_(False)
+    ts = embed_training_set(embedder, problems, cfg.n_negatives, seed, progress)
+    critic = ClusteringCritic(embedder, cfg.hidden, metadata).to(dev)
+    allemb = torch.cat([torch.stack(ts.real)] + ts.fake)
+    critic.emb_mean.copy_(allemb.mean(0))
+    critic.emb_std.copy_(allemb.std(0).clamp(min=1e-6))
+    histories["critic"] = train_critic_net(critic, ts, cfg, seed, progress=progress, checkpoint=checkpoint)
+    critic.metadata.update({"config": cfg.as_dict(), "seed": seed, "n_train_problems": len(problems),
+                            "train_sources": sorted({p.source for p in problems})})
+    return critic, histories, ts
+
+
+def adversarial_training(critic: ClusteringCritic, problems: Sequence[Problem], ts: TrainingSet,
+                         cfg: CriticConfig, rounds: int = 2, problems_per_round: int = 8,
+                         epochs_per_round: int = 100, generations: int = 15, population_size: int = 32,
+                         seed: int = 0, progress: bool = True) -> tuple[ClusteringCritic, pd.DataFrame]:
+    """The poster's adversarial loop: the agent (block A) maximises the current critic on
+    training problems; its best proposals that are *not* the correct clustering become
+    new negatives (the set D of Eq. (1)), and the critic trains on. True labels are used
+    here only because these are labelled *training* problems.
+
+    Returns:
+        (a new critic, history with per-round counts of over-rated proposals).
+    """
+    from .agent import make_agent_proposals
+    from .metrics import clustering_accuracy
+
+    critic = copy.deepcopy(critic)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(rounds):
+        chosen = rng.choice(len(problems), size=min(problems_per_round, len(problems)), replace=False)
+        added = overrated = 0
+        for i in chosen:
+            p = problems[int(i)]
+            props = make_agent_proposals(p.X, critic, n=4, seed=int(rng.integers(2**31)),
+                                         generations=generations, population_size=population_size)
+            wrong = [lab for lab in props if clustering_accuracy(p.labels, lab) < 1.0]
+            if not wrong:
+                continue
+            scores = critic.score_many(p.X, [p.labels] + wrong)
+            overrated += int(np.sum(scores[1:] >= scores[0]))
+            ts.add_negatives(int(i), critic.embedder.embed_many(p.X, wrong).to(ts.fake[int(i)].device))
+            added += len(wrong)
+        hist = train_critic_net(critic, ts, cfg, seed + r + 1, epochs=epochs_per_round, progress=progress)
+        rows.append({"round": r, "proposals_added": added, "overrated_before": overrated,
+                     "final_loss": float(hist["loss"].iloc[-1])})
+    critic.metadata["adversarial_rounds"] = rounds
+    return critic, pd.DataFrame(rows)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+def add_cli(sub: Any) -> None:
+    p = sub.add_parser("train-critic", help="train a critic on labelled problems of one domain and save it")
+    p.add_argument("--domain", default="numbers", help="training domain (numbers, fashion, letters, digits, synthetic)")
+    p.add_argument("--n-problems", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=CriticConfig.epochs)
+    p.add_argument("--gae-epochs", type=int, default=CriticConfig.gae_epochs)
+    p.add_argument("--n-negatives", type=int, default=CriticConfig.n_negatives)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=str(PRETRAINED_PATH), help="where to save the critic (.pt)")
+    p.set_defaults(func=_cli_train)
+
+
+def training_problems(domain: str, n_problems: int, seed: int, split: str = "train") -> list[Problem]:
+    """Labelled training problems of a domain (K 2..10, 20..100 points per class)."""
+    if domain == "synthetic":
+        from .problems import synthetic_problems
+        return synthetic_problems(n_problems, n_features=(2, 32), seed=seed)
+    from .features import domain_problems
+    return domain_problems(domain, n_problems, split=split, seed=seed)
+
+
+def _cli_train(args: Any) -> int:
+    import time
+
+    from .io import provenance
+
+    t0 = time.time()
+    probs = training_problems(args.domain, args.n_problems, args.seed)
+    cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives)
+    command = "python -m tdml_lib " + " ".join(sys.argv[1:]) if sys.argv[1:] else "python -m tdml_lib train-critic"
+    critic, hist, _ = fit_critic(probs, cfg, seed=args.seed, device=args.device,
+                                 metadata={"domain": args.domain, "command": command})
+    critic.metadata["provenance"] = provenance(params=vars(args) | {"func": None}, seed=args.seed,
+                                               device=str(critic.device))
+    critic.metadata["wall_time_s"] = round(time.time() - t0, 1)
+    critic.save(args.out)
+    print(f"saved critic trained on {len(probs)} {args.domain} problems to {args.out} "
+          f"({critic.metadata['wall_time_s']} s)")
+    return 0

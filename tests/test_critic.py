@@ -1,0 +1,88 @@
+"""Block C: the critic as a metric object."""
+import numpy as np
+import pytest
+import torch
+
+from tdml_lib import critic as critic_mod
+from tdml_lib.critic import ClusteringCritic, CriticConfig, fit_critic
+from tdml_lib.problems import synthetic_problems
+
+TINY = CriticConfig(n_negatives=6, epochs=15, problems_per_step=4, gae_epochs=2, gae_clusterings=2,
+                    hidden=16, k=6)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    probs = synthetic_problems(10, n_clusters=(2, 4), points_per_class=(15, 30), n_features=(2, 6), seed=0)
+    critic, hist, ts = fit_critic(probs, TINY, seed=0, device="cpu", progress=False)
+    return critic, hist, ts, probs
+
+
+def test_training_on_tiny_set_runs_and_logs(trained):
+    critic, hist, ts, probs = trained
+    assert set(hist) == {"gae", "critic"}
+    assert len(hist["critic"]) == TINY.epochs
+    assert {"loss", "wgan", "gp", "hinge"} <= set(hist["critic"].columns)
+    assert hist["critic"]["hinge"].iloc[-1] < hist["critic"]["hinge"].iloc[0]
+    assert len(ts.real) == len(probs) and ts.fake[0].shape[0] == TINY.n_negatives
+    assert critic.metadata["n_train_problems"] == len(probs)
+
+
+def test_scores_invariant_to_label_renaming(trained):
+    critic, _, _, probs = trained
+    p = probs[0]
+    assert critic.score(p.X, p.labels) == pytest.approx(critic.score(p.X, p.labels * 3 + 7), abs=1e-5)
+
+
+def test_score_many_equals_looped_score(trained):
+    critic, _, _, probs = trained
+    p = probs[1]
+    rng = np.random.default_rng(0)
+    labs = [p.labels] + [rng.integers(0, k, p.n_points) for k in (2, 3, 5)]
+    many = critic.score_many(p.X, labs)
+    assert many.shape == (4,)
+    assert np.allclose(many, [critic.score(p.X, lab) for lab in labs], atol=1e-5)
+
+
+def test_save_load_round_trip(tmp_path, trained):
+    critic, _, _, probs = trained
+    p = probs[2]
+    path = critic.save(tmp_path / "c.pt")
+    again = ClusteringCritic.load(path, device="cpu")
+    assert again.score(p.X, p.labels) == critic.score(p.X, p.labels)
+    assert again.metadata["config"]["epochs"] == TINY.epochs
+
+
+def test_load_errors_are_clear(tmp_path, trained):
+    with pytest.raises(FileNotFoundError, match="train-critic"):
+        ClusteringCritic.load(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable critic"):
+        ClusteringCritic.load(bad)
+    state = trained[0].state()
+    state["format"] = 0
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="format"):
+        ClusteringCritic.load(tmp_path / "old.pt")
+
+
+def test_checkpoint_resume_gives_same_weights(tmp_path, trained):
+    critic, _, ts, _ = trained
+    cfg = CriticConfig(**{**TINY.as_dict(), "epochs": 6})
+    a = ClusteringCritic(critic.embedder, cfg.hidden)
+    b = ClusteringCritic(critic.embedder, cfg.hidden)
+    b.net.load_state_dict(a.net.state_dict())
+    critic_mod.train_critic_net(a, ts, cfg, seed=1, progress=False)
+    ckpt = tmp_path / "ckpt.pt"
+    critic_mod.train_critic_net(b, ts, cfg, seed=1, epochs=4, progress=False, checkpoint=ckpt, checkpoint_every=2)
+    c = ClusteringCritic(critic.embedder, cfg.hidden)    # a fresh process would start here
+    hist = critic_mod.train_critic_net(c, ts, cfg, seed=1, progress=False, checkpoint=ckpt, checkpoint_every=2)
+    assert hist["epoch"].tolist() == list(range(6))
+    for pa, pc in zip(a.net.parameters(), c.net.parameters()):
+        assert torch.allclose(pa, pc, atol=1e-6)
+
+
+def test_fit_needs_problems():
+    with pytest.raises(ValueError, match="at least one"):
+        fit_critic([], TINY)
