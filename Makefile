@@ -2,7 +2,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
-export MPLBACKEND ?= Agg
 
 .PHONY: setup book test bench clean
 

@@ -21,11 +21,14 @@ if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
   if [ ${#missing[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "setup: installing Debian packages: ${missing[*]}"
-    if ! { $sudo apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-           $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }; then
-      echo "setup: warning: could not install ${missing[*]}; Fashion and offline Letters" \
-           "will need TDML_DATA or a download, and the browser test will be skipped." >&2
-    fi
+    $sudo apt-get update -q >/dev/null || true
+    # One package at a time: a package missing on this distribution (Ubuntu has no
+    # `chromium` .deb) must not stop the others.
+    for p in "${missing[@]}"; do
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "$p" >/dev/null \
+        || echo "setup: warning: could not install $p (Fashion and offline Letters then need TDML_DATA" \
+                "or a download; the browser test is skipped without chromium)." >&2
+    done
   fi
 fi
 
@@ -34,7 +37,13 @@ stamp="$VENV/.tdml-installed"
 if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python packages into $VENV"
   "$PY" -m pip install -q --upgrade pip
-  "$PY" -m pip install -q -r requirements.txt
+  # PyPI's torch for Linux is a multi-GB CUDA build: where PyTorch's CPU index is
+  # reachable, take the CPU wheel from it (machines without it use their local wheel/cap).
+  extra=()
+  if curl -s -m 5 -o /dev/null https://download.pytorch.org/whl/cpu/ 2>/dev/null; then
+    extra=(--extra-index-url https://download.pytorch.org/whl/cpu)
+  fi
+  "$PY" -m pip install -q "${extra[@]}" -r requirements.txt
   "$PY" -m pip install -q --no-deps -e .
   touch "$stamp"
 fi

@@ -1,0 +1,340 @@
+"""The book as a reader meets it: the built HTML, opened in a real (headless) browser.
+
+A session fixture builds the book (``jupyter-book build . --warningiserror
+--keep-going``) unless ``_build/html/index.html`` is newer than every source, so
+``make book`` followed by ``make test`` builds once. The HTML is served on 127.0.0.1
+and every page listed in ``_toc.yml`` (and ``index.html``) is opened in Debian's
+Chromium driven by Selenium. Checked for each page: it loads, has its title, every
+image has a non-zero natural size, chapters show at least one figure, no error or
+traceback output, every internal link resolves, and notebook pages carry Binder and
+Colab launch links pointing at their own notebook. Screenshots of the front page and
+chapter 3 are kept in ``_build/screenshots/`` as build artefacts.
+
+Skipped (with the reason) only when Chromium or chromedriver is absent; ``make test``
+installs both on Debian/Ubuntu (scripts/setup.sh).
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote, urldefrag, urlsplit
+
+import pytest
+import yaml
+
+from conftest import ROOT, source_path, subprocess_env, toc_captions, toc_files
+
+HTML = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BUILD_TIMEOUT_S = 3600
+SOURCES = ("book", "tdml_lib", "_config.yml", "_toc.yml", "references.bib")
+SCREENSHOT_PAGES = {"book/intro": "front_page", "book/03_critic": "chapter03_critic"}
+
+DOCS = toc_files()
+NOTEBOOK_DOCS = [doc for doc in DOCS if source_path(doc).suffix == ".ipynb"]
+PAGES = ["index", *DOCS]
+ERROR_LINE = re.compile(r"^\s*[A-Za-z_.]*(Error|Exception): ", re.MULTILINE)
+
+
+# ----------------------------------------------------------------------------- build
+def _newest_source_mtime() -> float:
+    newest = 0.0
+    for name in SOURCES:
+        path = ROOT / name
+        if path.is_file():
+            newest = max(newest, path.stat().st_mtime)
+        elif path.is_dir():
+            for f in path.rglob("*"):
+                if f.is_file() and "__pycache__" not in f.parts \
+                        and ".ipynb_checkpoints" not in f.parts:
+                    newest = max(newest, f.stat().st_mtime)
+    return newest
+
+
+@pytest.fixture(scope="session")
+def built_book() -> Path:
+    """``_build/html``, built now unless it is newer than every source file."""
+    index = HTML / "index.html"
+    if index.exists() and index.stat().st_mtime > _newest_source_mtime():
+        return HTML
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "--warningiserror",
+           "--keep-going"]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True,
+                              text=True, timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`{' '.join(cmd)}` ran longer than {BUILD_TIMEOUT_S} s")
+    if proc.returncode != 0 or not index.exists():
+        index.unlink(missing_ok=True)  # never let a later run trust a failed build
+        pytest.fail(f"`{' '.join(cmd)}` failed (exit {proc.returncode}); fix the first "
+                    f"warning or error below.\n{_summarise_log(proc.stdout + proc.stderr)}",
+                    pytrace=False)
+    return HTML
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_PROBLEM = re.compile(r"WARNING|ERROR|CRITICAL|^\w*(Error|Exception): ")
+
+
+def _summarise_log(log: str, n_lines: int = 30, tail_chars: int = 3000) -> str:
+    """The build log's warning/error lines (first ``n_lines``) and its tail."""
+    lines = [_ANSI.sub("", line) for line in log.splitlines()]
+    problems = [line for line in lines if _PROBLEM.search(line)
+                and "Kernel is running over TCP" not in line][:n_lines]
+    return ("--- warnings and errors ---\n" + "\n".join(problems)
+            + "\n--- output (tail) ---\n" + "\n".join(lines)[-tail_chars:])
+
+
+# ----------------------------------------------------------------------------- serve
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="session")
+def site(built_book: Path) -> Iterator[str]:
+    """Base URL of ``_build/html`` served on 127.0.0.1 at a free port."""
+    handler = functools.partial(_QuietHandler, directory=str(built_book))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@functools.lru_cache(maxsize=None)
+def _fetch(url: str) -> tuple[int, str]:
+    """HTTP status and body of a URL on the local server (cached per URL)."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, resp.read().decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+# --------------------------------------------------------------------------- browser
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Debian Chromium driven by Selenium; skipped when either is missing."""
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(f"browser test needs {CHROMIUM} and {CHROMEDRIVER} (Debian packages "
+                    "chromium and chromium-driver; `make test` installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _open(driver: Any, url: str) -> None:
+    driver.get(url)
+    deadline = time.time() + 30
+    while driver.execute_script("return document.readyState") != "complete":
+        if time.time() > deadline:
+            raise AssertionError(f"{url} did not finish loading within 30 s")
+        time.sleep(0.1)
+
+
+def _wait_for_images(driver: Any, timeout_s: float = 20) -> list[dict[str, Any]]:
+    """Load every image eagerly and return ``{src, complete, width}`` for each."""
+    script = """
+        const imgs = Array.from(document.images);
+        imgs.forEach(i => { i.loading = 'eager'; });
+        return imgs.map(i => ({src: i.currentSrc || i.src, complete: i.complete,
+                               width: i.naturalWidth, alt: i.alt}));"""
+    deadline = time.time() + timeout_s
+    images = driver.execute_script(script)
+    while not all(i["complete"] for i in images) and time.time() < deadline:
+        time.sleep(0.2)
+        images = driver.execute_script(script)
+    return images
+
+
+H1_TEXT = """
+    const h = document.querySelector('article h1, main h1, h1');
+    if (!h) return null;
+    const c = h.cloneNode(true);
+    c.querySelectorAll('.headerlink').forEach(e => e.remove());
+    return c.textContent.trim();"""
+
+FIGURES = """
+    const out = document.querySelectorAll(
+        '.cell_output img, .cell_output svg, article figure img, article figure svg');
+    return Array.from(out).filter(e => e.getBoundingClientRect().width > 0).length;"""
+
+ERROR_OUTPUTS = """
+    const sel = '.output.error, .output.traceback, .cell_output .traceback, '
+              + '.cell_output .output.stderr';
+    return Array.from(document.querySelectorAll(sel)).map(e => e.innerText.slice(0, 300));"""
+
+OUTPUT_TEXT = """
+    return Array.from(document.querySelectorAll('.cell_output'))
+        .map(e => e.innerText).join('\\n');"""
+
+LINKS = """
+    return Array.from(document.querySelectorAll('a[href]')).map(a => a.href);"""
+
+
+def _url(site: str, doc: str) -> str:
+    return f"{site}{doc}.html"
+
+
+# ----------------------------------------------------------------------------- tests
+def test_index_redirects_to_front_page(site: str, browser: Any) -> None:
+    status, _ = _fetch(_url(site, "index"))
+    assert status == 200, f"index.html answered HTTP {status}"
+    _open(browser, _url(site, "index"))
+    deadline = time.time() + 10
+    while not browser.current_url.endswith(f"{DOCS[0]}.html") and time.time() < deadline:
+        time.sleep(0.2)
+    assert browser.current_url.endswith(f"{DOCS[0]}.html"), (
+        f"index.html should lead to the front page {DOCS[0]}.html, "
+        f"ended at {browser.current_url}")
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_page(doc: str, site: str, browser: Any) -> None:
+    """One page: loads, titled, images render, figures, no errors, links resolve."""
+    url = _url(site, doc)
+    status, _ = _fetch(url)
+    assert status == 200, f"{doc}.html answered HTTP {status}: is it missing from the build?"
+    _open(browser, url)
+    problems: list[str] = []
+
+    # Title: the page's first heading, also in the browser's title bar.
+    h1 = browser.execute_script(H1_TEXT)
+    if not h1:
+        problems.append("no <h1> title")
+    elif h1 not in browser.title:
+        problems.append(f"document title {browser.title!r} does not contain h1 {h1!r}")
+
+    # Every image has a real size (a broken src gives naturalWidth 0).
+    for img in _wait_for_images(browser):
+        if not img["complete"] or img["width"] == 0:
+            problems.append(f"image did not render: {img['src']} (alt={img['alt']!r})")
+
+    # A chapter shows at least one figure.
+    if source_path(doc).suffix == ".ipynb":
+        n_figures = browser.execute_script(FIGURES)
+        if n_figures == 0:
+            hint = " (the page is still a placeholder)" if h1 and "in preparation" in h1 else ""
+            problems.append(f"chapter shows no figure{hint}")
+
+    # No error output.
+    for text in browser.execute_script(ERROR_OUTPUTS):
+        problems.append(f"error output cell: {text!r}")
+    body = browser.execute_script("return document.body.innerText")
+    if "Traceback (most recent call last)" in body:
+        problems.append("page text contains 'Traceback (most recent call last)'")
+    match = ERROR_LINE.search(browser.execute_script(OUTPUT_TEXT) or "")
+    if match:
+        problems.append(f"an output cell prints an error: {match.group(0).strip()!r}")
+
+    # Every internal link (same site, .html) resolves; anchors exist on the target.
+    for href in sorted(set(browser.execute_script(LINKS))):
+        if not href.startswith(site):
+            continue
+        target, fragment = urldefrag(href)
+        path = urlsplit(target).path
+        if not path.endswith(".html"):
+            continue
+        status, text = _fetch(target)
+        if status != 200:
+            problems.append(f"broken link {href} (HTTP {status})")
+        elif fragment and f'id="{unquote(fragment)}"' not in text:
+            problems.append(f"link {href}: no element with id {unquote(fragment)!r}")
+
+    assert not problems, f"{doc}.html:\n  - " + "\n  - ".join(problems)
+
+
+def _launch_config() -> dict[str, str]:
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    repo = cfg["repository"]
+    owner_repo = urlsplit(repo["url"]).path.strip("/")
+    return {"owner_repo": owner_repo, "branch": repo.get("branch", "main"),
+            "path_to_book": (repo.get("path_to_book") or "").strip("/"),
+            "binder": cfg["launch_buttons"]["binderhub_url"].rstrip("/"),
+            "colab": cfg["launch_buttons"]["colab_url"].rstrip("/")}
+
+
+@pytest.mark.parametrize("doc", NOTEBOOK_DOCS)
+def test_launch_buttons(doc: str, site: str, browser: Any) -> None:
+    """Binder and Colab links exist and open this chapter's notebook in the repository."""
+    cfg = _launch_config()
+    nb_path = "/".join(p for p in (cfg["path_to_book"], f"{doc}.ipynb") if p)
+    assert (ROOT / nb_path).exists(), f"launch links would point at missing {nb_path}"
+    _open(browser, _url(site, doc))
+    hrefs = browser.execute_script(
+        "return Array.from(document.querySelectorAll('a[href]'))"
+        ".map(a => a.getAttribute('href'));")
+    colab = [h for h in hrefs if h.startswith(cfg["colab"])]
+    binder = [h for h in hrefs if h.startswith(cfg["binder"])]
+    expected_colab = f"{cfg['colab']}/github/{cfg['owner_repo']}/blob/{cfg['branch']}/{nb_path}"
+    assert colab == [expected_colab], f"Colab links {colab}, expected [{expected_colab}]"
+    assert len(binder) == 1, f"expected one Binder link, found {binder}"
+    prefix = f"{cfg['binder']}/v2/gh/{cfg['owner_repo']}/{cfg['branch']}?urlpath="
+    assert binder[0].startswith(prefix), f"Binder link {binder[0]} should start {prefix}"
+    assert unquote(binder[0]).endswith(f"/{nb_path}"), (
+        f"Binder link {binder[0]} should open {nb_path}")
+
+
+def test_navigation_shows_parts(site: str, browser: Any) -> None:
+    """The left navigation shows the toc's parts (the three blocks among them)."""
+    _open(browser, _url(site, DOCS[0]))
+    captions = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.bd-sidebar-primary .caption-text'))"
+        ".map(e => e.textContent.trim());")
+    assert captions == toc_captions(), f"navigation parts {captions} != _toc.yml captions"
+    assert sum(c.startswith("Block") for c in captions) == 3, captions
+
+
+def _full_page_screenshot(driver: Any, path: Path, max_height: int = 12000) -> None:
+    height = driver.execute_script(
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
+    driver.set_window_size(1280, min(int(height) + 120, max_height))
+    time.sleep(0.5)
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1280, 1000)
+
+
+@pytest.mark.parametrize("doc", list(SCREENSHOT_PAGES))
+def test_screenshots(doc: str, site: str, browser: Any) -> None:
+    """Keep screenshots of the front page and chapter 3 (with its first figure)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    _open(browser, _url(site, doc))
+    _wait_for_images(browser)
+    name = SCREENSHOT_PAGES[doc]
+    _full_page_screenshot(browser, SCREENSHOTS / f"{name}.png")
+    assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
+    figure = browser.execute_script(
+        "const f = document.querySelector('.cell_output img, article figure img');"
+        "if (!f) return false; f.scrollIntoView({block: 'center'}); return true;")
+    assert figure, f"{doc}.html has no figure to show in a screenshot"
+    time.sleep(0.3)
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}_figure.png"))

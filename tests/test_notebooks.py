@@ -1,0 +1,78 @@
+"""Every chapter listed in ``_toc.yml`` runs top to bottom under ``pytest --nbval-lax``.
+
+Each chapter runs in its own pytest subprocess (nbval collects ``.ipynb`` files only
+when given them on the command line, and ``book/`` is outside ``tests/``), with the
+kernel of this interpreter's environment (``--nbval-current-env``) and this folder's
+``conftest.py`` loaded as a plugin so that stderr is never compared. Chapters check
+their own numbers in ``assert`` cells; nbval fails on the first cell that raises.
+
+Run one chapter by hand with::
+
+    cd book && MPLBACKEND=Agg ../.venv/bin/python -m pytest --nbval-lax -q 03_critic.ipynb
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from conftest import ROOT, source_path, subprocess_env, toc_files
+
+CHAPTERS = [doc for doc in toc_files() if source_path(doc).suffix == ".ipynb"]
+TIMEOUT_S = 900  # a chapter's small defaults take about a minute on a laptop CPU
+
+
+FRAME = ("## Overview", "## Prerequisites", "## Imports", "## Summary", "### What's next?",
+         "## Exercises", "## References")
+
+
+def test_toc_lists_chapters() -> None:
+    assert CHAPTERS, "_toc.yml lists no notebook chapters"
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_is_committed_clean(docname: str) -> None:
+    """Outputs cleared, kernel `python3`, one `parameters` cell (STYLE.md, pitfalls 3, 10)."""
+    nb = nbformat.read(source_path(docname), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    dirty = [i for i, c in enumerate(code) if c.outputs or c.execution_count is not None]
+    assert not dirty, (f"{docname}: code cells {dirty} keep outputs or execution counts; "
+                       "clear them before committing (CONTRIBUTING.md)")
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    assert kernel == "python3", f"{docname}: kernelspec {kernel!r}, expected 'python3'"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{docname}: {len(tagged)} cells tagged `parameters`, expected 1"
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_frame(docname: str) -> None:
+    """`# N. Title`, Overview, Prerequisites, Imports, Summary, What's next, Exercises,
+    References (the chapter frame of STYLE.md)."""
+    nb = nbformat.read(source_path(docname), as_version=4)
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert markdown and re.match(r"# \d+\. \S", markdown[0]), (
+        f"{docname}: the first cell must be markdown starting `# N. Title`")
+    lines = {line.strip() for src in markdown for line in src.splitlines()}
+    missing = [h for h in FRAME if h not in lines]
+    assert not missing, f"{docname}: missing headings {missing}"
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_runs_under_nbval(docname: str) -> None:
+    notebook = source_path(docname)
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
+           "-p", "tests.conftest", "-p", "no:cacheprovider", "-q", "--no-header",
+           "--rootdir", str(ROOT), str(notebook.relative_to(ROOT))]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True,
+                              text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{notebook.name} did not finish under nbval within {TIMEOUT_S} s; "
+                    "make its default parameters smaller")
+    if proc.returncode != 0:
+        pytest.fail(f"{notebook.name} failed under nbval (exit {proc.returncode}). "
+                    f"Re-run: {' '.join(cmd[2:])}\n--- output (tail) ---\n"
+                    f"{(proc.stdout + proc.stderr)[-6000:]}", pytrace=False)
