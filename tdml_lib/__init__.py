@@ -35,7 +35,7 @@ _LAZY = {
 
 _SUBMODULES = {"agent", "baselines", "candidates", "critic", "data", "device", "evaluate",
                "features", "gae", "graphs", "io", "metrics", "plotting", "problems", "runner",
-               "validation", "bench"}
+               "validation", "bench", "checkpoint", "reference"}
 
 
 def __getattr__(name: str) -> Any:

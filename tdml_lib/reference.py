@@ -1,0 +1,378 @@
+"""Published numbers, and the tables that set our committed results beside them (chapter 8).
+
+Two constant tables, each with its source:
+
+* :data:`POSTER_TABLE`: the poster's transfer table (Best / Top 3, %), the only
+  numbers the TDML authors published (Alami Chehboune, Kaddah, Read, IDA 2023 poster);
+* :data:`PUBLISHED_CLUSTERING`: clustering accuracy of other methods on the full
+  datasets, as published by their authors (the list in DESIGN.md).
+
+And readers for ``results/<experiment>/result.json`` (written by
+``python -m tdml_lib run CHAPTER ... --out results/<experiment>``; schema in
+``results/README.md``): :func:`load_results`, :func:`poster_comparison`,
+:func:`clustering_comparison`, :func:`baseline_table`. A number that no result file
+holds is ``NaN`` in the numeric tables and :data:`NOT_RUN` in the displayed ones:
+nothing is ever filled in by hand.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+NOT_RUN = "not yet run"
+
+POSTER_SOURCE = ("Alami Chehboune, Kaddah & Read, 'Transferable Deep Metric Learning for "
+                 "Clustering', IDA 2023, poster: results table (Best / Top 3, % of test "
+                 "problems).")
+
+#: The poster's transfer table: one row per (training domain, regime, test domain).
+#: Best = % of test problems where the critic ranks the correct clustering first;
+#: Top 3 = % where it ranks it among the first three.
+POSTER_TABLE: tuple[dict[str, Any], ...] = tuple(
+    {"train": train, "regime": regime, "test": test, "best": best, "top3": top3}
+    for (train, regime), cells in {
+        ("numbers", "standard"): ((78.3, 92.5), (86.0, 97.5), (69.2, 87.2)),
+        ("numbers", "few-shot"): ((75.8, 82.1), (83.3, 92.0), (65.1, 83.9)),
+        ("fashion", "standard"): ((70.1, 83.1), (85.0, 98.6), (76.9, 94.7)),
+        ("fashion", "few-shot"): ((67.9, 77.4), (83.5, 95.3), (70.2, 88.0)),
+    }.items()
+    for test, (best, top3) in zip(("numbers", "letters", "fashion"), cells))
+
+TRAIN_DOMAINS = ("numbers", "fashion")
+REGIMES = ("standard", "few-shot")
+TEST_DOMAINS = ("numbers", "letters", "fashion")
+
+#: Clustering scores published by other methods' authors, on the full datasets
+#: (Numbers = MNIST, Fashion = Fashion-MNIST, 70 000 images each). ``None``: not listed.
+PUBLISHED_CLUSTERING: tuple[dict[str, Any], ...] = (
+    {"method": "N2D", "dataset": "numbers", "acc": 0.979, "nmi": 0.942,
+     "source": "McConville et al., N2D: (Not Too) Deep Clustering, ICPR 2020 (arXiv:1908.05968)"},
+    {"method": "N2D", "dataset": "fashion", "acc": 0.672, "nmi": 0.684,
+     "source": "McConville et al., N2D: (Not Too) Deep Clustering, ICPR 2020 (arXiv:1908.05968)"},
+    {"method": "DEC", "dataset": "numbers", "acc": 0.863, "nmi": None,
+     "source": "Xie, Girshick & Farhadi, Unsupervised Deep Embedding for Clustering "
+               "Analysis, ICML 2016"},
+    {"method": "ClusterGAN", "dataset": "numbers", "acc": 0.964, "nmi": None,
+     "source": "Mukherjee et al., ClusterGAN, AAAI 2019"},
+    {"method": "ClusterGAN", "dataset": "fashion", "acc": 0.630, "nmi": None,
+     "source": "Mukherjee et al., ClusterGAN, AAAI 2019"},
+    {"method": "IIC", "dataset": "numbers", "acc": 0.992, "nmi": None,
+     "source": "Ji, Henriques & Vedaldi, Invariant Information Clustering, ICCV 2019"},
+)
+
+#: The full-scale experiments the book expects under results/ (name -> what makes it).
+EXPERIMENTS: tuple[dict[str, str], ...] = (
+    {"experiment": "transfer", "chapter": "05",
+     "what": "transfer table: critic and index baselines rank fixed candidates (Best / Top 3)"},
+    {"experiment": "clustering", "chapter": "04",
+     "what": "clustering: the agent with a transferred critic vs k-means (ACC / NMI / ARI)"},
+    {"experiment": "baseline_spc", "chapter": "06",
+     "what": "Selective Pseudo-Label Clustering on the same features"},
+    {"experiment": "baseline_udml", "chapter": "07",
+     "what": "CBSwR / UDML on the same features"},
+)
+
+#: Methods and datasets the clustering table reports (ours; missing ones show NOT_RUN).
+OUR_METHODS = ("agent", "kmeans", "spc", "udml")
+CLUSTERING_DATASETS = ("numbers", "letters", "fashion")
+
+
+# ------------------------------------------------------------------------ validation
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_transfer_row(row: Any, where: str) -> dict[str, Any]:
+    if not isinstance(row, Mapping):
+        raise ValueError(f"{where}: a table row must be an object, got {row!r}.")
+    for key in ("train", "test"):
+        if not isinstance(row.get(key), str) or not row.get(key):
+            raise ValueError(f"{where}: '{key}' must be a domain name such as 'numbers', "
+                             f"got {row.get(key)!r}.")
+    if row.get("regime") not in (*REGIMES, None):
+        raise ValueError(f"{where}: 'regime' must be one of {REGIMES} (or null for a scorer "
+                         f"that is not trained), got {row.get('regime')!r}.")
+    for key in ("best", "top3"):
+        if not _is_number(row.get(key)) or not 0 <= row[key] <= 100:
+            raise ValueError(f"{where}: '{key}' must be a percentage in [0, 100], got "
+                             f"{row.get(key)!r}.")
+    scorer = row.get("scorer", "critic")
+    if not isinstance(scorer, str):
+        raise ValueError(f"{where}: 'scorer' must be a string, got {scorer!r}.")
+    return {**row, "scorer": scorer}
+
+
+def _check_clustering_row(row: Any, where: str) -> dict[str, Any]:
+    if not isinstance(row, Mapping):
+        raise ValueError(f"{where}: a clustering row must be an object, got {row!r}.")
+    for key in ("dataset", "method"):
+        if not isinstance(row.get(key), str) or not row.get(key):
+            raise ValueError(f"{where}: '{key}' must be a non-empty string, got "
+                             f"{row.get(key)!r}.")
+    for key, low in (("acc", 0.0), ("nmi", 0.0), ("ari", -1.0)):
+        value = row.get(key)
+        if value is None and key != "acc":
+            continue
+        if not _is_number(value) or not low <= value <= 1:
+            raise ValueError(f"{where}: '{key}' must be a fraction in [{low:g}, 1] (not a %), "
+                             f"got {value!r}.")
+    return dict(row)
+
+
+def load_results(root: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Read every ``root/<experiment>/result.json``, checking the metrics' schema.
+
+    Rows of ``metrics.baselines`` (scorers that rank the same candidates, with
+    ``features_from`` naming the domain the features were fitted on) are merged into
+    ``metrics.table`` with ``train = features_from`` and ``regime = None``.
+
+    Args:
+        root: the results folder (``results/`` in the repository).
+
+    Returns:
+        ``{experiment: result}``, sorted by name; ``{}`` when the folder is missing or
+        empty. Failed runs are included (their ``status`` says so).
+
+    Raises:
+        ValueError: a file that is not valid JSON or whose metrics break the schema
+            (the message names the file and the row).
+    """
+    root = Path(root)
+    results: dict[str, dict[str, Any]] = {}
+    for path in sorted(root.glob("*/result.json")):
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        metrics = data.get("metrics") or {}
+        baselines = []
+        for i, row in enumerate(metrics.get("baselines") or []):
+            where = f"{path} metrics.baselines[{i}]"
+            if not isinstance(row, Mapping) or not isinstance(row.get("scorer"), str):
+                raise ValueError(f"{where}: a baseline row needs a 'scorer' name, got {row!r}.")
+            baselines.append(_check_transfer_row(
+                {**row, "train": row.get("train", row.get("features_from")),
+                 "regime": row.get("regime")}, where))
+        data["metrics"] = {
+            **metrics,
+            "table": [_check_transfer_row(r, f"{path} metrics.table[{i}]")
+                      for i, r in enumerate(metrics.get("table") or [])] + baselines,
+            "clustering": [_check_clustering_row(r, f"{path} metrics.clustering[{i}]")
+                           for i, r in enumerate(metrics.get("clustering") or [])],
+        }
+        results[path.parent.name] = data
+    return results
+
+
+# ---------------------------------------------------------------------------- tables
+
+def experiment_status(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per expected (and any extra) experiment: status, device, time, command."""
+    names = [e["experiment"] for e in EXPERIMENTS]
+    names += [n for n in results if n not in names]
+    info = {e["experiment"]: e for e in EXPERIMENTS}
+    rows = []
+    for name in names:
+        res = results.get(name)
+        rows.append({
+            "experiment": name,
+            "chapter": info.get(name, {}).get("chapter", res.get("chapter") if res else ""),
+            "status": res.get("status", "?") if res else NOT_RUN,
+            "device": (res.get("gpu") or res.get("device") or "?") if res else "",
+            "wall time (min)": round(res["wall_time"] / 60, 1) if res and "wall_time" in res
+            else np.nan,
+            "git commit": (res.get("git_commit") or "")[:12] if res else "",
+            "command": res.get("command", "") if res else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def transfer_rows(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """All transfer-table rows of all results, long format, with their experiment.
+
+    Raises:
+        ValueError: two results report the same (scorer, train, regime, test) cell.
+    """
+    rows = [{"experiment": name, **row} for name, res in results.items()
+            if res.get("status") == "ok" for row in res["metrics"]["table"]]
+    cols = ["experiment", "scorer", "train", "regime", "test", "best", "top3"]
+    df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
+    key = ["scorer", "train", "regime", "test"]
+    dup = df[df.duplicated(key, keep=False)]
+    if len(dup):
+        raise ValueError("the same transfer cell is reported twice: "
+                         + dup[["experiment", *key]].to_string(index=False))
+    return df
+
+
+def poster_comparison(results: Mapping[str, Mapping[str, Any]],
+                      scorer: str = "critic") -> pd.DataFrame:
+    """The poster's 12 cells beside ours: poster/ours/diff for Best and Top 3.
+
+    ``ours`` and ``diff`` (ours − poster, percentage points) are NaN where no result
+    file reports the cell.
+    """
+    ours = transfer_rows(results)
+    ours = ours[ours["scorer"] == scorer].set_index(["train", "regime", "test"])
+    rows = []
+    for cell in POSTER_TABLE:
+        key = (cell["train"], cell["regime"], cell["test"])
+        row = {"train": cell["train"], "regime": cell["regime"], "test": cell["test"]}
+        for metric in ("best", "top3"):
+            mine = float(ours.loc[key, metric]) if key in ours.index else np.nan
+            row[f"poster {metric}"] = cell[metric]
+            row[f"ours {metric}"] = mine
+            row[f"diff {metric}"] = mine - cell[metric]
+        n = ours.loc[key, "n_problems"] if key in ours.index and "n_problems" in ours else np.nan
+        row["n_problems"] = n
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def clustering_comparison(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Published clustering scores and ours in one long table.
+
+    Columns: dataset, method, kind ("published" or "ours"), acc, nmi, ari, n_points,
+    source. Our expected (dataset, method) pairs with no result have NaN scores and
+    source :data:`NOT_RUN`.
+    """
+    rows = [{"dataset": r["dataset"], "method": r["method"], "kind": "published",
+             "acc": r["acc"], "nmi": np.nan if r["nmi"] is None else r["nmi"], "ari": np.nan,
+             "n_points": 70000, "source": r["source"]} for r in PUBLISHED_CLUSTERING]
+    seen = set()
+    for name, res in results.items():
+        if res.get("status") != "ok":
+            continue
+        for r in res["metrics"]["clustering"]:
+            seen.add((r["dataset"], r["method"]))
+            rows.append({"dataset": r["dataset"], "method": r["method"], "kind": "ours",
+                         "acc": r["acc"], "nmi": r.get("nmi", np.nan),
+                         "ari": r.get("ari", np.nan), "n_points": r.get("n_points", np.nan),
+                         "source": f"results/{name}"})
+    for dataset in CLUSTERING_DATASETS:
+        for method in OUR_METHODS:
+            if (dataset, method) not in seen:
+                rows.append({"dataset": dataset, "method": method, "kind": "ours",
+                             "acc": np.nan, "nmi": np.nan, "ari": np.nan, "n_points": np.nan,
+                             "source": NOT_RUN})
+    df = pd.DataFrame(rows).astype({"acc": float, "nmi": float, "ari": float})
+    datasets = {d: i for i, d in enumerate(CLUSTERING_DATASETS)}
+    df["_d"] = df["dataset"].map(lambda d: datasets.get(d, len(datasets)))
+    df["_k"] = (df["kind"] == "ours").astype(int)
+    return df.sort_values(["_d", "dataset", "_k"], kind="stable") \
+        .drop(columns=["_d", "_k"]).reset_index(drop=True)
+
+
+def baseline_table(results: Mapping[str, Mapping[str, Any]],
+                   exclude: Sequence[str] = ("critic",)) -> pd.DataFrame:
+    """Best / Top 3 of the other scorers (internal indices, probe) on the same candidates."""
+    df = transfer_rows(results)
+    df = df[~df["scorer"].isin(exclude)]
+    cols = ["scorer", "train", "regime", "test", "best", "top3"]
+    return df[[c for c in cols if c in df] + [c for c in ("n_problems",) if c in df]] \
+        .reset_index(drop=True)
+
+
+#: Scorers the baseline table expects when no result lists any (chapter 5's names).
+EXPECTED_SCORERS = ("critic", "silhouette", "calinski_harabasz", "davies_bouldin", "probe")
+
+
+def scorer_summary(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Best / Top 3 of every scorer per test domain, as "best / top3" text.
+
+    One row per scorer and training setting ("features from D" for scorers that are
+    not trained, "D, regime" for the critic and the probe). With no result at all the
+    rows of :data:`EXPECTED_SCORERS` say :data:`NOT_RUN`.
+    """
+    rows = transfer_rows(results)
+    if not len(rows):
+        return pd.DataFrame([{"scorer": s, "setting": "—",
+                              **{t: NOT_RUN for t in TEST_DOMAINS}} for s in EXPECTED_SCORERS])
+    order = {s: i for i, s in enumerate(EXPECTED_SCORERS)}
+    out = []
+    for (scorer, train, regime), group in rows.fillna({"regime": ""}).groupby(
+            ["scorer", "train", "regime"], sort=False):
+        line = {"scorer": scorer,
+                "setting": f"{train}, {regime}" if regime else f"features from {train}"}
+        for test in TEST_DOMAINS:
+            hit = group[group["test"] == test]
+            line[test] = (f"{hit['best'].iloc[0]:.1f} / {hit['top3'].iloc[0]:.1f}" if len(hit)
+                          else NOT_RUN)
+        out.append(line)
+    df = pd.DataFrame(out)
+    df["_o"] = df["scorer"].map(lambda s: order.get(s, len(order)))
+    return df.sort_values(["_o", "scorer", "setting"], kind="stable").drop(columns="_o") \
+        .reset_index(drop=True)
+
+
+def for_display(df: pd.DataFrame, columns: Sequence[str] | None = None, digits: int = 1,
+                missing: str = NOT_RUN, rows: Sequence[bool] | None = None) -> pd.DataFrame:
+    """A copy for printing: NaN becomes ``missing``, numbers are rounded.
+
+    Args:
+        df: a numeric table.
+        columns: the columns to convert (default: all).
+        digits: decimals kept.
+        missing: the text for a missing number (default :data:`NOT_RUN`).
+        rows: optional mask; in rows where it is False a NaN becomes "—" (a number the
+            source does not report, as opposed to one we have not run yet).
+    """
+    out = df.copy().astype(object)
+    mask = [True] * len(df) if rows is None else list(rows)
+    for col in columns if columns is not None else df.columns:
+        if col not in out:
+            continue
+        values = []
+        for v, ours in zip(df[col], mask):
+            if isinstance(v, float) and math.isnan(v):
+                values.append(missing if ours else "—")
+            elif isinstance(v, float) and col in ("n_problems", "n_points") and v.is_integer():
+                values.append(int(v))
+            elif isinstance(v, float):
+                values.append(round(v, digits))
+            else:
+                values.append(v)
+        out[col] = values
+    return out
+
+
+def plot_difference_heatmap(ax: Any, comparison: pd.DataFrame, metric: str = "best",
+                            limit: float = 30.0, ylabels: bool = True) -> Any:
+    """Heatmap of ours − poster (percentage points) for one metric, on a matplotlib axis.
+
+    Rows: training domain and regime; columns: test domain (the poster's layout).
+    Missing cells are grey and say :data:`NOT_RUN`. Returns the image (for a colorbar).
+    """
+    import matplotlib.pyplot as plt
+
+    row_keys = [(t, r) for t in TRAIN_DOMAINS for r in REGIMES]
+    grid = np.full((len(row_keys), len(TEST_DOMAINS)), np.nan)
+    idx = comparison.set_index(["train", "regime", "test"])
+    for i, (t, r) in enumerate(row_keys):
+        for j, test in enumerate(TEST_DOMAINS):
+            if (t, r, test) in idx.index:
+                grid[i, j] = idx.loc[(t, r, test), f"diff {metric}"]
+    cmap = plt.get_cmap("RdBu").copy()
+    cmap.set_bad("0.9")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-limit, vmax=limit,
+                      aspect="auto")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            text = NOT_RUN if np.isnan(grid[i, j]) else f"{grid[i, j]:+.1f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=9,
+                    color="0.35" if np.isnan(grid[i, j]) else "black")
+    ax.set_xticks(range(len(TEST_DOMAINS)), [d.capitalize() for d in TEST_DOMAINS])
+    ax.set_yticks(range(len(row_keys)),
+                  [f"{t.capitalize()}, {r}" for t, r in row_keys] if ylabels else [])
+    ax.set_xlabel("tested on")
+    if ylabels:
+        ax.set_ylabel("trained on")
+    ax.grid(False)
+    return image

@@ -1,0 +1,310 @@
+"""The experiment runner on a tiny notebook: parameters, provenance, failures, sweeps, CLI.
+
+Notebook runs start a Jupyter kernel (about 2 s each), so the file runs about a dozen
+of them in all. The Dask sweep uses ``LocalCluster(processes=False)`` (threads in this
+process) to save worker start-up time; ``--scheduler local`` in the CLI uses processes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tdml_lib import runner
+
+PARAMS_SOURCE = 'SEED = 0\nN = 3\nNAME = "a"\nRATE = 0.5\nRESULTS_DIR = "."'
+BODY_SOURCE = """\
+import tdml_lib.runner as runner
+value = SEED + N * RATE
+with open("executions.log", "a") as f:  # counts executions (cwd = the notebook's folder)
+    f.write(f"{NAME} {N} {RATE}\\n")
+runner.write_metrics(RESULTS_DIR, {"value": value, "name": NAME},
+                     data_sources={"toy": "generated in the notebook"})
+assert NAME != "boom", "asked to fail"
+"""
+
+
+def write_notebook(path: Path, params_source: str = PARAMS_SOURCE, tag: bool = True) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    cell = nbformat.v4.new_code_cell(params_source)
+    if tag:
+        cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Tiny"), cell,
+                nbformat.v4.new_code_cell(BODY_SOURCE)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> Path:
+    return write_notebook(tmp_path / "book" / "01_tiny.ipynb")
+
+
+def executions(nb: Path) -> list[str]:
+    log = nb.parent / "executions.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+# ------------------------------------------------------------------ parameters (no kernel)
+
+def test_read_parameters_returns_the_literal_defaults(tiny: Path) -> None:
+    assert runner.read_parameters(tiny) == {"SEED": 0, "N": 3, "NAME": "a", "RATE": 0.5,
+                                            "RESULTS_DIR": "."}
+
+
+def test_read_parameters_rejects_code_and_untagged_cells(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="literal"):
+        runner.read_parameters(write_notebook(tmp_path / "a.ipynb", "N = 3\nM = N + 1"))
+    with pytest.raises(ValueError, match="only 'NAME = literal'"):
+        runner.read_parameters(write_notebook(tmp_path / "b.ipynb", "import os"))
+    with pytest.raises(ValueError, match="tagged 'parameters'"):
+        runner.read_parameters(write_notebook(tmp_path / "c.ipynb", tag=False))
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"N": "5"}, {"N": 5}),
+    ({"RATE": "1"}, {"RATE": 1.0}),           # an int is accepted for a float
+    ({"RATE": 2}, {"RATE": 2.0}),
+    ({"NAME": "5"}, {"NAME": "5"}),          # a str parameter keeps the text
+    ({"FLAG": "False"}, {"FLAG": False}),
+    ({"SIZES": "[1, 2]"}, {"SIZES": [1, 2]}),
+    ({"OPT": "cuda"}, {"OPT": "cuda"}),      # a None default takes a plain word as str
+    ({"OPT": "3"}, {"OPT": 3}),
+])
+def test_validate_overrides_parses_and_checks_types(overrides: dict, expected: dict) -> None:
+    defaults = {"N": 3, "RATE": 0.5, "NAME": "a", "FLAG": True, "SIZES": [3], "OPT": None}
+    got = runner.validate_overrides(defaults, overrides)
+    assert got == expected
+    assert all(type(got[k]) is type(v) for k, v in expected.items())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"RATES": "1"}, r"unknown parameter 'RATES'\. Did you mean RATE\? Valid parameters: N, "),
+    ({"N": "2.5"}, r"parameter N expects an int, got '2\.5'"),
+    ({"N": "True"}, r"parameter N expects an int"),
+    ({"RATE": "fast"}, r"parameter RATE expects a float, got 'fast'"),
+    ({"FLAG": "1"}, r"parameter FLAG expects True or False, got '1'"),
+    ({"FLAG": "yes"}, r"parameter FLAG expects True or False"),
+    ({"NAME": 3}, r"parameter NAME expects a str, got 3"),
+    ({"SIZES": "7"}, r"parameter SIZES expects a list"),
+])
+def test_validate_overrides_errors_name_the_problem(overrides: dict, message: str) -> None:
+    defaults = {"N": 3, "RATE": 0.5, "NAME": "a", "FLAG": True, "SIZES": [3]}
+    with pytest.raises(ValueError, match=message):
+        runner.validate_overrides(defaults, overrides)
+
+
+def test_resolve_chapter_by_short_names(tmp_path: Path) -> None:
+    for name in ("03_critic", "04_agent", "13_extra"):
+        write_notebook(tmp_path / f"{name}.ipynb")
+    want = (tmp_path / "03_critic.ipynb").resolve()
+    for short in ("03", "3", "03_critic", "critic", "03_critic.ipynb"):
+        assert runner.resolve_chapter(short, book_dir=tmp_path) == want
+    with pytest.raises(FileNotFoundError, match="chapters: 03_critic, 04_agent"):
+        runner.resolve_chapter("99", book_dir=tmp_path)
+
+
+def test_expand_grid_and_load_grid(tmp_path: Path) -> None:
+    configs = runner.expand_grid({"N": [1, 2], "RATE": [0.5, 1.0]}, [{"NAME": "z"}])
+    assert len(configs) == 5 and configs[0] == {"N": 1, "RATE": 0.5}
+    assert configs[-1] == {"NAME": "z"}
+    with pytest.raises(ValueError, match="non-empty list"):
+        runner.expand_grid({"N": 3})
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("chapter: 03\ngrid: {N: [1, 2]}\nconfigurations: [{RATE: 2}]\n")
+    assert runner.load_grid(grid) == ("3", {"N": [1, 2]}, [{"RATE": 2}])
+    grid.write_text("chapter: critic\ngrids: {N: [1]}\n")
+    with pytest.raises(ValueError, match="unknown key"):
+        runner.load_grid(grid)
+
+
+def test_config_hash_is_stable_and_ignores_results_dir() -> None:
+    a = runner.config_hash({"N": 1, "RATE": 0.5, "RESULTS_DIR": "/x"})
+    assert a == runner.config_hash({"RATE": 0.5, "N": 1, "RESULTS_DIR": "/y"})
+    assert a != runner.config_hash({"N": 2, "RATE": 0.5})
+
+
+# ------------------------------------------------------------------------- running
+
+def test_run_with_a_changed_parameter_records_a_different_result(tiny: Path,
+                                                                  tmp_path: Path) -> None:
+    base = runner.run_chapter(tiny, out_dir=tmp_path / "base", progress=False)
+    changed = runner.run_chapter(tiny, {"N": "5"}, out_dir=tmp_path / "n5", progress=False)
+    assert base.ok and changed.ok
+    assert base.metrics == {"value": 1.5, "name": "a"}
+    assert changed.metrics == {"value": 2.5, "name": "a"}
+    result = json.loads(changed.result_path.read_text())
+    for field in ("params", "seed", "device", "versions", "git_commit", "wall_time", "command",
+                  "status", "data_sources", "time_utc", "chapter"):
+        assert field in result, field
+    assert result["status"] == "ok" and result["error"] is None
+    assert result["params"] == {"SEED": 0, "N": 5, "NAME": "a", "RATE": 0.5,
+                                "RESULTS_DIR": str((tmp_path / "n5").resolve())}
+    assert result["seed"] == 0 and result["wall_time"] > 0
+    assert result["data_sources"] == {"toy": "generated in the notebook"}
+    assert result["versions"]["torch"] and result["device"] in ("cpu", "cuda", "mps")
+    assert " run " in result["command"] and "-p N 5" in result["command"]
+    assert "--out" in result["command"]
+    executed = nbformat.read(str(changed.notebook), as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert sorted(p.name for p in changed.out_dir.iterdir()) == [
+        "01_tiny.ipynb", "metrics.json", "result.json"]  # no partial file left
+    assert executions(tiny) == ["a 3 0.5", "a 5 0.5"]
+
+
+def test_bad_parameters_fail_before_anything_runs(tiny: Path, tmp_path: Path) -> None:
+    for bad in ({"NN": 1}, {"N": "2.5"}, {"RESULTS_DIR": "/elsewhere"}):
+        out = tmp_path / "never"
+        with pytest.raises(ValueError):
+            runner.run_chapter(tiny, bad, out_dir=out, progress=False)
+        assert not out.exists()
+    assert executions(tiny) == []
+
+
+def test_a_failing_chapter_is_recorded_as_failed(tiny: Path, tmp_path: Path) -> None:
+    rec = runner.run_chapter(tiny, {"NAME": "boom"}, out_dir=tmp_path / "boom", progress=False)
+    assert rec.status == "failed" and "AssertionError" in rec.error
+    result = json.loads(rec.result_path.read_text())
+    assert result["status"] == "failed" and "asked to fail" in result["error"]
+    assert result["metrics"] == {}
+    assert rec.notebook.exists()  # the executed notebook shows the error
+    assert not list(rec.out_dir.glob(".*"))
+
+
+def test_sweep_on_a_dask_cluster_resumes_without_repeating_work(tiny: Path,
+                                                                 tmp_path: Path) -> None:
+    from dask.distributed import Client, LocalCluster
+
+    grid = {"N": [1, 2], "RATE": [0.5, 2.0]}
+    root = tmp_path / "sweep"
+    with LocalCluster(processes=False, n_workers=2, threads_per_worker=1,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        first = runner.sweep(tiny, grid, root, executor=client.get_executor(), progress=False)
+        assert [r.status for r in first] == ["ok"] * 4 and not any(r.skipped for r in first)
+        assert len({r.out_dir for r in first}) == 4
+        assert [r.metrics["value"] for r in first] == [0.5, 2.0, 1.0, 4.0]
+        assert sorted(executions(tiny)) == ["a 1 0.5", "a 1 2.0", "a 2 0.5", "a 2 2.0"]
+
+        again = runner.sweep(tiny, grid, root, executor=client.get_executor(), progress=False)
+        assert all(r.skipped for r in again) and len(executions(tiny)) == 4
+        assert [r.metrics for r in again] == [r.metrics for r in first]
+
+        # An interrupted sweep: one run left no result.json; only it runs again.
+        first[1].result_path.unlink()
+        resumed = runner.sweep(tiny, grid, root, executor=client.get_executor(), progress=False)
+        assert [r.skipped for r in resumed] == [True, False, True, True]
+        assert len(executions(tiny)) == 5 and executions(tiny)[-1] == "a 1 2.0"
+    index = json.loads((root / "sweep.json").read_text())
+    assert [run["dir"] for run in index["runs"]] == [r.out_dir.name for r in first]
+
+
+def test_sweep_validates_every_configuration_first(tiny: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"configuration 1 .*expects an int"):
+        runner.sweep(tiny, configurations=[{"N": 1}, {"N": "x"}], out_root=tmp_path / "s",
+                     progress=False)
+    assert not (tmp_path / "s").exists() and executions(tiny) == []
+
+
+def test_cli_run_and_fast_failure(tiny: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONWARNINGS="ignore", MPLBACKEND="Agg")
+    out = tmp_path / "cli"
+    done = subprocess.run([sys.executable, "-m", "tdml_lib", "run", str(tiny), "-p", "N", "5",
+                           "--out", str(out), "-q"], capture_output=True, text=True, env=env,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "result.json" in done.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["params"]["N"] == 5 and result["metrics"]["value"] == 2.5
+
+    bad = subprocess.run([sys.executable, "-m", "tdml_lib", "run", str(tiny), "-p", "SED", "1"],
+                         capture_output=True, text=True, env=env, timeout=180)
+    assert bad.returncode == 2 and "Did you mean SEED?" in bad.stderr
+    assert executions(tiny) == ["a 5 0.5"]
+
+
+def test_metrics_json_shapes_are_read(tmp_path: Path) -> None:
+    runner.write_metrics(tmp_path, {"value": 1}, data_sources={"numbers": "MNIST"},
+                         device="cuda")
+    assert runner._read_metrics(tmp_path) == ({"value": 1}, {"numbers": "MNIST"}, "cuda")
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"table": [1], "provenance": {"device": "cpu", "data_sources": {"a": "b"}}}))
+    assert runner._read_metrics(tmp_path) == ({"table": [1]}, {"a": "b"}, "cpu")
+    assert runner.write_metrics(None, {"value": 1}) is None
+
+
+# ------------------------------------------- the results readers of chapter 8 (reference)
+
+def write_result(root: Path, name: str, metrics: dict, status: str = "ok") -> None:
+    (root / name).mkdir(parents=True)
+    (root / name / "result.json").write_text(json.dumps(
+        {"chapter": name, "status": status, "wall_time": 120.0, "device": "cuda",
+         "gpu": "GPU X", "command": f"python -m tdml_lib run {name}", "metrics": metrics}))
+
+
+def test_results_fill_only_the_cells_they_report(tmp_path: Path) -> None:
+    from tdml_lib import reference
+
+    write_result(tmp_path, "transfer", {
+        "table": [{"train": "numbers", "regime": "standard", "test": "letters", "best": 80.0,
+                   "top3": 95.0, "n_problems": 50}],
+        "baselines": [{"scorer": "silhouette", "features_from": "numbers", "test": "letters",
+                       "best": 4.0, "top3": 12.0}]})
+    write_result(tmp_path, "clustering", {"clustering": [
+        {"dataset": "numbers", "method": "agent", "acc": 0.9, "nmi": 0.8, "ari": 0.7}]})
+    results = reference.load_results(tmp_path)
+    comp = reference.poster_comparison(results)
+    assert len(comp) == 12 and comp["ours best"].notna().sum() == 1
+    cell = comp[(comp.train == "numbers") & (comp.regime == "standard") & (comp.test == "letters")]
+    assert cell["ours best"].item() == 80.0 and cell["diff best"].item() == pytest.approx(-6.0)
+    shown = reference.for_display(comp)
+    assert (shown["ours best"] == reference.NOT_RUN).sum() == 11
+
+    clust = reference.clustering_comparison(results)
+    ours = clust[clust.kind == "ours"].set_index(["dataset", "method"])
+    assert ours.loc[("numbers", "agent"), "acc"] == 0.9
+    assert ours.loc[("fashion", "kmeans"), "source"] == reference.NOT_RUN
+    published = clust[clust.kind == "published"]
+    assert len(published) == len(reference.PUBLISHED_CLUSTERING)
+
+    base = reference.baseline_table(results)
+    assert base.to_dict("records")[0]["scorer"] == "silhouette"
+    status = reference.experiment_status(results).set_index("experiment")["status"]
+    assert status["transfer"] == "ok" and status["baseline_spc"] == reference.NOT_RUN
+    assert reference.load_results(tmp_path / "missing") == {}
+
+
+@pytest.mark.parametrize("metrics, message", [
+    ({"table": [{"train": "numbers", "regime": "standard", "test": "letters", "best": 0.8,
+                 "top3": 120}]}, r"transfer.*table\[0\].*'top3' must be a percentage"),
+    ({"table": [{"train": "numbers", "regime": "oneshot", "test": "letters", "best": 8,
+                 "top3": 9}]}, r"'regime' must be one of"),
+    ({"clustering": [{"dataset": "numbers", "method": "agent", "acc": 91.0}]},
+     r"'acc' must be a fraction in \[0, 1\] \(not a %\)"),
+    ({"baselines": [{"features_from": "numbers", "test": "letters", "best": 1, "top3": 2}]},
+     r"baselines\[0\]: a baseline row needs a 'scorer'"),
+])
+def test_results_with_a_broken_schema_are_refused(tmp_path: Path, metrics: dict,
+                                                  message: str) -> None:
+    from tdml_lib import reference
+
+    write_result(tmp_path, "transfer", metrics)
+    with pytest.raises(ValueError, match=message):
+        reference.load_results(tmp_path)
+
+
+def test_a_cell_reported_twice_is_an_error(tmp_path: Path) -> None:
+    from tdml_lib import reference
+
+    row = {"train": "numbers", "regime": "standard", "test": "letters", "best": 8, "top3": 9}
+    write_result(tmp_path, "transfer", {"table": [row]})
+    write_result(tmp_path, "transfer_again", {"table": [row]})
+    with pytest.raises(ValueError, match="reported twice"):
+        reference.poster_comparison(reference.load_results(tmp_path))
