@@ -53,3 +53,118 @@ def embedding_throughput(embedder: Any, n_points: int = 1000, batch: int = 64, r
     return {"n_points": n_points, "batch": batch, "batched_per_s": batch / t_batch,
             "one_by_one_per_s": 1.0 / t_one, "speedup": (batch / t_batch) * t_one,
             "device": str(embedder.device)}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: CUDA max allocated (reset per case) or the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def scoring_case(critic: Any, n_points: int, batch: int, one_by_one: int = 4, silhouette: int = 4,
+                 precision: str = "fp32", seed: int = 0) -> dict[str, Any]:
+    """Clusterings scored per second for one (n_points, batch) case: the critic batched
+    (``score_many``, one kNN), the critic one-by-one (``score`` in a loop, as a user would),
+    and scikit-learn's ``silhouette_score`` in a loop, the reference a user would pick."""
+    from sklearn.metrics import silhouette_score
+
+    device = critic.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    X, labs = random_clusterings(n_points, batch, seed=seed)
+    critic.score_many(X, labs[:1])                                      # warm-up
+    t_batch = _best_time(lambda: critic.score_many(X, labs, precision=precision), 2 if batch <= 64 else 1)
+    m1, ms = min(one_by_one, batch), min(silhouette, batch)
+    t_one = _best_time(lambda: [critic.score(X, labs[i]) for i in range(m1)], 1) / m1
+    t_sil = _best_time(lambda: [silhouette_score(X, labs[i]) for i in range(ms)], 1) / ms
+    return {"n_points": n_points, "batch": batch, "precision": precision, "device": str(device),
+            "batched_per_s": batch / t_batch, "one_by_one_per_s": 1 / t_one, "silhouette_per_s": 1 / t_sil,
+            "batched_vs_one_by_one": (batch / t_batch) * t_one, "batched_vs_silhouette": (batch / t_batch) * t_sil,
+            "peak_memory_mb": peak_memory_mb(device)}
+
+
+def agent_case(critic: Any, n_points: int, generations: int = 20, population_size: int = 48,
+               seed: int = 0) -> dict[str, Any]:
+    """Wall time of the agent clustering an n-point problem (blobs in 32-D) with the critic."""
+    from .agent import cluster
+    from .problems import synthetic_problem
+
+    p = synthetic_problem("blobs", n_clusters=8, points_per_class=n_points // 8, n_features=32, seed=seed)
+    device = critic.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    res = cluster(p.X, critic=critic, generations=generations, population_size=population_size, seed=seed)
+    wall = time.perf_counter() - t0
+    from .metrics import clustering_accuracy
+
+    return {"n_points": p.n_points, "generations": generations, "population_size": population_size,
+            "wall_s": wall, "acc": clustering_accuracy(p.labels, res.labels), "device": str(device),
+            "peak_memory_mb": peak_memory_mb(device)}
+
+
+def run_benchmarks(critic: Any = None, sizes: tuple[int, ...] = (256, 1000, 10000),
+                   batches: tuple[int, ...] = (1, 64, 1024), agent_sizes: tuple[int, ...] = (1000, 10000),
+                   agent_generations: int = 20, precisions: tuple[str, ...] = ("fp32",),
+                   progress: bool = True) -> dict[str, Any]:
+    """All scoring and agent cases; returns {"scoring": [...], "agent": [...], "provenance": {...}}."""
+    from tqdm.auto import tqdm
+
+    from .critic import load_critic
+    from .io import provenance
+
+    critic = critic or load_critic()
+    cases = [(n, b, p) for n in sizes for b in batches for p in precisions]
+    scoring = [scoring_case(critic, n, b, precision=p)
+               for n, b, p in tqdm(cases, desc="scoring", disable=not progress)]
+    agent = []
+    try:
+        agent = [agent_case(critic, n, generations=agent_generations)
+                 for n in tqdm(agent_sizes, desc="agent", disable=not progress)]
+    except ImportError:  # the agent module is optional for the scoring benchmark
+        pass
+    params = {"sizes": list(sizes), "batches": list(batches), "agent_sizes": list(agent_sizes),
+              "agent_generations": agent_generations, "precisions": list(precisions)}
+    return {"scoring": scoring, "agent": agent,
+            "provenance": provenance(params=params, device=str(critic.device))}
+
+
+def add_cli(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure critic scoring throughput and agent wall time")
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 1000, 10000])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024])
+    p.add_argument("--agent-sizes", type=int, nargs="+", default=[1000, 10000])
+    p.add_argument("--agent-generations", type=int, default=20)
+    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="results/benchmarks", help="folder for bench_<device>.json and .csv")
+    p.set_defaults(func=_cli_bench)
+
+
+def _cli_bench(args: Any) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .critic import load_critic
+    from .io import atomic_path, write_json
+
+    critic = load_critic(device=args.device)
+    res = run_benchmarks(critic, tuple(args.sizes), tuple(args.batches), tuple(args.agent_sizes),
+                         args.agent_generations, tuple(args.precisions))
+    res["provenance"]["command"] = "python -m tdml_lib bench " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in vars(args).items() if k not in ("func", "command", "out"))
+    tag = critic.device.type
+    out = Path(args.out)
+    write_json(out / f"bench_{tag}.json", res)
+    with atomic_path(out / f"bench_{tag}_scoring.csv") as tmp:
+        pd.DataFrame(res["scoring"]).to_csv(tmp, index=False)
+    print(pd.DataFrame(res["scoring"]).round(2).to_string(index=False))
+    if res["agent"]:
+        print(pd.DataFrame(res["agent"]).round(2).to_string(index=False))
+    print(f"written to {out}/bench_{tag}.json")
+    return 0

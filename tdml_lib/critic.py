@@ -35,6 +35,8 @@ from .validation import check_labelings, check_labels, check_points
 
 FORMAT_VERSION = 1
 PRETRAINED_PATH = Path(__file__).resolve().parent / "pretrained" / "critic_numbers.pt"
+MAX_NODES_PER_PASS = 2 ** 18   # nodes (clusterings x points) per forward pass: bounds memory
+_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class CriticNet(nn.Module):
@@ -78,15 +80,30 @@ class ClusteringCritic(nn.Module):
         return self.net((embeddings - self.emb_mean) / self.emb_std)
 
     @torch.inference_mode()
-    def score_prepared(self, ps: graphs.PointSet, labels: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    def score_prepared(self, ps: graphs.PointSet, labels: torch.Tensor, batch_size: int | None = None,
+                       precision: str = "fp32") -> torch.Tensor:
         """Scores (B,) of label tensors (B, n) on a prepared point set, staying on device
-        (the agent's hot path: no host copies, no validation)."""
-        out = [self.reward(self.embedder.embed_prepared(ps, labels[i:i + batch_size]))
-               for i in range(0, labels.shape[0], batch_size)]
+        (the agent's hot path: no host copies, no validation).
+
+        Args:
+            batch_size: clusterings per forward pass; default keeps about
+                ``MAX_NODES_PER_PASS`` nodes per pass, so memory stays bounded for any n.
+            precision: ``"fp32"``, or ``"bf16"``/``"fp16"`` to run block B and C under
+                ``torch.autocast`` (rankings agree with fp32: tested in tests/test_bench.py).
+        """
+        if precision not in _AUTOCAST:
+            raise ValueError(f"precision must be one of {sorted(_AUTOCAST)}, got {precision!r}.")
+        if batch_size is None:
+            batch_size = max(1, MAX_NODES_PER_PASS // ps.n_points)
+        dtype = _AUTOCAST[precision]
+        out = []
+        with torch.autocast(ps.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            for i in range(0, labels.shape[0], batch_size):
+                out.append(self.reward(self.embedder.embed_prepared(ps, labels[i:i + batch_size])).float())
         return torch.cat(out)
 
     def score_many(self, X: object, labelings: Sequence[object] | np.ndarray,
-                   point_set: graphs.PointSet | None = None) -> np.ndarray:
+                   point_set: graphs.PointSet | None = None, precision: str = "fp32") -> np.ndarray:
         """Scores (B,) of many clusterings of one point set, in one batched call.
 
         Label names do not matter (ids are canonicalised); the kNN graph of X is built
@@ -96,7 +113,8 @@ class ClusteringCritic(nn.Module):
         Xc = check_points(X)
         labs = check_labelings(labelings, Xc.shape[0])
         ps = point_set if point_set is not None else self.embedder.prepare(Xc)
-        return self.score_prepared(ps, graphs.as_label_tensor(labs, ps.device)).double().cpu().numpy()
+        labels = graphs.as_label_tensor(labs, ps.device)
+        return self.score_prepared(ps, labels, precision=precision).double().cpu().numpy()
 
     def score(self, X: object, labels: object) -> float:
         """Score of one clustering of X."""
@@ -168,11 +186,11 @@ class CriticConfig:
     """Hyper-parameters of critic training (replication choices, DESIGN.md)."""
 
     n_negatives: int = 24          # near misses per training problem
-    epochs: int = 300              # passes over the training problems
+    epochs: int = 150              # passes over the training problems
     problems_per_step: int = 16
     lr: float = 1e-3
     hidden: int = 64
-    lambda_gp: float = 1.0
+    lambda_gp: float = 0.1
     lambda_hinge: float = 5.0
     margin: float = 1.0
     gae_epochs: int = 10
@@ -243,20 +261,23 @@ def train_critic_net(critic: ClusteringCritic, ts: TrainingSet, cfg: CriticConfi
     from it when the file exists (kill-safe: writes are atomic)."""
     from tqdm.auto import tqdm
 
+    from .checkpoint import Checkpointer
+
     epochs = cfg.epochs if epochs is None else epochs
     device = critic.device
     ts = TrainingSet([r.to(device) for r in ts.real], [f.to(device) for f in ts.fake])
     opt = torch.optim.Adam(critic.net.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     gen = torch.Generator().manual_seed(seed)
     rows: list[dict[str, float]] = []
-    start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt = None if checkpoint is None else Checkpointer(
+        checkpoint, every=checkpoint_every, config={**cfg.as_dict(), "seed": seed})
+    state = ckpt.load() if ckpt is not None else None
+    if state:
         critic.net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
         rows = [dict(zip(state["history_cols"], r)) for r in state["history"].tolist()]
-        start = int(state["epoch"]) + 1
+    start = int(state["step"]) + 1 if state else 0
     n = len(ts.real)
     per_step = min(cfg.problems_per_step, n)
     critic.train()
@@ -270,11 +291,11 @@ def train_critic_net(critic: ClusteringCritic, ts: TrainingSet, cfg: CriticConfi
             opt.step()
             logs.append(log)
         rows.append({"epoch": epoch, **{k: float(np.mean([l[k] for l in logs])) for k in logs[0]}})
-        if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+        if ckpt is not None and ckpt.due(epoch, epochs):
             cols = list(rows[0])
-            save_torch(checkpoint, {"net": critic.net.state_dict(), "opt": opt.state_dict(),
-                                    "gen": gen.get_state(), "epoch": epoch, "history_cols": cols,
-                                    "history": torch.tensor([[r[c] for c in cols] for r in rows])})
+            ckpt.save({"step": epoch, "net": critic.net.state_dict(), "opt": opt.state_dict(),
+                       "gen": gen.get_state(), "history_cols": cols,
+                       "history": torch.tensor([[r[c] for c in cols] for r in rows])})
     critic.eval()
     return pd.DataFrame(rows)
 
@@ -376,13 +397,29 @@ def add_cli(sub: Any) -> None:
     p.set_defaults(func=_cli_train)
 
 
-def training_problems(domain: str, n_problems: int, seed: int, split: str = "train") -> list[Problem]:
-    """Labelled training problems of a domain (K 2..10, 20..100 points per class)."""
+def training_problems(domain: str, n_problems: int, seed: int = 0, split: str = "train",
+                      feature_map: Any = None, examples_per_class: int | None = None) -> list[Problem]:
+    """Labelled problems of a domain (K 2..10, 20..100 points per class, DESIGN.md).
+
+    Args:
+        domain: a dataset name of :func:`tdml_lib.data.load`, or ``"synthetic"``.
+        feature_map: image features (default: PCA fitted on Numbers' training split).
+        examples_per_class: if given, the few-shot regime
+            (:func:`tdml_lib.problems.few_shot_problems`).
+    """
     if domain == "synthetic":
         from .problems import synthetic_problems
         return synthetic_problems(n_problems, n_features=(2, 32), seed=seed)
     from .features import domain_problems
-    return domain_problems(domain, n_problems, split=split, seed=seed)
+    if examples_per_class is None:
+        return domain_problems(domain, n_problems, split=split, feature_map=feature_map, seed=seed)
+    from . import data, features
+    from .problems import few_shot_problems
+
+    ds = data.load(domain, split)
+    fmap = feature_map if feature_map is not None else features.fit_feature_map("numbers", seed=0)
+    return few_shot_problems(fmap.transform(ds.images), ds.labels, n_problems, examples_per_class,
+                             seed=seed, source=domain)
 
 
 def _cli_train(args: Any) -> int:

@@ -151,18 +151,20 @@ class ClusteringEmbedder(nn.Module):
 
     @torch.inference_mode()
     def embed_many(self, X: object, labelings: Sequence[object] | np.ndarray,
-                   point_set: graphs.PointSet | None = None, batch_size: int = 1024) -> torch.Tensor:
+                   point_set: graphs.PointSet | None = None, batch_size: int | None = None) -> torch.Tensor:
         """Embeddings (B, embedding_dim) of many clusterings of one point set, batched.
 
         Args:
             X: point set (n, d).
             labelings: B label vectors of length n (any integer ids).
             point_set: the result of :meth:`prepare` for X, to skip recomputing the kNN.
-            batch_size: clusterings per forward pass (memory bound).
+            batch_size: clusterings per forward pass (default: about 2**18 nodes per pass,
+                so memory stays bounded for any n).
         """
         Xc = check_points(X)
         labs = check_labelings(labelings, Xc.shape[0])
         ps = point_set if point_set is not None else self.prepare(Xc)
+        batch_size = batch_size or max(1, 2 ** 18 // ps.n_points)
         out = [self.embed_prepared(ps, graphs.as_label_tensor(labs[i:i + batch_size], ps.device))
                for i in range(0, len(labs), batch_size)]
         return torch.cat(out)

@@ -225,3 +225,23 @@ def synthetic_problems(n_problems: int, families: Sequence[str] = SYNTHETIC_FAMI
         out.append(synthetic_problem(fam, int(rng.integers(k_lo, k_hi + 1)), points_per_class,
                                      int(rng.integers(d_lo, d_hi + 1)), seed=int(rng.integers(2**31))))
     return out
+
+
+def few_shot_problems(features: np.ndarray, labels: np.ndarray, n_problems: int, examples_per_class: int,
+                      n_clusters: int | Sequence[int] = (2, 10), seed: int = 0, source: str = "") -> list[Problem]:
+    """Few-shot training problems: first keep only ``examples_per_class`` labelled examples
+    of each class (a seeded draw), then sample every problem from that small pool, with
+    ``max(2, examples_per_class // 3)`` to ``examples_per_class`` points per class.
+
+    This is the book's reading of the poster's "few shots" rows (the poster gives no
+    numbers): the critic sees few labelled *examples*, not only few problems.
+    """
+    labels = np.asarray(labels)
+    if int(examples_per_class) != examples_per_class or examples_per_class < 2:
+        raise ValueError(f"examples_per_class must be an int >= 2, got {examples_per_class!r}.")
+    rng = np.random.default_rng(seed)
+    pool = np.concatenate([rng.choice(np.flatnonzero(labels == c), size=int(examples_per_class), replace=False)
+                           for c in np.unique(labels)])
+    lo = max(2, int(examples_per_class) // 3)
+    return sample_problems(np.asarray(features)[pool], labels[pool], n_problems, n_clusters,
+                           (lo, int(examples_per_class)), seed=seed + 1, source=f"{source} (few-shot)")

@@ -1,0 +1,57 @@
+"""Performance paths keep their promises: precision and chunking do not change rankings."""
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from tdml_lib import bench
+from tdml_lib.candidates import candidate_set
+from tdml_lib.critic import ClusteringCritic, CriticConfig, fit_critic
+from tdml_lib.problems import synthetic_problem, synthetic_problems
+from tdml_lib.gae import ClusteringEmbedder
+
+
+@pytest.fixture(scope="module")
+def critic():
+    torch.manual_seed(0)
+    return ClusteringCritic(ClusteringEmbedder(k=8), hidden=32).eval()
+
+
+@pytest.fixture(scope="module")
+def trained_critic():
+    """Precision matters only where scores differ: a briefly trained critic."""
+    probs = synthetic_problems(8, n_clusters=(2, 4), points_per_class=(15, 30), n_features=(2, 6), seed=0)
+    cfg = CriticConfig(n_negatives=6, epochs=20, problems_per_step=4, gae_epochs=2, gae_clusterings=2,
+                       hidden=16, k=6)
+    return fit_critic(probs, cfg, seed=0, device="cpu", progress=False)[0]
+
+
+def test_bf16_ranks_like_fp32(trained_critic):
+    p = synthetic_problem("blobs", n_clusters=4, points_per_class=(30, 50), n_features=8, seed=5)
+    cset = candidate_set(p, n_negatives=24, seed=0)
+    fp32 = trained_critic.score_many(p.X, cset.labelings)
+    bf16 = trained_critic.score_many(p.X, cset.labelings, precision="bf16")
+    assert spearmanr(fp32, bf16).statistic > 0.95
+    assert np.argmax(bf16) in np.argsort(-fp32)[:2]
+
+
+def test_chunked_passes_equal_one_pass(critic):
+    X, labs = bench.random_clusterings(200, 10, seed=2)
+    ps = critic.embedder.prepare(X)
+    lab_t = torch.as_tensor(labs)
+    whole = critic.score_prepared(ps, lab_t, batch_size=10)
+    chunked = critic.score_prepared(ps, lab_t, batch_size=3)
+    assert torch.allclose(whole, chunked, atol=1e-5)
+
+
+def test_unknown_precision_is_an_error(critic):
+    X, labs = bench.random_clusterings(50, 2)
+    with pytest.raises(ValueError, match="precision"):
+        critic.score_many(X, labs, precision="int8")
+
+
+def test_scoring_case_reports_ratios(critic):
+    row = bench.scoring_case(critic, 120, 16, one_by_one=2, silhouette=2)
+    for key in ("batched_per_s", "one_by_one_per_s", "silhouette_per_s", "batched_vs_one_by_one",
+                "peak_memory_mb"):
+        assert row[key] > 0
