@@ -1,187 +1,459 @@
-"""Near misses: seeded proposals that are *almost* the correct clustering.
+"""Near misses: wrong clusterings that look almost right, for training and evaluation.
 
-Used twice: as the critic's training negatives (block C) and, with a fixed seed and
-count, as the evaluation candidates of the poster's Best/Top-3 protocol (chapter 5).
-Kinds (DESIGN.md "Critic"): label noise at several rates (points moved to their nearest
-other cluster, the hardest case, or to a random one), the two closest clusters merged,
-one cluster split in two (2-means), k-means and agglomerative (Ward) clusterings with
-the right K and K-1, K+1, K+2 (scikit-learn), and random partitions. No candidate equals
-the correct clustering (compared after canonical renaming).
+The critic learns what a correct clustering looks like by contrast with *proposals*
+(DESIGN.md, block C), and the poster's Best / Top-3 ranks the correct clustering among a
+fixed set of them. Both need negatives that are hard: if every negative were a random
+partition, silhouette would already rank the truth first and the evaluation would
+measure nothing. This module generates, for any point set ``X`` and its correct
+clustering, seeded near misses of these kinds (DESIGN.md, "Critic"):
+
+* **label noise** at several rates: a fraction of points moved to another existing
+  cluster, either to the cluster whose centroid is nearest the point (``nearest``),
+  to a uniformly drawn other cluster (``uniform``), or, hardest of all, the most
+  ambiguous points (closest to another centroid relative to their own) moved to that
+  nearest cluster (``boundary``) — one step of k-means away from the truth;
+* **merge** of the two clusters whose centroids are closest;
+* **split** of one cluster in two (scikit-learn ``KMeans(2)`` on that cluster);
+* **k-means** (scikit-learn) with the right K and with K-1, K+1, K+2;
+* **agglomerative** (scikit-learn, Ward linkage) with the right K and K±1;
+* **random** partitions with K clusters.
+
+Every candidate is a canonical label vector (:func:`tdml_lib.validation.canonical_labels`),
+differs from the truth and from every other candidate. Ground-truth labels are used
+here only to *make negatives* (for training the critic and for the evaluation's fixed
+candidate sets), never by a clustering method. Explained in chapter 3; the evaluation
+sets of chapter 5 are built with :func:`candidate_set`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering, KMeans
 
 from .problems import Problem
-from .validation import canonical_labels, check_labels, check_points
+from .validation import canonical_labels, check_labelings, check_labels, check_points
 
-NOISE_RATES = (0.02, 0.05, 0.1, 0.2, 0.4)
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _check_seed(seed: object, name: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {seed!r}.")
+    return int(seed)
+
+
+def _centroids(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    k = int(labels.max()) + 1
+    sums = np.zeros((k, X.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, X)
+    return sums / np.bincount(labels, minlength=k)[:, None]
+
+
+def _point_centroid_dist(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Euclidean distances (n, K) from every point to every centroid."""
+    d2 = ((X.astype(np.float64) ** 2).sum(1)[:, None] - 2.0 * X @ centroids.T
+          + (centroids ** 2).sum(1)[None, :])
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def _kmeans(X: np.ndarray, k: int, random_state: int, n_init: int = 2) -> np.ndarray:
+    """scikit-learn KMeans on one BLAS thread (10x faster than oversubscribed threads on
+    small problems, measured on a 2-core machine)."""
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning on duplicate points
+        return KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit_predict(X)
+
+
+# --- the kinds -------------------------------------------------------------------------
+# Each kind takes (X, labels, rng, context) and returns a label vector or None when it
+# does not apply to this problem (e.g. a split when every cluster has one point).
+
+
+@dataclass
+class _Context:
+    """Quantities of one (X, truth) pair shared by all kinds, computed once."""
+
+    X: np.ndarray
+    labels: np.ndarray
+    k: int
+    _dist: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def dist(self) -> np.ndarray:
+        """(n, K) distances from each point to each true centroid."""
+        if self._dist is None:
+            self._dist = _point_centroid_dist(self.X, _centroids(self.X, self.labels))
+        return self._dist
+
+    def nearest_other(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per point: the nearest centroid other than its own, and the margin
+        ``d(own) - d(nearest other)`` (larger = more ambiguous)."""
+        d = self.dist.copy()
+        n = len(self.labels)
+        own = d[np.arange(n), self.labels].copy()
+        d[np.arange(n), self.labels] = np.inf
+        other = d.argmin(axis=1)
+        return other, own - d[np.arange(n), other]
+
+
+def _n_moved(rate: float, n: int) -> int:
+    return int(min(n, max(1, round(rate * n))))
+
+
+def label_noise(X: np.ndarray, labels: np.ndarray, rate: float, mode: str = "nearest",
+                seed: int = 0) -> np.ndarray | None:
+    """Move a fraction ``rate`` of the points (at least one) to another existing cluster.
+
+    Args:
+        X: points (n, d).
+        labels: the clustering to perturb (n,).
+        rate: fraction of points moved, in (0, 1].
+        mode: ``"nearest"`` — randomly drawn points go to the cluster whose centroid is
+            nearest to them (hard negatives); ``"uniform"`` — to a uniformly drawn other
+            cluster; ``"boundary"`` — the points drawn among the ``2 m`` most ambiguous
+            ones (smallest gap between own and nearest other centroid) go to that
+            nearest cluster (the hardest: one k-means-like step away from the truth).
+        seed: seed of the draw.
+
+    Returns:
+        canonical labels, or ``None`` when the clustering has a single cluster (there is
+        no other cluster to move points to).
+    """
+    Xc = check_points(X)
+    lab = check_labels(labels, Xc.shape[0])
+    if not 0 < rate <= 1:
+        raise ValueError(f"rate must be a fraction in (0, 1], got {rate!r}.")
+    return _label_noise(_Context(Xc, lab, int(lab.max()) + 1), rate, mode,
+                        np.random.default_rng(_check_seed(seed)))
+
+
+def _label_noise(ctx: _Context, rate: float, mode: str, rng: np.random.Generator) -> np.ndarray | None:
+    if mode not in ("nearest", "uniform", "boundary"):
+        raise ValueError(f"mode must be 'nearest', 'uniform' or 'boundary', got {mode!r}.")
+    if ctx.k < 2:
+        return None
+    n = len(ctx.labels)
+    m = _n_moved(rate, n)
+    out = ctx.labels.copy()
+    if mode == "uniform":
+        idx = rng.choice(n, size=m, replace=False)
+        shift = rng.integers(1, ctx.k, size=m)  # any other cluster, uniformly
+        out[idx] = (out[idx] + shift) % ctx.k
+    else:
+        other, margin = ctx.nearest_other()
+        if mode == "nearest":
+            idx = rng.choice(n, size=m, replace=False)
+        else:
+            pool = np.argsort(-margin, kind="stable")[: min(n, 2 * m)]
+            idx = rng.choice(pool, size=m, replace=False)
+        out[idx] = other[idx]
+    return canonical_labels(out)
+
+
+def merge_closest(X: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """Merge the two clusters whose centroids are closest (Euclidean).
+
+    With K = 2 the result is a single cluster: still a legitimate (easy) negative.
+
+    Returns:
+        canonical labels, or ``None`` when there is a single cluster.
+    """
+    Xc = check_points(X)
+    lab = check_labels(labels, Xc.shape[0])
+    return _merge_closest(_Context(Xc, lab, int(lab.max()) + 1))
+
+
+def _merge_closest(ctx: _Context) -> np.ndarray | None:
+    if ctx.k < 2:
+        return None
+    c = _centroids(ctx.X, ctx.labels)
+    d = _point_centroid_dist(c.astype(np.float32), c)
+    d[np.diag_indices_from(d)] = np.inf
+    a, b = np.unravel_index(np.argmin(d), d.shape)
+    out = ctx.labels.copy()
+    out[out == max(a, b)] = min(a, b)
+    return canonical_labels(out)
+
+
+def split_one(X: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """Split one cluster in two with scikit-learn ``KMeans(2)`` on that cluster's points.
+
+    The cluster is drawn at random (seeded) among those with at least 2 distinct points;
+    clusters of one point cannot be split.
+
+    Returns:
+        canonical labels, or ``None`` when no cluster can be split.
+    """
+    Xc = check_points(X)
+    lab = check_labels(labels, Xc.shape[0])
+    return _split_one(_Context(Xc, lab, int(lab.max()) + 1), np.random.default_rng(_check_seed(seed)))
+
+
+def _split_one(ctx: _Context, rng: np.random.Generator) -> np.ndarray | None:
+    sizes = np.bincount(ctx.labels, minlength=ctx.k)
+    eligible = list(np.flatnonzero(sizes >= 2))
+    rng.shuffle(eligible)
+    for c in eligible:
+        idx = np.flatnonzero(ctx.labels == c)
+        sub = _kmeans(ctx.X[idx], 2, int(rng.integers(2**31 - 1)))
+        if len(np.unique(sub)) == 2:  # identical points cannot be split
+            out = ctx.labels.copy()
+            out[idx[sub == 1]] = ctx.k
+            return canonical_labels(out)
+    return None
+
+
+def _kmeans_kind(offset: int) -> Callable[[_Context, np.random.Generator], np.ndarray | None]:
+    def make(ctx: _Context, rng: np.random.Generator) -> np.ndarray | None:
+        k = ctx.k + offset
+        if k < 1 or k > len(ctx.labels):
+            return None
+        return canonical_labels(_kmeans(ctx.X, k, int(rng.integers(2**31 - 1))))
+    return make
+
+
+def _agglomerative_kind(offset: int) -> Callable[[_Context, np.random.Generator], np.ndarray | None]:
+    def make(ctx: _Context, rng: np.random.Generator) -> np.ndarray | None:
+        from sklearn.cluster import AgglomerativeClustering
+
+        k = ctx.k + offset
+        if k < 1 or k > len(ctx.labels):
+            return None
+        if k == 1:
+            return np.zeros(len(ctx.labels), dtype=np.int64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lab = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(ctx.X)
+        return canonical_labels(lab)
+    return make
+
+
+def random_partition(n_points: int, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """A uniformly random partition of ``n_points`` points into exactly ``n_clusters``
+    non-empty clusters (the easiest negative)."""
+    if not 1 <= n_clusters <= n_points:
+        raise ValueError(f"n_clusters={n_clusters} must be between 1 and n_points={n_points}.")
+    return _random_partition(n_points, n_clusters, np.random.default_rng(_check_seed(seed)))
+
+
+def _random_partition(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    lab = rng.integers(k, size=n)
+    lab[rng.permutation(n)[:k]] = np.arange(k)  # every cluster non-empty
+    return canonical_labels(lab)
+
+
+def _noise_kind(rate: float, mode: str) -> Callable[[_Context, np.random.Generator], np.ndarray | None]:
+    return lambda ctx, rng: _label_noise(ctx, rate, mode, rng)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    make: Callable[[_Context, np.random.Generator], np.ndarray | None]
+    stochastic: bool  # False: the same output every call, so one try is enough
+
+
+_NOISE = [("boundary", (2, 5, 10)), ("nearest", (5, 10, 20)), ("uniform", (10, 20, 40))]
+
+#: Every kind of near miss, by name. ``noise_<mode>_<percent>``, ``kmeans_K+1`` etc.
+KINDS: dict[str, _Kind] = {
+    **{f"noise_{mode}_{pct}": _Kind(_noise_kind(pct / 100, mode), True)
+       for mode, pcts in _NOISE for pct in pcts},
+    "merge_closest": _Kind(lambda ctx, rng: _merge_closest(ctx), False),
+    "split": _Kind(_split_one, True),
+    **{f"kmeans_K{o:+d}" if o else "kmeans_K": _Kind(_kmeans_kind(o), True) for o in (-1, 0, 1, 2)},
+    **{f"agglomerative_K{o:+d}" if o else "agglomerative_K": _Kind(_agglomerative_kind(o), False)
+       for o in (-1, 0, 1)},
+    "random_K": _Kind(lambda ctx, rng: _random_partition(len(ctx.labels), ctx.k, rng), True),
+}
+
+#: Kinds tried at most this many times in a row without a new candidate (k-means
+#: often converges to the same partition) before the generator gives up on them.
+_MAX_FAILS = 3
+
+
+def kind_family(kind: str) -> str:
+    """The family of a kind name: ``"noise_nearest_5"`` -> ``"noise"``,
+    ``"kmeans_K+1"`` -> ``"kmeans"``, ``"agent"`` -> ``"agent"``."""
+    return kind.split("_", 1)[0]
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A proposed clustering and the kind of near miss it is."""
+    """One near miss: a canonical label vector and the kind that made it."""
 
     labels: np.ndarray
     kind: str
 
 
-def _centroids(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    K = labels.max() + 1
-    return np.stack([X[labels == k].mean(0) for k in range(K)])
-
-
-def label_noise(X: np.ndarray, labels: np.ndarray, rate: float, rng: np.random.Generator,
-                nearest: bool = True) -> np.ndarray:
-    """Move a share ``rate`` of the points to another cluster: the nearest other
-    centroid's (``nearest=True``, hard) or a uniformly drawn one."""
-    K = labels.max() + 1
-    out = labels.copy()
-    if K < 2:
-        return out
-    moved = np.flatnonzero(rng.random(len(labels)) < rate)
-    if moved.size == 0:
-        moved = rng.choice(len(labels), size=1)
-    if nearest:
-        d = ((X[moved, None, :] - _centroids(X, labels)[None]) ** 2).sum(-1)
-        d[np.arange(moved.size), labels[moved]] = np.inf
-        out[moved] = d.argmin(1)
-    else:
-        shift = rng.integers(1, K, size=moved.size)
-        out[moved] = (labels[moved] + shift) % K
-    return out
-
-
-def merge_closest(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Merge the two clusters with the closest centroids."""
-    c = _centroids(X, labels)
-    if len(c) < 2:
-        return labels.copy()
-    d = ((c[:, None] - c[None]) ** 2).sum(-1)
-    np.fill_diagonal(d, np.inf)
-    a, b = np.unravel_index(d.argmin(), d.shape)
-    out = labels.copy()
-    out[out == b] = a
-    return canonical_labels(out)
-
-
-def split_one(X: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """Split one cluster (of at least 4 points, drawn at random) in two with 2-means."""
-    counts = np.bincount(labels)
-    eligible = np.flatnonzero(counts >= 4)
-    if eligible.size == 0:
-        return None
-    c = rng.choice(eligible)
-    idx = np.flatnonzero(labels == c)
-    sub = KMeans(2, n_init=2, random_state=int(rng.integers(2**31))).fit_predict(X[idx])
-    out = labels.copy()
-    out[idx[sub == 1]] = labels.max() + 1
-    return out
-
-
-def kmeans_k(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    return KMeans(k, n_init=3, random_state=int(rng.integers(2**31))).fit_predict(X)
-
-
-def agglomerative_k(X: np.ndarray, k: int) -> np.ndarray:
-    return AgglomerativeClustering(k, linkage="ward").fit_predict(X)
-
-
-def random_partition(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.integers(0, k, size=n)
-
-
-def _generators(X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> list[tuple[str, Callable[[], np.ndarray | None]]]:
-    n, K = len(y), int(y.max()) + 1
-    gens: list[tuple[str, Callable[[], np.ndarray | None]]] = []
-    for r in NOISE_RATES:
-        gens.append((f"noise_nearest_{int(r * 100)}%", lambda r=r: label_noise(X, y, r, rng, nearest=True)))
-        gens.append((f"noise_random_{int(r * 100)}%", lambda r=r: label_noise(X, y, r, rng, nearest=False)))
-    gens.append(("merge", lambda: merge_closest(X, y)))
-    gens.append(("split", lambda: split_one(X, y, rng)))
-    for dk in (0, -1, 1, 2):
-        k = K + dk
-        if 2 <= k < n:
-            gens.append((f"kmeans_K{dk:+d}" if dk else "kmeans_K", lambda k=k: kmeans_k(X, k, rng)))
-            gens.append((f"agglomerative_K{dk:+d}" if dk else "agglomerative_K", lambda k=k: agglomerative_k(X, k)))
-    gens.append(("random", lambda: random_partition(n, max(2, K), rng)))
-    return gens
+def _check_kinds(kinds: Sequence[str] | None) -> list[str]:
+    """Kind names, or prefixes naming a family (``"noise"``, ``"kmeans"``), to names."""
+    if kinds is None:
+        return list(KINDS)
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    kinds = list(kinds)
+    names = [name for k in kinds for name in KINDS if name == k or name.startswith(str(k))]
+    unknown = [k for k in kinds if not any(name.startswith(str(k)) for name in KINDS)]
+    if unknown or not names:
+        raise ValueError(f"unknown or no kinds {unknown or kinds!r}; give names or prefixes of {list(KINDS)}.")
+    return list(dict.fromkeys(names))
 
 
 def near_misses(X: object, true_labels: object, n_candidates: int | None = None,
-                kinds: Sequence[str] | None = None, seed: int = 0) -> list[Candidate]:
-    """Seeded near misses of ``true_labels``, all different from it and from each other.
+                kinds: Sequence[str] | None = None, seed: int = 0,
+                strict: bool = True) -> list[Candidate]:
+    """Seeded near misses of a correct clustering, none equal to it or to each other.
 
     Args:
-        X: the point set (n, d).
-        true_labels: the correct clustering.
-        n_candidates: None = every kind once; a number = that many, kinds taken in a
-            seeded round-robin so the mix stays balanced.
-        kinds: restrict to kinds whose name starts with one of these prefixes.
+        X: point set (n, d).
+        true_labels: the correct clustering (any integer ids; renaming them does not
+            change the result, since they are canonicalised first).
+        n_candidates: ``None`` — every kind once (kinds that do not apply, or that
+            reproduce the truth or an earlier candidate, are left out); a number — exactly
+            that many, kinds taken round-robin in a seeded order so the mix stays
+            balanced, stochastic kinds (noise, split, k-means, random) drawn again when
+            deterministic ones are used up.
+        kinds: names from :data:`KINDS`, or prefixes naming families such as
+            ``"noise"`` or ``"kmeans"`` (default: all).
         seed: the same seed gives the same candidates.
+        strict: with ``n_candidates`` set, raise when fewer distinct near misses exist
+            (a tiny problem); ``False`` returns those found.
+
+    Returns:
+        list of :class:`Candidate`.
+
+    Raises:
+        ValueError: bad inputs, or (``strict``) fewer than ``n_candidates`` distinct
+            near misses exist for this problem.
     """
     Xc = check_points(X)
-    y = check_labels(true_labels, Xc.shape[0])
-    rng = np.random.default_rng(seed)
-    gens = _generators(Xc, y, rng)
-    if kinds is not None:
-        gens = [g for g in gens if any(g[0].startswith(k) for k in kinds)]
-        if not gens:
-            raise ValueError(f"no near-miss kind matches {list(kinds)}.")
-    target = len(gens) if n_candidates is None else int(n_candidates)
-    seen = {y.tobytes()}
+    truth = check_labels(true_labels, Xc.shape[0], "true_labels")
+    kinds = _check_kinds(kinds)
+    if n_candidates is not None and (isinstance(n_candidates, bool)
+                                     or not isinstance(n_candidates, (int, np.integer))
+                                     or n_candidates < 0):
+        raise ValueError(f"n_candidates must be None or a non-negative int, got {n_candidates!r}.")
+    rng = np.random.default_rng(_check_seed(seed))
+    ctx = _Context(Xc, truth, int(truth.max()) + 1)
+    seen = {truth.tobytes()}
     out: list[Candidate] = []
-    order = list(rng.permutation(len(gens)))
-    attempts = 0
-    while len(out) < target and attempts < 20 * max(target, 1) + 50:
-        kind, gen = gens[order[attempts % len(order)]]
-        attempts += 1
-        lab = gen()
-        if lab is None:
-            continue
-        lab = canonical_labels(np.asarray(lab))
-        key = lab.tobytes()
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(Candidate(lab, kind))
+
+    def attempt(kind: str) -> bool:
+        lab = KINDS[kind].make(ctx, rng)
+        if lab is None or lab.tobytes() in seen:
+            return False
+        seen.add(lab.tobytes())
+        out.append(Candidate(lab.astype(np.int64), kind))
+        return True
+
+    if n_candidates is None:
+        for kind in kinds:
+            attempt(kind)
+        return out
+
+    fails = dict.fromkeys(kinds, 0)
+    active = list(kinds)
+    while len(out) < n_candidates and active:
+        for i in rng.permutation(len(active)):
+            if len(out) >= n_candidates:
+                break
+            kind = active[i]
+            if attempt(kind):
+                fails[kind] = 0
+            else:
+                fails[kind] += 1
+            if not KINDS[kind].stochastic or fails[kind] >= _MAX_FAILS:
+                fails[kind] = _MAX_FAILS  # exhausted
+        active = [k for k in active if fails[k] < _MAX_FAILS]
+    if strict and len(out) < n_candidates:
+        raise ValueError(f"only {len(out)} distinct near misses of kinds {kinds} exist for this problem "
+                         f"({Xc.shape[0]} points, K={ctx.k}); ask for fewer (n_candidates) or allow more kinds.")
     return out
 
 
-def training_negatives(problem: Problem, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` near misses of a labelled problem as an array (n, n_points), for training."""
-    cands = near_misses(problem.X, problem.labels, n_candidates=n, seed=seed)
+def training_negatives(problem: Problem, n: int, seed: int) -> np.ndarray:
+    """``n`` fresh near misses of a problem's correct clustering, as an int64 array
+    (n, n_points), for training the critic (a new draw for every seed).
+
+    A tiny problem with fewer than ``n`` distinct near misses gives all it has
+    (fewer rows) rather than an error: training only needs some negatives.
+    """
+    _check_problem(problem)
+    cands = near_misses(problem.X, problem.labels, n_candidates=n, seed=seed, strict=False)
     if not cands:
-        raise ValueError("could not generate any near miss for this problem (is it tiny?).")
+        return np.zeros((0, problem.n_points), dtype=np.int64)
     return np.stack([c.labels for c in cands])
+
+
+def _check_problem(problem: object) -> None:
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem must be a tdml_lib.problems.Problem, got {type(problem).__name__}; "
+                         "build one with Problem(X, labels).")
 
 
 @dataclass
 class CandidateSet:
-    """A problem's fixed candidates: the correct clustering among ``n_negatives`` near misses."""
+    """A problem's fixed candidates: its correct clustering among near misses.
+
+    Attributes:
+        problem: the problem (its ``labels`` are the correct clustering; scorers get only
+            ``problem.X`` and ``labelings``).
+        labelings: int64 array (B, n_points), canonical label vectors, all distinct.
+        kinds: B kind names; ``"correct"`` at ``correct_index``, ``"agent"`` for extras.
+        correct_index: where the correct clustering is.
+    """
 
     problem: Problem
     labelings: np.ndarray
     kinds: list[str]
     correct_index: int
 
+    @property
+    def n_candidates(self) -> int:
+        return int(self.labelings.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"CandidateSet({self.problem!r}, n_candidates={self.n_candidates}, "
+                f"correct_index={self.correct_index})")
+
 
 def candidate_set(problem: Problem, n_negatives: int = 19, seed: int = 0,
-                  extra: Sequence[np.ndarray] | None = None) -> CandidateSet:
-    """The correct clustering plus ``n_negatives`` near misses (and ``extra`` proposals,
-    e.g. the agent's, kind ``"agent"``), in a seeded shuffled order."""
-    cands = near_misses(problem.X, problem.labels, n_candidates=n_negatives, seed=seed)
-    labs = [problem.labels] + [c.labels for c in cands]
+                  extra: Sequence[object] | np.ndarray | None = None) -> CandidateSet:
+    """The poster's fixed candidates for one problem (DESIGN.md, "Evaluation").
+
+    The correct clustering plus ``n_negatives`` near misses (:func:`near_misses`), plus
+    ``extra`` negatives (e.g. the agent's proposals, kind ``"agent"``), in a seeded
+    shuffled order so that the truth is not always first.
+
+    Args:
+        problem: a :class:`~tdml_lib.problems.Problem`.
+        n_negatives: number of generated near misses (19 gives 20 candidates).
+        seed: the same seed gives the same set.
+        extra: more negatives, label vectors of length n_points. Those equal to the truth
+            or to another candidate (up to renaming) are dropped, since an exact copy of
+            the truth is not a negative.
+
+    Returns:
+        a :class:`CandidateSet`.
+    """
+    _check_problem(problem)
+    seed = _check_seed(seed)
+    truth = problem.labels
+    cands = near_misses(problem.X, truth, n_candidates=n_negatives, seed=seed)
+    labs = [truth] + [c.labels for c in cands]
     kinds = ["correct"] + [c.kind for c in cands]
-    for e in extra or []:
-        e = canonical_labels(check_labels(e, problem.n_points))
-        if not any(np.array_equal(e, l) for l in labs):
-            labs.append(e)
-            kinds.append("agent")
-    order = np.random.default_rng(seed + 1).permutation(len(labs))
-    return CandidateSet(problem, np.stack([labs[i] for i in order]), [kinds[i] for i in order],
-                        int(np.flatnonzero(order == 0)[0]))
+    if extra is not None and len(extra):
+        seen = {lab.tobytes() for lab in labs}
+        for lab in check_labelings(extra, problem.n_points):
+            if lab.tobytes() not in seen:
+                seen.add(lab.tobytes())
+                labs.append(lab)
+                kinds.append("agent")
+    order = np.random.default_rng([seed, 1]).permutation(len(labs))
+    return CandidateSet(problem, np.stack([labs[i] for i in order]).astype(np.int64),
+                        [kinds[i] for i in order], int(np.flatnonzero(order == 0)[0]))
