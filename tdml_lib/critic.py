@@ -168,8 +168,11 @@ def _plain(obj: Any) -> Any:
         return [_plain(v) for v in obj]
     if isinstance(obj, (np.generic,)):
         return obj.item()
-    if obj is None or isinstance(obj, (str, int, float, bool)):
+    if obj is None:
         return obj
+    for plain in (bool, int, float, str):  # subclasses (e.g. torch's TorchVersion) -> plain
+        if isinstance(obj, plain):
+            return plain(obj)
     return str(obj)
 
 
