@@ -21,7 +21,6 @@ fixes ``n_clusters``. Explained in chapter 4.
 from __future__ import annotations
 
 import random
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,9 @@ import numpy as np
 import pandas as pd
 from deap import base, creator, tools
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.cluster import AgglomerativeClustering
+
+from .candidates import kmeans_labels
 
 from .validation import canonical_labels, check_n_clusters, check_points
 
@@ -91,9 +92,7 @@ class _Operators:
             return labels
         c = self.rng.choice(big, p=counts[big] / counts[big].sum())
         idx = np.flatnonzero(labels == c)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sub = KMeans(2, n_init=1, random_state=int(self.rng.integers(2**31))).fit_predict(self.X[idx])
+        sub = kmeans_labels(self.X[idx], 2, int(self.rng.integers(2**31)), n_init=1)
         out = labels.copy()
         out[idx[sub == 1]] = labels.max() + 1
         return out
@@ -132,12 +131,10 @@ def _knn(X: np.ndarray, k: int) -> np.ndarray:
 
 def _initial_population(X: np.ndarray, size: int, ks: list[int], ops: _Operators) -> list[np.ndarray]:
     seeds = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for k in ks:
-            seeds.append(KMeans(k, n_init=2, random_state=int(ops.rng.integers(2**31))).fit_predict(X))
-            if len(X) <= 5000:  # Ward is O(n^2) memory
-                seeds.append(AgglomerativeClustering(k, linkage="ward").fit_predict(X))
+    for k in ks:
+        seeds.append(kmeans_labels(X, k, int(ops.rng.integers(2**31))))
+        if len(X) <= 5000:  # Ward is O(n^2) memory
+            seeds.append(AgglomerativeClustering(k, linkage="ward").fit_predict(X))
     pop = [canonical_labels(s) for s in seeds]
     while len(pop) < size:
         pop.append(canonical_labels(ops.move(pop[int(ops.rng.integers(len(seeds)))])))

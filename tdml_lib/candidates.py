@@ -58,7 +58,7 @@ def _point_centroid_dist(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(d2, 0.0))
 
 
-def _kmeans(X: np.ndarray, k: int, random_state: int, n_init: int = 2) -> np.ndarray:
+def kmeans_labels(X: np.ndarray, k: int, random_state: int, n_init: int = 2) -> np.ndarray:
     """scikit-learn KMeans on one BLAS thread (10x faster than oversubscribed threads on
     small problems, measured on a 2-core machine)."""
     from sklearn.cluster import KMeans
@@ -200,7 +200,7 @@ def _split_one(ctx: _Context, rng: np.random.Generator) -> np.ndarray | None:
     rng.shuffle(eligible)
     for c in eligible:
         idx = np.flatnonzero(ctx.labels == c)
-        sub = _kmeans(ctx.X[idx], 2, int(rng.integers(2**31 - 1)))
+        sub = kmeans_labels(ctx.X[idx], 2, int(rng.integers(2**31 - 1)))
         if len(np.unique(sub)) == 2:  # identical points cannot be split
             out = ctx.labels.copy()
             out[idx[sub == 1]] = ctx.k
@@ -213,7 +213,7 @@ def _kmeans_kind(offset: int) -> Callable[[_Context, np.random.Generator], np.nd
         k = ctx.k + offset
         if k < 1 or k > len(ctx.labels):
             return None
-        return canonical_labels(_kmeans(ctx.X, k, int(rng.integers(2**31 - 1))))
+        return canonical_labels(kmeans_labels(ctx.X, k, int(rng.integers(2**31 - 1))))
     return make
 
 
