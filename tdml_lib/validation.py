@@ -13,6 +13,19 @@ import numpy as np
 MIN_POINTS = 3
 
 
+def as_real_array(X: object, name: str, shape: str) -> np.ndarray:
+    """``X`` as a real numeric array, or a ValueError naming ``name`` and the expected ``shape``."""
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} must be an array of shape {shape}: {exc}") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}.")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real-valued, got complex dtype {arr.dtype}.")
+    return arr
+
+
 def check_points(X: object, name: str = "X", min_points: int = MIN_POINTS) -> np.ndarray:
     """Return ``X`` as a finite float32 array of shape (n, d).
 
@@ -25,14 +38,7 @@ def check_points(X: object, name: str = "X", min_points: int = MIN_POINTS) -> np
         ValueError: X is not 2-D, is empty, has too few points, or holds NaN/inf
             or non-numeric values.
     """
-    try:
-        arr = np.asarray(X)
-    except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"{name} must be an array of shape (n_points, n_features): {exc}") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}.")
-    if np.iscomplexobj(arr):
-        raise ValueError(f"{name} must be real-valued, got complex dtype {arr.dtype}.")
+    arr = as_real_array(X, name, "(n_points, n_features)")
     if arr.ndim != 2:
         hint = " Use X.reshape(-1, 1) for a single feature." if arr.ndim == 1 else ""
         raise ValueError(f"{name} must be 2-D (n_points, n_features), got shape {arr.shape}.{hint}")

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ..validation import check_labels, check_n_clusters
+from ..validation import as_real_array, check_labels, check_n_clusters
 
 MIN_IMAGE_SIDE = 4
 
@@ -86,14 +86,7 @@ def prepare_inputs(data: object, name: str = "images", min_points: int = 3) -> n
         ValueError: wrong number of dimensions, too few points, images smaller than
             4x4, non-numeric values, NaN or inf.
     """
-    try:
-        arr = np.asarray(data)
-    except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"{name} must be an array of shape (N, H, W) or (N, d): {exc}") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}.")
-    if np.iscomplexobj(arr):
-        raise ValueError(f"{name} must be real-valued, got complex dtype {arr.dtype}.")
+    arr = as_real_array(data, name, "(N, H, W) or (N, d)")
     if arr.ndim not in (2, 3):
         raise ValueError(f"{name} must be images (N, H, W) or features (N, d), got shape {arr.shape}. "
                          "For colour images, convert to grey first; for one image, add a leading axis.")
