@@ -71,6 +71,34 @@ def test_bad_input_gives_clear_value_error(critic, entry, case):
         _entry_points(critic)[entry](X, lab)
 
 
+@pytest.mark.parametrize("case", [c for c in BAD_INPUTS if not c[0].startswith(("labels", "negative", "fractional", "NaN labels", "string labels"))],
+                         ids=lambda c: c[0])
+def test_agent_rejects_bad_points(case):
+    _, X, _, fragment = case
+    with pytest.raises(ValueError, match=fragment):
+        tdml.cluster(X, scorer=tdml.metrics.IndexScorer("silhouette"), generations=1, population_size=4)
+
+
+@pytest.mark.parametrize("k", [0, 31, 2.5, "3"])
+def test_agent_rejects_bad_n_clusters(k):
+    with pytest.raises(ValueError, match="n_clusters"):
+        tdml.cluster(X_OK, scorer=tdml.metrics.IndexScorer("silhouette"), n_clusters=k, generations=1)
+
+
+def test_load_critic_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-critic"):
+        tdml.load_critic(tmp_path / "nope.pt")
+    (tmp_path / "trunc.pt").write_bytes(tdml.critic.PRETRAINED_PATH.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated"):
+        tdml.load_critic(tmp_path / "trunc.pt")
+
+
+def test_shipped_critic_loads_safely_and_records_its_command():
+    c = tdml.load_critic(device="cpu")
+    assert "train-critic" in c.metadata["command"]
+    assert np.isfinite(c.score(X_OK, LAB_OK))
+
+
 @pytest.mark.parametrize("fn", [tdml.clustering_accuracy, tdml.nmi, tdml.ari])
 def test_external_metrics_reject_mismatched_lengths(fn):
     with pytest.raises(ValueError, match="entries"):
