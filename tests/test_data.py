@@ -6,7 +6,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from tdml_lib import data, features
+from tdml_lib import data
 
 
 def write_idx(path, arr, gz=False):
@@ -84,24 +84,6 @@ def test_letters_are_26_classes_of_28x28():
     assert ds.images.reshape(len(ds.images), -1).max(1).min() > 100, "an empty glyph was rendered"
 
 
-def test_feature_map_fit_transform_save_load(tmp_path):
-    imgs = np.random.default_rng(0).integers(0, 255, (50, 28, 28)).astype(np.uint8)
-    fm = features.FeatureMap(5).fit(imgs, domain="toy")
-    Z = fm.transform(imgs)
-    assert Z.shape == (50, 5) and Z.dtype == np.float32
-    again = features.FeatureMap.load(fm.save(tmp_path / "fm.npz"))
-    assert np.allclose(again.transform(imgs), Z) and again.domain == "toy"
-    with pytest.raises(ValueError, match="pixels"):
-        fm.transform(np.zeros((3, 8, 8)))
-
-
-def test_domain_problems_use_the_training_domain_map():
-    _prepared("numbers", "train")
-    probs = features.domain_problems("letters", 3, seed=0)
-    assert len(probs) == 3 and probs[0].n_features == 32
-    assert "PCA on numbers" in probs[0].source
-
-
 def test_download_loaders_on_small_files_in_the_real_formats(tmp_path, monkeypatch):
     """SVHN (.mat), Omniglot (zip of PNGs) and EMNIST (zip of idx.gz), written here in
     their published formats; the downloader is replaced, so no network is used."""
@@ -139,3 +121,107 @@ def test_download_only_dataset_missing_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("TDML_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="--download svhn"):
         data.load("svhn", "test")
+
+
+def test_cache_hit_does_not_render_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("TDML_DATA", str(tmp_path))
+    calls = []
+    real = data.render_letters
+
+    def counting(per_class, seed):
+        calls.append(seed)
+        return real(1, seed)
+
+    monkeypatch.setattr(data, "render_letters", counting)
+    first = data.load("letters", "test", prepare=True)
+    second = data.load("letters", "test", prepare=True)
+    third = data.letters("test")
+    assert calls == [data.LETTERS_SEED["test"]], "a prepared dataset was rendered again"
+    assert first.images.shape == (26, 28, 28) and np.array_equal(first.images, third.images)
+    assert second.source == data.LETTERS_SOURCE and "rendered" in second.source
+
+
+def test_stale_rendered_letters_are_rendered_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("TDML_DATA", str(tmp_path))
+    old = {"images": np.zeros((2, 28, 28), np.uint8), "labels": np.array([0, 1]),
+           "source": np.array("A-Z rendered from Debian handwriting fonts (offline stand-in for EMNIST letters)")}
+    np.savez(tmp_path / "letters_test.npz", **old)
+    with pytest.raises(FileNotFoundError, match="out of date.*data --prepare"):
+        data.load("letters", "test")
+    monkeypatch.setattr(data, "render_letters", lambda per_class, seed: (np.full((3, 28, 28), 9, np.uint8),
+                                                                       np.array([0, 1, 2])))
+    assert data.load("letters", "test", prepare=True).source == data.LETTERS_SOURCE
+
+
+def test_rendered_glyphs_are_never_cut_off():
+    """Tall glyphs (descenders, dkg's long f) stay inside the canvas under any jitter."""
+    from PIL import ImageFont
+
+    fonts = [data.FONT_ROOT / f for f in data.LETTER_FONTS if (data.FONT_ROOT / f).exists()]
+    if not fonts:
+        pytest.skip("the Debian handwriting fonts are not installed here")
+    rng = np.random.default_rng(0)
+    for path in fonts:
+        font = ImageFont.truetype(str(path), data.LETTER_SIZE)
+        for ch in "fgjpqyQW":
+            for _ in range(3):
+                g = data._render_glyph(ch, font, rng)
+                assert g.any() and not (g[0].any() or g[-1].any() or g[:, 0].any() or g[:, -1].any()), \
+                    f"{ch!r} of {path.name} touches the canvas edge"
+
+
+def test_center_mnist_like_fits_20x20_box_at_the_centre():
+    glyph = np.zeros((90, 60), np.uint8)
+    glyph[10:80, 20:30] = 255                        # a tall bar
+    out = data._center_mnist_like(glyph)
+    ys, xs = np.nonzero(out > 20)
+    assert out.shape == (28, 28) and ys.max() - ys.min() + 1 <= 21
+    assert abs(np.average(np.arange(28), weights=out.sum(1)) - 14) < 1.5
+    assert abs(np.average(np.arange(28), weights=out.sum(0)) - 14) < 1.5
+
+
+def test_digits_split_and_bad_split():
+    train, test = data.digits("train"), data.digits("test")
+    assert train.images.shape[1:] == (8, 8) and len(train.labels) + len(test.labels) == 1797
+    with pytest.raises(ValueError, match="split"):
+        data.load("digits", "validation")
+
+
+def test_prepare_all_reports_download_only_as_not_available_offline(tmp_path, monkeypatch):
+    import urllib.error
+
+    monkeypatch.setenv("TDML_DATA", str(tmp_path))
+
+    def offline(url, dest, sha256=None):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(data, "_download", offline)
+    rows = data.prepare_all(["svhn", "digits"])
+    assert [(r["name"], r["split"], r["ok"]) for r in rows] == [
+        ("svhn", "train", False), ("svhn", "test", False), ("digits", "train", True), ("digits", "test", True)]
+    assert rows[0]["source"].startswith("not available offline")
+    assert rows[2]["shape"] == (1257, 8, 8) and rows[2]["n_classes"] == 10
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.prepare_all(["mnist"])
+
+
+def test_cli_exit_status(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    data.add_cli(parser.add_subparsers())
+
+    def main(argv):
+        args = parser.parse_args(argv)
+        return args.func(args)
+
+    monkeypatch.setenv("TDML_DATA", str(tmp_path))
+    assert main(["data"]) == 2                       # nothing prepared in an empty folder
+    assert "python -m tdml_lib data --prepare" in capsys.readouterr().err
+    for name in ("numbers", "fashion", "letters", "digits"):
+        for split in ("train", "test"):
+            np.savez(tmp_path / f"{name}_{split}.npz", images=np.zeros((2, 28, 28), np.uint8),
+                     labels=np.array([0, 1]), source=np.array(data.LETTERS_SOURCE if name == "letters" else "t"))
+    assert main(["data"]) == 0
+    out = capsys.readouterr().out
+    assert "numbers" in out and "(2, 28, 28)" in out
