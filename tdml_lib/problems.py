@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .validation import check_labels, check_points
+from .validation import canonical_labels, check_labels, check_points
 
 SYNTHETIC_FAMILIES = ("blobs", "anisotropic", "moons", "circles", "varied_density")
 
@@ -127,8 +127,10 @@ def sample_problems(features: np.ndarray, labels: np.ndarray, n_problems: int,
             labs.append(np.full(size, j))
         idx, lab = np.concatenate(rows), np.concatenate(labs)
         perm = rng.permutation(len(idx))  # no information in point order
-        problems.append(Problem(standardize(features[idx[perm]]), lab[perm], source,
-                                tuple(int(c) for c in chosen)))
+        lab = canonical_labels(lab[perm])  # ids in order of first appearance, as Problem keeps them
+        first = [int(np.flatnonzero(lab == j)[0]) for j in range(k)]
+        classes = tuple(int(chosen[lab_src]) for lab_src in np.concatenate(labs)[perm][first])
+        problems.append(Problem(standardize(features[idx[perm]]), lab, source, classes))
     return problems
 
 

@@ -66,8 +66,6 @@ def test_classes_restriction_and_recorded_source(source):
         assert all(len(np.unique(p.X[p.labels == j, 0])) == 1 for j in range(p.n_clusters))
 
 
-@pytest.mark.xfail(strict=True, reason="problems.py bug, reported to the lead: Problem canonicalises the labels "
-                   "after sampling, so p.classes[j] is not the class behind label j as documented")
 def test_classes_are_in_label_order(source):
     X, y = _class_coded(source)
     for p in problems.sample_problems(X, y, 6, n_clusters=3, points_per_class=5, seed=2, classes=[1, 4, 7]):
