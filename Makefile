@@ -14,7 +14,7 @@ book: setup
 
 ## Unit tests, every chapter under nbval, and the browser test of the built book.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 bench: setup
 	$(PY) -m tdml_lib bench
