@@ -29,7 +29,7 @@ from torch import nn
 from . import graphs
 from .device import resolve_device
 from .gae import ClusteringEmbedder, train_gae
-from .io import save_torch
+from .io import load_torch, save_torch
 from .problems import Problem
 from .validation import check_labelings, check_labels, check_points
 
@@ -149,14 +149,7 @@ class ClusteringCritic(nn.Module):
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = "auto") -> "ClusteringCritic":
         """Load with ``torch.load(weights_only=True)``: a checkpoint cannot run code."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no critic at {path}; train one with `python -m tdml_lib train-critic`.")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{path} is not a readable critic checkpoint ({exc.__class__.__name__}: {exc}); "
-                             "it may be truncated or from another program. Retrain or re-download it.") from exc
+        state = load_torch(path, "critic", "train one with `python -m tdml_lib train-critic`")
         return cls.from_state(state, device)
 
 

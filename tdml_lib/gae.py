@@ -29,7 +29,7 @@ from torch import nn
 
 from . import graphs
 from .device import resolve_device
-from .io import save_torch
+from .io import load_torch, save_torch
 from .validation import check_labelings, check_points
 
 GLOBAL_FEATURES = ("n_clusters", "log_n", "intra_edges", "size_entropy", "min_size", "max_size")
@@ -194,10 +194,7 @@ class ClusteringEmbedder(nn.Module):
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = "auto") -> "ClusteringEmbedder":
         """Load a saved embedder (``weights_only=True``: no code runs on load)."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no embedder at {path}; train one with tdml_lib.gae.train_gae.")
-        return cls.from_state(torch.load(path, map_location="cpu", weights_only=True), device)
+        return cls.from_state(load_torch(path, "embedder", "train one with tdml_lib.gae.train_gae"), device)
 
 
 # --- training ---------------------------------------------------------------------------

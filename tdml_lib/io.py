@@ -71,6 +71,30 @@ def save_torch(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
+def load_torch(path: str | os.PathLike, what: str, how_to_make: str) -> Any:
+    """``torch.load(weights_only=True)`` (a file cannot run code) with clear errors.
+
+    Args:
+        path: the file.
+        what: what it should hold, for messages ("critic", "embedder").
+        how_to_make: how a user makes one, for the missing-file message.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is truncated, corrupt or not a weights-only torch file.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} at {path}; {how_to_make}.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable {what} checkpoint ({exc.__class__.__name__}: {exc}); "
+                         "it may be truncated or from another program. Retrain or re-download it.") from exc
+
+
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
     """The current git commit (with ``-dirty`` if the tree has changes), or ``"unknown"``."""
     cwd = cwd or Path(__file__).resolve().parent
