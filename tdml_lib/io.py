@@ -96,12 +96,17 @@ def load_torch(path: str | os.PathLike, what: str, how_to_make: str) -> Any:
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The current git commit (with ``-dirty`` if the tree has changes), or ``"unknown"``."""
+    """The current git commit (with ``-dirty`` if tracked code has changes), or ``"unknown"``.
+
+    Changes under ``results/`` do not count: a full-scale run rewrites its own committed
+    results while it runs, and that must not mark the code that made them as modified.
+    """
     cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)results"], cwd=cwd,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except Exception:

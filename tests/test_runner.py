@@ -308,3 +308,26 @@ def test_a_cell_reported_twice_is_an_error(tmp_path: Path) -> None:
     write_result(tmp_path, "transfer_again", {"table": [row]})
     with pytest.raises(ValueError, match="reported twice"):
         reference.poster_comparison(reference.load_results(tmp_path))
+
+
+def test_git_commit_ignores_results_but_not_code(tmp_path: Path) -> None:
+    """A run rewriting its committed results/ is not 'dirty'; edited code is."""
+    import subprocess
+
+    from tdml_lib.io import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "metrics.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = git_commit(tmp_path)
+    assert len(clean) == 40 and not clean.endswith("-dirty")
+    (tmp_path / "results" / "metrics.json").write_text('{"new": 1}')
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "-dirty"
