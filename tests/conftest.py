@@ -1,8 +1,14 @@
-"""Shared test set-up: paths, the environment for subprocesses, and nbval hardening.
+"""Shared test set-up: paths, the environment for subprocesses, nbval, executed chapters.
 
 Imported by pytest for every test under ``tests/``. ``tests/test_notebooks.py`` also
 loads this file as a plugin (``-p tests.conftest``) in the pytest subprocess that runs a
 chapter under nbval, so the nbval settings below apply there too.
+
+Every chapter is executed ONCE per test run, under nbval (``executed_chapters``): the
+fixture runs the chapters in parallel pytest subprocesses and this file, loaded there as
+a plugin, saves each notebook with the outputs nbval saw (``TDML_EXECUTED_DIR``). The
+browser test (``test_book.py``) builds the site from those executed notebooks instead of
+executing every chapter a second time.
 
 nbval hardening (STYLE.md, pitfall 4):
   * chapters run with ``--nbval-lax`` (only cells marked ``# NBVAL_CHECK_OUTPUT`` are
@@ -15,8 +21,14 @@ nbval hardening (STYLE.md, pitfall 4):
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +138,132 @@ def pytest_configure(config: pytest.Config) -> None:
 
     compare_outputs._tdml_skips_stderr = True  # type: ignore[attr-defined]
     IPyNbCell.compare_outputs = compare_outputs
+
+
+EXECUTED_DIR_ENV = "TDML_EXECUTED_DIR"
+"""Where the nbval subprocess writes each chapter with its outputs (unset: nowhere)."""
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In an nbval run that passed, save each notebook with the outputs nbval collected.
+
+    nbval keeps a cell's outputs in ``item.test_outputs`` and ``item.cell`` is the cell
+    object of ``item.parent.nb``, so filling the cells and writing ``parent.nb`` gives
+    the executed notebook. stderr is dropped, as the book's ``stderr_output: remove``.
+    """
+    out_dir = os.environ.get(EXECUTED_DIR_ENV)
+    if not out_dir or session.testsfailed or exitstatus != 0:
+        return
+    import nbformat
+
+    from tdml_lib.io import atomic_path
+
+    notebooks: dict[Path, Any] = {}
+    for item in session.items:
+        if not hasattr(item, "test_outputs") or not hasattr(item, "cell"):
+            continue
+        item.cell.outputs = _without_stderr(item.test_outputs or [])
+        item.cell.execution_count = item.cell_num + 1
+        for output in item.cell.outputs:
+            if output.get("output_type") == "execute_result":
+                output["execution_count"] = item.cell_num + 1
+        notebooks[Path(str(item.parent.fspath))] = item.parent.nb
+    for path, nb in notebooks.items():
+        with atomic_path(Path(out_dir) / path.name) as tmp:
+            nbformat.write(nb, str(tmp))
+
+
+# ------------------------------------------------------------------ executed chapters
+EXECUTED = ROOT / "_build" / "executed"
+"""The chapters as the last test run executed them (what the test site is built from)."""
+TIMINGS = ROOT / "_build" / "chapter_timings.json"
+"""Seconds per chapter in the last test run; also orders the next run, slowest first."""
+CHAPTER_TIMEOUT_S = 900
+
+
+@dataclass
+class ChapterRun:
+    """One chapter executed under ``pytest --nbval-lax`` in a subprocess."""
+
+    docname: str
+    command: list[str]
+    returncode: int
+    log: str
+    seconds: float
+    executed: Path | None
+
+
+def nbval_command(notebook: Path) -> list[str]:
+    """The pytest command that runs one chapter under nbval (as the tests run it)."""
+    return [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
+            "-p", "tests.conftest", "-p", "no:cacheprovider", "-q", "--no-header",
+            "--rootdir", str(ROOT), str(notebook.relative_to(ROOT))]
+
+
+def _run_chapter(docname: str, threads: int) -> ChapterRun:
+    notebook = source_path(docname)
+    cmd = nbval_command(notebook)
+    env = subprocess_env()
+    env[EXECUTED_DIR_ENV] = str(EXECUTED)
+    # Chapters run side by side: split the cores between them, not oversubscribe.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=CHAPTER_TIMEOUT_S)
+        code, log = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        code = -1
+        log = (f"did not finish under nbval within {CHAPTER_TIMEOUT_S} s; make its default "
+               f"parameters smaller\n{exc.stdout or ''}{exc.stderr or ''}")
+    executed = EXECUTED / notebook.name
+    return ChapterRun(docname, cmd, code, log, time.perf_counter() - start,
+                      executed if code == 0 and executed.exists() else None)
+
+
+def chapter_workers() -> int:
+    """Chapters run at once: ``$TDML_TEST_WORKERS``, else one per core up to 2.
+
+    Two at a time overlap one chapter's single-threaded work (kernel start, imports,
+    plotting, DEAP, k-means) with the other's; more would only split the same cores.
+    """
+    return max(1, int(os.environ.get("TDML_TEST_WORKERS", min(2, os.cpu_count() or 1))))
+
+
+def _selected_chapters(items: list[pytest.Item], chapters: list[str]) -> list[str]:
+    """The chapters the selected tests need: all for the site, else those parametrised
+    (so ``pytest tests/test_notebooks.py -k 03`` runs chapter 3 only)."""
+    users = [item for item in items if "executed_chapters" in getattr(item, "fixturenames", ())]
+    if any("built_book" in item.fixturenames for item in users):
+        return chapters
+    named = {getattr(item, "callspec", None) and item.callspec.params.get("docname")
+             for item in users}
+    return [d for d in chapters if d in named] or chapters
+
+
+@pytest.fixture(scope="session")
+def executed_chapters(request: pytest.FixtureRequest) -> dict[str, ChapterRun]:
+    """The notebook chapters of ``_toc.yml`` that the selected tests need, each run once
+    under nbval, two at a time, slowest first.
+
+    Returns the run of each chapter by docname; passing chapters are saved with their
+    outputs under ``_build/executed/``. Per-chapter seconds go to ``TIMINGS``.
+    """
+    chapters = _selected_chapters(
+        request.session.items, [d for d in toc_files() if source_path(d).suffix == ".ipynb"])
+    shutil.rmtree(EXECUTED, ignore_errors=True)
+    EXECUTED.mkdir(parents=True)
+    previous = json.loads(TIMINGS.read_text())["seconds"] if TIMINGS.exists() else {}
+    order = sorted(chapters, key=lambda d: -previous.get(d, 0.0))  # stable: toc order
+    workers = chapter_workers()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        runs = {run.docname: run for run in pool.map(lambda d: _run_chapter(d, threads), order)}
+    TIMINGS.write_text(json.dumps({
+        "seconds": {**previous, **{d: round(runs[d].seconds, 1) for d in chapters}},
+        "wall_s": round(time.perf_counter() - start, 1), "workers": workers,
+        "threads_per_chapter": threads, "cpu_count": os.cpu_count(),
+        "passed": [d for d in chapters if runs[d].returncode == 0]}, indent=1))
+    return runs

@@ -1,8 +1,9 @@
 """The book as a reader meets it: the built HTML, opened in a real (headless) browser.
 
-A session fixture builds the book (``jupyter-book build . --warningiserror
---keep-going``) unless ``_build/html/index.html`` is newer than every source, so
-``make book`` followed by ``make test`` builds once. The HTML is served on 127.0.0.1
+A session fixture builds the book (``jupyter-book build --warningiserror
+--keep-going``) from the chapters exactly as the nbval tests just executed them
+(``executed_chapters`` in conftest.py), staged under ``_build/tested`` with execution
+off, so each chapter runs once per test run. The HTML is served on 127.0.0.1
 and every page listed in ``_toc.yml`` (and ``index.html``) is opened in Debian's
 Chromium driven by Selenium. Checked for each page: it loads, has its title, every
 image has a non-zero natural size, chapters show at least one figure, no error or
@@ -18,6 +19,7 @@ from __future__ import annotations
 import functools
 import http.server
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -31,14 +33,14 @@ from urllib.parse import unquote, urldefrag, urlsplit
 import pytest
 import yaml
 
-from conftest import ROOT, source_path, subprocess_env, toc_captions, toc_files
+from conftest import ROOT, ChapterRun, source_path, subprocess_env, toc_captions, toc_files
 
-HTML = ROOT / "_build" / "html"
+STAGE = ROOT / "_build" / "tested"
+"""The book's sources with executed chapters; its site lands in ``STAGE/_build/html``."""
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-BUILD_TIMEOUT_S = 3600
-SOURCES = ("book", "tdml_lib", "_config.yml", "_toc.yml", "references.bib")
+BUILD_TIMEOUT_S = 1200
 SCREENSHOT_PAGES = {"book/intro": "front_page", "book/03_critic": "chapter03_critic"}
 
 DOCS = toc_files()
@@ -48,40 +50,50 @@ ERROR_LINE = re.compile(r"^\s*[A-Za-z_.]*(Error|Exception): ", re.MULTILINE)
 
 
 # ----------------------------------------------------------------------------- build
-def _newest_source_mtime() -> float:
-    newest = 0.0
-    for name in SOURCES:
-        path = ROOT / name
-        if path.is_file():
-            newest = max(newest, path.stat().st_mtime)
-        elif path.is_dir():
-            for f in path.rglob("*"):
-                if f.is_file() and "__pycache__" not in f.parts \
-                        and ".ipynb_checkpoints" not in f.parts:
-                    newest = max(newest, f.stat().st_mtime)
-    return newest
+def stage_executed_book(executed: dict[str, Path], stage: Path) -> Path:
+    """A copy of the book's sources in ``stage`` with each chapter replaced by its
+    executed copy and execution turned off in ``_config.yml``.
+
+    The chapters were just executed under nbval (``executed_chapters``); building from
+    their outputs renders what the tests ran instead of running every chapter twice.
+    """
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    for name in ("_toc.yml", "references.bib"):
+        shutil.copy2(ROOT / name, stage / name)
+    shutil.copytree(ROOT / "book", stage / "book",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    for docname, notebook in executed.items():
+        shutil.copy2(notebook, stage / f"{docname}.ipynb")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return stage
 
 
 @pytest.fixture(scope="session")
-def built_book() -> Path:
-    """``_build/html``, built now unless it is newer than every source file."""
-    index = HTML / "index.html"
-    if index.exists() and index.stat().st_mtime > _newest_source_mtime():
-        return HTML
+def built_book(executed_chapters: dict[str, ChapterRun]) -> Path:
+    """The site built from the chapters as the nbval tests executed them."""
+    failed = [d for d, run in executed_chapters.items() if run.executed is None]
+    if failed:
+        pytest.fail(f"chapters {failed} failed under nbval (see test_notebooks); the site "
+                    "is built from the executed chapters", pytrace=False)
+    stage = stage_executed_book({d: run.executed for d, run in executed_chapters.items()},
+                                STAGE)
+    html = stage / "_build" / "html"
     jb = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "--warningiserror",
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(stage), "--warningiserror",
            "--keep-going"]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True,
                               text=True, timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         pytest.fail(f"`{' '.join(cmd)}` ran longer than {BUILD_TIMEOUT_S} s")
-    if proc.returncode != 0 or not index.exists():
-        index.unlink(missing_ok=True)  # never let a later run trust a failed build
+    if proc.returncode != 0 or not (html / "index.html").exists():
         pytest.fail(f"`{' '.join(cmd)}` failed (exit {proc.returncode}); fix the first "
                     f"warning or error below.\n{_summarise_log(proc.stdout + proc.stderr)}",
                     pytrace=False)
-    return HTML
+    return html
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

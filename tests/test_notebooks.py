@@ -5,6 +5,8 @@ when given them on the command line, and ``book/`` is outside ``tests/``), with 
 kernel of this interpreter's environment (``--nbval-current-env``) and this folder's
 ``conftest.py`` loaded as a plugin so that stderr is never compared. Chapters check
 their own numbers in ``assert`` cells; nbval fails on the first cell that raises.
+The runs happen once per session in the ``executed_chapters`` fixture (conftest.py),
+two chapters at a time; the browser test reuses their outputs.
 
 Run one chapter by hand with::
 
@@ -13,16 +15,13 @@ Run one chapter by hand with::
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import nbformat
 import pytest
 
-from conftest import ROOT, source_path, subprocess_env, toc_files
+from conftest import ChapterRun, source_path, toc_files
 
 CHAPTERS = [doc for doc in toc_files() if source_path(doc).suffix == ".ipynb"]
-TIMEOUT_S = 900  # a chapter's small defaults take about a minute on a laptop CPU
 
 
 FRAME = ("## Overview", "## Prerequisites", "## Imports", "## Summary", "### What's next?",
@@ -61,18 +60,11 @@ def test_chapter_frame(docname: str) -> None:
 
 
 @pytest.mark.parametrize("docname", CHAPTERS)
-def test_chapter_runs_under_nbval(docname: str) -> None:
-    notebook = source_path(docname)
-    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
-           "-p", "tests.conftest", "-p", "no:cacheprovider", "-q", "--no-header",
-           "--rootdir", str(ROOT), str(notebook.relative_to(ROOT))]
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True,
-                              text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{notebook.name} did not finish under nbval within {TIMEOUT_S} s; "
-                    "make its default parameters smaller")
-    if proc.returncode != 0:
-        pytest.fail(f"{notebook.name} failed under nbval (exit {proc.returncode}). "
-                    f"Re-run: {' '.join(cmd[2:])}\n--- output (tail) ---\n"
-                    f"{(proc.stdout + proc.stderr)[-6000:]}", pytrace=False)
+def test_chapter_runs_under_nbval(docname: str, executed_chapters: dict[str, ChapterRun]) -> None:
+    """The chapter runs top to bottom under ``pytest --nbval-lax`` at its defaults."""
+    run = executed_chapters[docname]
+    if run.returncode != 0:
+        pytest.fail(f"{docname} failed under nbval (exit {run.returncode}). Re-run: "
+                    f"{' '.join(run.command[2:])}\n--- output (tail) ---\n{run.log[-6000:]}",
+                    pytrace=False)
+    assert run.executed is not None, f"{docname} passed but its executed copy was not saved"
