@@ -4,8 +4,12 @@ A DEAP genetic algorithm over label vectors (DESIGN.md "Agent"; DEAP's ``onemax`
 example style: ``creator`` classes, a ``Toolbox`` of operators, ``tools.selTournament``,
 ``HallOfFame``, ``Statistics`` and a ``Logbook``):
 
-* **population** seeded from k-means and Ward agglomerative clusterings (scikit-learn)
-  at several K, plus copies with a few points moved to a neighbour's cluster;
+* **population** seeded from k-means, Ward agglomerative (scipy) and spectral clusterings
+  of the kNN graph (scikit-learn's ``spectral_embedding``, then k-means on its first K
+  eigenvectors, as ``SpectralClustering`` does) at several K, plus copies with a few
+  points moved to a neighbour's cluster. The spectral seeds follow the data's
+  connectivity, so the population holds candidates for non-convex clusters (moons,
+  uneven densities) that no centroid method proposes; the reward decides between them;
 * **mutations**: move points to the cluster of one of their k nearest neighbours (kNN
   computed once), merge two clusters with close centroids, split a cluster with 2-means;
 * **crossover**: align the second parent's cluster ids to the first's with the
@@ -22,16 +26,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from deap import base, creator, tools
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import AgglomerativeClustering
+from scipy.cluster.hierarchy import fcluster, linkage
 
 from .candidates import kmeans_labels
-
 from .validation import canonical_labels, check_n_clusters, check_points
 
 # DEAP's creator registers classes globally; create them once (re-imports and reloads
@@ -97,12 +100,19 @@ class _Operators:
         out[idx[sub == 1]] = labels.max() + 1
         return out
 
-    def mutate(self, labels: np.ndarray) -> np.ndarray:
-        ops = [self.move, self.move] if self.fixed_k else [self.move, self.move, self.merge, self.split]
-        out = canonical_labels(ops[self.rng.integers(len(ops))](labels))
+    def _keep_k(self, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
+        out = canonical_labels(out)
         if self.fixed_k and out.max() + 1 != self.fixed_k:
             return labels  # a move emptied a cluster: keep K as asked
         return out
+
+    def mutate(self, labels: np.ndarray) -> np.ndarray:
+        ops = [self.move, self.move] if self.fixed_k else [self.move, self.move, self.merge, self.split]
+        return self._keep_k(labels, ops[self.rng.integers(len(ops))](labels))
+
+    def perturb(self, labels: np.ndarray) -> np.ndarray:
+        """A few points moved to a neighbour's cluster, K kept when it is fixed."""
+        return self._keep_k(labels, self.move(labels))
 
     def crossover(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         Ka, Kb = a.max() + 1, b.max() + 1
@@ -116,10 +126,7 @@ class _Operators:
         child = a.copy()
         inherit = take[b_aligned]
         child[inherit] = b_aligned[inherit]
-        child = canonical_labels(child)
-        if self.fixed_k and child.max() + 1 != self.fixed_k:
-            return a
-        return child
+        return self._keep_k(a, child)
 
 
 def _knn(X: np.ndarray, k: int) -> np.ndarray:
@@ -129,15 +136,44 @@ def _knn(X: np.ndarray, k: int) -> np.ndarray:
     return NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X, return_distance=False)[:, 1:]
 
 
+SPECTRAL_MAX_POINTS = 20_000
+"""Largest point set that gets spectral seeds (a sparse eigenproblem; seconds at this size)."""
+HIERARCHY_MAX_POINTS = 5_000
+"""Largest point set that gets Ward seeds (scipy's linkage needs O(n^2) memory)."""
+
+
+def _spectral_embedding(knn: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    """The first ``n_components`` Laplacian eigenvectors of the symmetrised kNN graph."""
+    import warnings
+
+    from scipy.sparse import csr_matrix
+    from sklearn.manifold import spectral_embedding
+
+    n, k = knn.shape
+    graph = csr_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), knn.ravel())), shape=(n, n))
+    with warnings.catch_warnings():  # "graph is not fully connected": then components split first
+        warnings.simplefilter("ignore", UserWarning)
+        return spectral_embedding(0.5 * (graph + graph.T), n_components=n_components,
+                                  random_state=seed, drop_first=False)
+
+
 def _initial_population(X: np.ndarray, size: int, ks: list[int], ops: _Operators) -> list[np.ndarray]:
-    seeds = []
+    n = len(X)
+    ward = linkage(X, method="ward") if n <= HIERARCHY_MAX_POINTS else None  # built once, cut per K
+    spectral = (_spectral_embedding(ops.knn, min(max(ks), n - 1), int(ops.rng.integers(2**31)))
+                if n <= SPECTRAL_MAX_POINTS and max(ks) < n - 1 else None)
+    seeds = []  # (labels, the K asked for)
     for k in ks:
-        seeds.append(kmeans_labels(X, k, int(ops.rng.integers(2**31))))
-        if len(X) <= 5000:  # Ward is O(n^2) memory
-            seeds.append(AgglomerativeClustering(k, linkage="ward").fit_predict(X))
-    pop = [canonical_labels(s) for s in seeds]
+        seeds.append((kmeans_labels(X, k, int(ops.rng.integers(2**31))), k))
+        if ward is not None:
+            seeds.append((fcluster(ward, k, criterion="maxclust"), k))
+        if spectral is not None:
+            seeds.append((kmeans_labels(spectral[:, :k], k, int(ops.rng.integers(2**31))), k))
+    # ties in a hierarchy, or duplicate points, can give fewer than K clusters
+    pop = ([canonical_labels(s) for s, k in seeds if np.unique(s).size == k]
+           or [canonical_labels(seeds[0][0])])
     while len(pop) < size:
-        pop.append(canonical_labels(ops.move(pop[int(ops.rng.integers(len(seeds)))])))
+        pop.append(ops.perturb(pop[int(ops.rng.integers(len(pop)))]))
     return pop[:size] if len(pop) > size else pop
 
 
@@ -263,3 +299,78 @@ def make_agent_proposals(X: object, scorer: Any, n: int = 4, seed: int = 0, gene
         if len(out) == n:
             break
     return out
+
+
+@dataclass
+class SyntheticComparison:
+    """Agent vs k-means on synthetic families, each with a critic that never saw it."""
+
+    scores: pd.DataFrame
+    """One row per (family, problem, method): acc, nmi, ari, K_found, K_true."""
+    examples: dict[str, dict[str, Any]]
+    """Per family, its first problem: ``{"X", "truth", "labels": {method: labels}}``."""
+
+
+SYNTHETIC_TEST_K = {"moons": 2, "circles": 2, "varied_density": 3, "blobs": 4, "anisotropic": 3}
+"""Clusters per test problem in :func:`compare_on_synthetic` (three uneven blobs: with two,
+k-means rarely fails)."""
+
+
+def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "varied_density"),
+                         n_train_problems: int = 16, n_problems: int = 2,
+                         n_clusters: int | Mapping[str, int] | None = None,
+                         points_per_class: tuple[int, int] = (150, 200), critic_config: Any = None,
+                         generations: int = 10, population_size: int = 20, seed: int = 0,
+                         device: Any = "auto") -> SyntheticComparison:
+    """The agent against k-means on families where k-means is known to fail.
+
+    For each test family a critic is trained on the OTHER synthetic families only
+    (leave one family out: what it rewards there was learned elsewhere), then each test
+    problem is clustered by k-means with the true K, by the agent told the true K (the
+    same knowledge as k-means), and by the agent finding K itself. True labels are
+    used only to score the results afterwards.
+
+    Args:
+        test_families: families of :data:`tdml_lib.problems.SYNTHETIC_FAMILIES` to test on.
+        n_train_problems: training problems per critic (2-D to 8-D, K in 2..6).
+        n_problems: seeded test problems per family (2-D).
+        n_clusters: clusters per test problem, one for all or per family (default
+            :data:`SYNTHETIC_TEST_K`).
+        points_per_class: sizes of the test problems' clusters.
+        critic_config: a :class:`tdml_lib.critic.CriticConfig` (default: 30 epochs).
+        generations, population_size: the agent's budget.
+        seed: seeds the problems, the critics and the agent.
+    """
+    from sklearn.cluster import KMeans
+
+    from .critic import CriticConfig, fit_critic
+    from .metrics import external_scores
+    from .problems import SYNTHETIC_FAMILIES, synthetic_problem, synthetic_problems
+
+    unknown = sorted(set(test_families) - set(SYNTHETIC_FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown families {unknown}; choose from {SYNTHETIC_FAMILIES}.")
+    cfg = critic_config or CriticConfig(epochs=30, gae_epochs=4, n_negatives=12)
+    ks = n_clusters if isinstance(n_clusters, Mapping) else (
+        {f: n_clusters for f in test_families} if n_clusters else SYNTHETIC_TEST_K)
+    rows, examples = [], {}
+    for family in test_families:
+        k = ks[family]
+        others = tuple(f for f in SYNTHETIC_FAMILIES if f != family)
+        train = synthetic_problems(n_train_problems, families=others, n_features=(2, 8), seed=seed)
+        critic, _, _ = fit_critic(train, cfg, seed=seed, device=device, progress=False)
+        for i in range(n_problems):
+            p = synthetic_problem(family, n_clusters=k, points_per_class=points_per_class,
+                                  seed=seed + 1000 + i)
+            run = dict(generations=generations, population_size=population_size, seed=seed + i)
+            found = {
+                "k-means (true K)": KMeans(k, n_init=3, random_state=seed).fit_predict(p.X),
+                "agent (true K)": cluster(p.X, critic=critic, n_clusters=k, **run).labels,
+                "agent (K found)": cluster(p.X, critic=critic, **run).labels,
+            }
+            for method, labels in found.items():
+                rows.append({"family": family, "problem": i, "method": method, "K_true": k,
+                             "K_found": int(labels.max()) + 1, **external_scores(p.labels, labels)})
+            if i == 0:
+                examples[family] = {"X": p.X, "truth": p.labels, "labels": found}
+    return SyntheticComparison(pd.DataFrame(rows), examples)

@@ -246,7 +246,8 @@ def critic_loss(critic: ClusteringCritic, ts: TrainingSet, batch: Sequence[int],
     hinge = torch.stack([torch.relu(cfg.margin - (rr - rf.max())) + torch.relu(cfg.margin - (rr - rf)).mean()
                          for rr, rf in zip(r_real, r_fakes)]).mean()
     loss = wgan + cfg.lambda_gp * gp + cfg.lambda_hinge * hinge
-    return loss, {"loss": float(loss), "wgan": float(wgan), "gp": float(gp), "hinge": float(hinge)}
+    parts = {"loss": loss, "wgan": wgan, "gp": gp, "hinge": hinge}
+    return loss, {name: float(t.detach()) for name, t in parts.items()}
 
 
 def train_critic_net(critic: ClusteringCritic, ts: TrainingSet, cfg: CriticConfig, seed: int = 0,
