@@ -7,6 +7,7 @@ device recorded.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -106,6 +107,99 @@ def agent_case(critic: Any, n_points: int, generations: int = 20, population_siz
             "peak_memory_mb": peak_memory_mb(device)}
 
 
+class PeakRSS:
+    """Peak resident memory (MB) of this process and all its children (Jupyter kernels,
+    ``jupyter-book``), sampled every ``interval_s`` by a background thread (psutil)."""
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        import threading
+
+        self.interval_s, self.peak_mb = interval_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:  # a child ended between listing and reading
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def book_root() -> Path:
+    """The clone's root (``_toc.yml``); chapter and book timings need the sources.
+
+    Raises:
+        FileNotFoundError: the library was installed without the book (not a clone).
+    """
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "_toc.yml").exists():
+        raise FileNotFoundError("chapter and book timings need the book's sources: run "
+                                "`python -m tdml_lib bench --book` inside a clone of the book.")
+    return root
+
+
+def chapter_cases(chapters: list[str] | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Each chapter executed at its defaults (papermill, one after another, as a reader
+    runs them): wall time and peak RSS of this process plus the kernel."""
+    import tempfile
+
+    import yaml
+    from tqdm.auto import tqdm
+
+    from .runner import run_chapter
+
+    root = book_root()
+    if chapters is None:
+        toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+        docs = [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
+        chapters = [d for d in docs if (root / f"{d}.ipynb").exists()]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tdml-bench-") as tmp:
+        for doc in tqdm(chapters, desc="chapters", disable=not progress):
+            with PeakRSS() as mem:
+                rec = run_chapter(root / f"{doc}.ipynb", out_dir=Path(tmp) / Path(doc).name,
+                                  progress=False)
+            rows.append({"chapter": Path(doc).name, "status": rec.status,
+                         "wall_s": rec.wall_time, "peak_rss_mb": mem.peak_mb})
+    return rows
+
+
+def book_case(timeout_s: int = 3600) -> dict[str, Any]:
+    """The whole book built from scratch (``jupyter-book build``, every chapter executed,
+    into a fresh output folder so no cache is reused): wall time and peak RSS."""
+    import subprocess
+    import sys
+    import tempfile
+
+    root = book_root()
+    jb = Path(sys.executable).parent / "jupyter-book"
+    with tempfile.TemporaryDirectory(prefix="tdml-bench-book-") as tmp:
+        cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--path-output", tmp]
+        t0 = time.perf_counter()
+        with PeakRSS() as mem:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        wall = time.perf_counter() - t0
+    return {"wall_s": wall, "peak_rss_mb": mem.peak_mb,
+            "status": "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})",
+            "command": "jupyter-book build . (fresh output folder, every chapter executed)"}
+
+
 def run_benchmarks(critic: Any = None, sizes: tuple[int, ...] = (256, 1000, 10000),
                    batches: tuple[int, ...] = (1, 64, 1024), agent_sizes: tuple[int, ...] = (1000, 10000),
                    agent_generations: int = 20, precisions: tuple[str, ...] = ("fp32",),
@@ -139,32 +233,58 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--agent-sizes", type=int, nargs="+", default=[1000, 10000])
     p.add_argument("--agent-generations", type=int, default=20)
     p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--book", action="store_true",
+                   help="also time every chapter at its defaults and the whole book build")
+    p.add_argument("--book-only", action="store_true",
+                   help="only the chapter and book timings (bench_<device>_book.json)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="results/benchmarks", help="folder for bench_<device>.json and .csv")
     p.set_defaults(func=_cli_bench)
 
 
+def run_book_benchmarks(progress: bool = True) -> dict[str, Any]:
+    """Chapter timings and the whole book build; ``{"chapters", "book", "provenance"}``."""
+    import os
+
+    from .device import resolve_device
+    from .io import provenance
+
+    chapters = chapter_cases(progress=progress)
+    return {"chapters": chapters, "book": book_case(),
+            "provenance": provenance(params={"cpu_count": os.cpu_count()},
+                                     device=str(resolve_device("auto")))}
+
+
 def _cli_bench(args: Any) -> int:
-    from pathlib import Path
+    import shlex
+    import sys
 
     import pandas as pd
 
     from .critic import load_critic
     from .io import atomic_path, write_json
 
-    critic = load_critic(device=args.device)
-    res = run_benchmarks(critic, tuple(args.sizes), tuple(args.batches), tuple(args.agent_sizes),
-                         args.agent_generations, tuple(args.precisions))
-    res["provenance"]["command"] = "python -m tdml_lib bench " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k not in ("func", "command", "out"))
-    tag = critic.device.type
+    command = "python -m tdml_lib " + shlex.join(sys.argv[1:])
     out = Path(args.out)
-    write_json(out / f"bench_{tag}.json", res)
-    with atomic_path(out / f"bench_{tag}_scoring.csv") as tmp:
-        pd.DataFrame(res["scoring"]).to_csv(tmp, index=False)
-    print(pd.DataFrame(res["scoring"]).round(2).to_string(index=False))
-    if res["agent"]:
-        print(pd.DataFrame(res["agent"]).round(2).to_string(index=False))
-    print(f"written to {out}/bench_{tag}.json")
+    if not args.book_only:
+        critic = load_critic(device=args.device)
+        res = run_benchmarks(critic, tuple(args.sizes), tuple(args.batches), tuple(args.agent_sizes),
+                             args.agent_generations, tuple(args.precisions))
+        res["provenance"]["command"] = command
+        tag = critic.device.type
+        write_json(out / f"bench_{tag}.json", res)
+        with atomic_path(out / f"bench_{tag}_scoring.csv") as tmp:
+            pd.DataFrame(res["scoring"]).to_csv(tmp, index=False)
+        print(pd.DataFrame(res["scoring"]).round(2).to_string(index=False))
+        if res["agent"]:
+            print(pd.DataFrame(res["agent"]).round(2).to_string(index=False))
+        print(f"written to {out}/bench_{tag}.json")
+    if args.book or args.book_only:
+        book = run_book_benchmarks()
+        book["provenance"]["command"] = command
+        tag = book["provenance"]["device"].split(":")[0]
+        write_json(out / f"bench_{tag}_book.json", book)
+        print(pd.DataFrame(book["chapters"]).round(1).to_string(index=False))
+        print(f"whole book: {book['book']['wall_s']:.0f} s ({book['book']['status']}); "
+              f"written to {out}/bench_{tag}_book.json")
     return 0

@@ -55,3 +55,23 @@ def test_scoring_case_reports_ratios(critic):
     for key in ("batched_per_s", "one_by_one_per_s", "silhouette_per_s", "batched_vs_one_by_one",
                 "peak_memory_mb"):
         assert row[key] > 0
+
+
+def test_peak_rss_counts_child_processes():
+    import subprocess
+    import sys
+
+    from tdml_lib.bench import PeakRSS
+
+    with PeakRSS(interval_s=0.05) as mem:
+        subprocess.run([sys.executable, "-c",
+                        "import time; b = bytearray(300 * 2**20); time.sleep(0.6)"], check=True)
+    assert mem.peak_mb > 300  # the child's 300 MB are seen, not only this process
+
+
+def test_chapter_timing_runs_a_chapter_at_its_defaults():
+    from tdml_lib.bench import chapter_cases
+
+    (row,) = chapter_cases(["book/08_results"], progress=False)
+    assert row["chapter"] == "08_results" and row["status"] == "ok"
+    assert row["wall_s"] > 0 and row["peak_rss_mb"] > 50
