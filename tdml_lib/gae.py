@@ -62,20 +62,30 @@ class GCNEncoder(nn.Module):
         """x (B, n, F), knn (n, k), weight (B, n, k) of edge knn[i, j] -> i; returns (B, n, out)."""
         # GCN normalisation (Kipf & Welling; PyG gcn_norm): self-loops of weight 1,
         # degree = 1 + incoming weights, norm_ij = w_ij / sqrt(deg_i deg_j).
-        deg_inv_sqrt = (1.0 + weight.sum(2)).rsqrt()                       # (B, n)
-        norm = weight * deg_inv_sqrt[..., None] * deg_inv_sqrt[:, knn]     # (B, n, k)
-        self_norm = deg_inv_sqrt ** 2                                      # (B, n)
+        # Node-major layout (n, B, .): the j-th neighbours of all nodes are gathered with
+        # one index_select of whole rows (contiguous B*c blocks) and accumulated in place,
+        # k times; about 3x faster on CPU than the (B, n, k, c) gather h[:, knn] and
+        # without its memory (tdml_lib.bench, chapter 9).
+        deg_inv_sqrt = (1.0 + weight.sum(2)).rsqrt().T.contiguous()        # (n, B)
+        norm = (weight.permute(1, 2, 0) * deg_inv_sqrt[:, None, :]
+                * deg_inv_sqrt[knn]).contiguous()                          # (n, k, B)
+        self_norm = (deg_inv_sqrt ** 2)[..., None]                         # (n, B, 1)
 
-        def propagate(h: torch.Tensor) -> torch.Tensor:
-            B, n, k = norm.shape
-            gathered = h[:, knn].reshape(B * n, k, -1)                     # (B*n, k, c)
-            out = torch.bmm(norm.reshape(B * n, 1, k), gathered).reshape(B, n, -1)
-            return out + self_norm[..., None] * h
+        def propagate(h: torch.Tensor) -> torch.Tensor:                   # (n, B, c)
+            out = self_norm * h
+            for j in range(knn.shape[1]):
+                out = out.addcmul(norm[:, j, :, None], h.index_select(0, knn[:, j]))
+            return out
+
+        def lin(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+            # as one 2-D matmul: a 3-D input with odd strides (B = 1) may take another
+            # kernel, whose rounding then depends on the weights' requires_grad
+            return layer.lin(h.reshape(-1, h.shape[-1])).reshape(*h.shape[:-1], -1)
 
         # The propagation is linear, so it runs on the narrower side of each layer's
         # linear map: before lin for layer 1 (F inputs), after lin for layer 2.
-        h = (self.conv1.lin(propagate(x)) + self.conv1.bias).relu()
-        return propagate(self.conv2.lin(h)) + self.conv2.bias
+        h = (lin(self.conv1, propagate(x.transpose(0, 1).contiguous())) + self.conv1.bias).relu()
+        return (propagate(lin(self.conv2, h)) + self.conv2.bias).transpose(0, 1)
 
 
 def _pool_over_clusters(values: torch.Tensor, onehot: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
