@@ -63,7 +63,7 @@ class GCNEncoder(nn.Module):
         # GCN normalisation (Kipf & Welling; PyG gcn_norm): self-loops of weight 1,
         # degree = 1 + incoming weights, norm_ij = w_ij / sqrt(deg_i deg_j).
         # Node-major layout (n, B, .): the j-th neighbours of all nodes are gathered with
-        # one index_select of whole rows (contiguous B*c blocks) and accumulated in place,
+        # one index_select of whole rows (contiguous B*c blocks) and accumulated,
         # k times; about 3x faster on CPU than the (B, n, k, c) gather h[:, knn] and
         # without its memory (tdml_lib.bench, chapter 9).
         deg_inv_sqrt = (1.0 + weight.sum(2)).rsqrt().T.contiguous()        # (n, B)
