@@ -447,8 +447,8 @@ def _class_names(name: str, labels: np.ndarray) -> list[str]:
 def _check_name_split(name: str, split: str) -> None:
     if name not in DATASETS + DOWNLOAD_ONLY:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS + DOWNLOAD_ONLY}.")
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}.")
 
 
 def load(name: str, split: str = "train", prepare: bool = False) -> Dataset:
@@ -457,7 +457,8 @@ def load(name: str, split: str = "train", prepare: bool = False) -> Dataset:
     Args:
         name: ``numbers``, ``fashion``, ``letters``, ``digits`` (offline), or
             ``emnist_letters``, ``svhn``, ``omniglot`` (need a download once).
-        split: ``train`` or ``test``.
+        split: ``train``, ``test``, or ``all`` (train then test, concatenated: the whole
+            dataset, as deep-clustering papers report on, e.g. MNIST's 70,000 images).
         prepare: build the cache when it is missing or stale (the set-up does this once
             through ``python -m tdml_lib data --prepare``); without it a missing dataset
             is an error, so that a chapter never starts a long preparation by surprise.
@@ -473,6 +474,11 @@ def load(name: str, split: str = "train", prepare: bool = False) -> Dataset:
         OSError: a download failed (``prepare=True`` on a download-only dataset).
     """
     _check_name_split(name, split)
+    if split == "all":
+        train, test = (load(name, part, prepare) for part in ("train", "test"))
+        return Dataset(np.concatenate([train.images, test.images]),
+                       np.concatenate([train.labels, test.labels]), train.class_names,
+                       f"{train.source} (train + test)")
     path = _cache_path(name, split)
     if path.exists() and not prepare:
         images, labels, source = _read_cache(path)

@@ -187,6 +187,15 @@ def test_digits_split_and_bad_split():
         data.load("digits", "validation")
 
 
+def test_all_split_is_train_then_test():
+    """`all` is the whole dataset (what deep-clustering papers report on)."""
+    train, test, both = data.digits("train"), data.digits("test"), data.load("digits", "all")
+    assert both.images.shape == (1797, 8, 8) and both.class_names == train.class_names
+    assert np.array_equal(both.labels, np.concatenate([train.labels, test.labels]))
+    assert np.array_equal(both.images[len(train.labels):], test.images)
+    assert both.source.endswith("(train + test)")
+
+
 def test_prepare_all_reports_download_only_as_not_available_offline(tmp_path, monkeypatch):
     import urllib.error
 
