@@ -391,8 +391,7 @@ def _build(name: str, split: str) -> tuple[np.ndarray, np.ndarray, str]:
         return {"svhn": _build_svhn, "omniglot": _build_omniglot, "emnist_letters": _build_emnist_letters}[name](split)
     if name == "letters":
         if _cache_path("emnist_letters", split).exists():  # the real thing, when it was downloaded
-            z = np.load(_cache_path("emnist_letters", split))
-            return z["images"], z["labels"], str(z["source"])
+            return _read_cache(_cache_path("emnist_letters", split))
         imgs, labs = render_letters(LETTERS_PER_CLASS[split], seed=LETTERS_SEED[split])
         return imgs, labs, LETTERS_SOURCE
     if name == "digits":
