@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..problems import standardize
 from ..validation import as_real_array, check_labels, check_n_clusters
 
 MIN_IMAGE_SIDE = 4
@@ -98,23 +99,16 @@ def prepare_inputs(data: object, name: str = "images", min_points: int = 3) -> n
         raise ValueError(f"{name} are {arr.shape[1]}x{arr.shape[2]}; the conv auto-encoder needs images "
                          f"of at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (pass flattened features (N, d) instead).")
     if arr.dtype == np.uint8:
-        return (arr.astype(np.float32) / 255.0)[:, None] if arr.ndim == 3 else _zscore(arr)
+        return (arr.astype(np.float32) / 255.0)[:, None] if arr.ndim == 3 else standardize(arr)
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         bad = int((~np.isfinite(arr.reshape(len(arr), -1))).any(axis=1).sum())
         raise ValueError(f"{name} holds NaN or inf in {bad} item(s); drop or impute them first.")
     if arr.ndim == 2:
-        return _zscore(arr)
+        return standardize(arr)
     lo, hi = arr.min(), arr.max()
     scaled = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
     return scaled.astype(np.float32)[:, None]
-
-
-def _zscore(arr: np.ndarray) -> np.ndarray:
-    arr = arr.astype(np.float64)
-    std = arr.std(axis=0)
-    std[std == 0] = 1.0
-    return ((arr - arr.mean(axis=0)) / std).astype(np.float32)
 
 
 def check_k(n_clusters: int, n_points: int) -> int:
