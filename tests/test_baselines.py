@@ -257,3 +257,20 @@ def test_bad_settings():
         B.evaluate_baseline("dec", good, np.arange(10) % 2)
     with pytest.raises(ValueError, match="labels_true has"):
         B.evaluate_baseline("cbswr", good, [0, 1])
+
+
+def test_seeded_restores_the_callers_determinism_settings():
+    import torch
+
+    from tdml_lib.baselines.common import seeded
+
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with seeded(0):
+            pass
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()  # was reset to False
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])

@@ -213,8 +213,9 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     start-up, so GPU runs may differ in the last digits). Both are restored on exit.
     """
     cuda = device is not None and device.type == "cuda"
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-                torch.backends.cudnn.benchmark)
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     with torch.random.fork_rng(devices=[device.index or 0] if cuda else []):
         torch.manual_seed(int(seed))
         if cuda:
@@ -224,8 +225,8 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
         try:
             yield
         finally:
-            torch.use_deterministic_algorithms(previous[0])
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1:]
+            torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2:]
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None,
