@@ -76,6 +76,29 @@ RESULT_FILE = "result.json"
 _LITERAL_TYPES = (bool, int, float, str, type(None), list, tuple, dict)
 
 
+def toc_files(root: str | os.PathLike | None = None) -> list[str]:
+    """Documents listed in the book's ``_toc.yml`` (root first), as paths without extension.
+
+    Reads the Jupyter Book 1.x ``jb-book`` format: ``root`` then ``parts[].chapters[]``
+    (and any nested ``sections``). ``root`` defaults to the clone this library sits in.
+    """
+    import yaml
+
+    toc = yaml.safe_load((Path(root or BOOK_DIR.parent) / "_toc.yml").read_text(encoding="utf-8"))
+    files: list[str] = [toc["root"]]
+
+    def walk(entries: list[dict[str, Any]]) -> None:
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections", []))
+            walk(entry.get("chapters", []))
+
+    walk(toc.get("parts", []))
+    walk(toc.get("chapters", []))
+    return files
+
+
 # ----------------------------------------------------------------------------- records
 
 @dataclasses.dataclass

@@ -65,26 +65,15 @@ def subprocess_env() -> dict[str, str]:
 
 
 def toc_files(root: Path = ROOT) -> list[str]:
-    """Documents listed in ``_toc.yml`` (root first), as paths without extension.
+    """Documents listed in ``_toc.yml`` (root first), as paths without extension."""
+    from tdml_lib.runner import toc_files as library_toc_files
 
-    Reads the Jupyter Book 1.x ``jb-book`` format: ``root`` then ``parts[].chapters[]``
-    (and any nested ``sections``).
-    """
-    import yaml
+    return library_toc_files(root)
 
-    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
-    files: list[str] = [toc["root"]]
 
-    def walk(entries: list[dict[str, Any]]) -> None:
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections", []))
-            walk(entry.get("chapters", []))
-
-    walk(toc.get("parts", []))
-    walk(toc.get("chapters", []))
-    return files
+def notebook_chapters(root: Path = ROOT) -> list[str]:
+    """The ``_toc.yml`` entries that are notebooks (the chapters nbval executes)."""
+    return [doc for doc in toc_files(root) if source_path(doc, root).suffix == ".ipynb"]
 
 
 def toc_captions(root: Path = ROOT) -> list[str]:
@@ -160,14 +149,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     notebooks: dict[Path, Any] = {}
     for item in session.items:
-        if not hasattr(item, "test_outputs") or not hasattr(item, "cell"):
-            continue
-        item.cell.outputs = _without_stderr(item.test_outputs or [])
-        item.cell.execution_count = item.cell_num + 1
-        for output in item.cell.outputs:
-            if output.get("output_type") == "execute_result":
-                output["execution_count"] = item.cell_num + 1
-        notebooks[Path(str(item.parent.fspath))] = item.parent.nb
+        if getattr(item, "test_outputs", None) is not None and hasattr(item, "cell"):
+            item.cell.outputs = _without_stderr(item.test_outputs)
+            notebooks[Path(item.parent.path)] = item.parent.nb
+    for nb in notebooks.values():
+        # execution counts 1, 2, 3... over the code cells, as a top-to-bottom run gives
+        # (counted here rather than from nbval's own cell numbering)
+        code = [cell for cell in nb.cells if cell.cell_type == "code"]
+        for count, cell in enumerate(code, start=1):
+            cell.execution_count = count
+            for output in cell.outputs:
+                if output.get("output_type") == "execute_result":
+                    output["execution_count"] = count
     for path, nb in notebooks.items():
         with atomic_path(Path(out_dir) / path.name) as tmp:
             nbformat.write(nb, str(tmp))
@@ -215,8 +208,9 @@ def _run_chapter(docname: str, threads: int) -> ChapterRun:
         code, log = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as exc:
         code = -1
+        partial = b"".join(o if isinstance(o, bytes) else o.encode() for o in (exc.stdout, exc.stderr) if o)
         log = (f"did not finish under nbval within {CHAPTER_TIMEOUT_S} s; make its default "
-               f"parameters smaller\n{exc.stdout or ''}{exc.stderr or ''}")
+               f"parameters smaller\n{partial.decode(errors='replace')}")
     executed = EXECUTED / notebook.name
     return ChapterRun(docname, cmd, code, log, time.perf_counter() - start,
                       executed if code == 0 and executed.exists() else None)
@@ -250,20 +244,24 @@ def executed_chapters(request: pytest.FixtureRequest) -> dict[str, ChapterRun]:
     Returns the run of each chapter by docname; passing chapters are saved with their
     outputs under ``_build/executed/``. Per-chapter seconds go to ``TIMINGS``.
     """
-    chapters = _selected_chapters(
-        request.session.items, [d for d in toc_files() if source_path(d).suffix == ".ipynb"])
+    from tdml_lib.io import write_json
+
+    chapters = _selected_chapters(request.session.items, notebook_chapters())
     shutil.rmtree(EXECUTED, ignore_errors=True)
     EXECUTED.mkdir(parents=True)
-    previous = json.loads(TIMINGS.read_text())["seconds"] if TIMINGS.exists() else {}
+    try:
+        previous = json.loads(TIMINGS.read_text())["seconds"]
+    except (OSError, ValueError, KeyError):  # no earlier run (or an unreadable file)
+        previous = {}
     order = sorted(chapters, key=lambda d: -previous.get(d, 0.0))  # stable: toc order
     workers = chapter_workers()
     threads = max(1, (os.cpu_count() or 1) // workers)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         runs = {run.docname: run for run in pool.map(lambda d: _run_chapter(d, threads), order)}
-    TIMINGS.write_text(json.dumps({
+    write_json(TIMINGS, {
         "seconds": {**previous, **{d: round(runs[d].seconds, 1) for d in chapters}},
         "wall_s": round(time.perf_counter() - start, 1), "workers": workers,
         "threads_per_chapter": threads, "cpu_count": os.cpu_count(),
-        "passed": [d for d in chapters if runs[d].returncode == 0]}, indent=1))
+        "passed": [d for d in chapters if runs[d].returncode == 0]})
     return runs

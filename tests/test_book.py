@@ -33,7 +33,8 @@ from urllib.parse import unquote, urldefrag, urlsplit
 import pytest
 import yaml
 
-from conftest import ROOT, ChapterRun, source_path, subprocess_env, toc_captions, toc_files
+from conftest import (ROOT, ChapterRun, notebook_chapters, source_path, subprocess_env, toc_captions,
+                      toc_files)
 
 STAGE = ROOT / "_build" / "tested"
 """The book's sources with executed chapters; its site lands in ``STAGE/_build/html``."""
@@ -44,7 +45,7 @@ BUILD_TIMEOUT_S = 1200
 SCREENSHOT_PAGES = {"book/intro": "front_page", "book/03_critic": "chapter03_critic"}
 
 DOCS = toc_files()
-NOTEBOOK_DOCS = [doc for doc in DOCS if source_path(doc).suffix == ".ipynb"]
+NOTEBOOK_DOCS = notebook_chapters()
 PAGES = ["index", *DOCS]
 ERROR_LINE = re.compile(r"^\s*[A-Za-z_.]*(Error|Exception): ", re.MULTILINE)
 

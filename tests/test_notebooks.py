@@ -19,9 +19,9 @@ import re
 import nbformat
 import pytest
 
-from conftest import ChapterRun, source_path, toc_files
+from conftest import ChapterRun, notebook_chapters, source_path
 
-CHAPTERS = [doc for doc in toc_files() if source_path(doc).suffix == ".ipynb"]
+CHAPTERS = notebook_chapters()
 
 
 FRAME = ("## Overview", "## Prerequisites", "## Imports", "## Summary", "### What's next?",
