@@ -56,57 +56,6 @@ def embedding_throughput(embedder: Any, n_points: int = 1000, batch: int = 64, r
             "device": str(embedder.device)}
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory so far: CUDA max allocated (reset per case) or the process's peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
-
-
-def scoring_case(critic: Any, n_points: int, batch: int, one_by_one: int = 4, silhouette: int = 4,
-                 precision: str = "fp32", seed: int = 0) -> dict[str, Any]:
-    """Clusterings scored per second for one (n_points, batch) case: the critic batched
-    (``score_many``, one kNN), the critic one-by-one (``score`` in a loop, as a user would),
-    and scikit-learn's ``silhouette_score`` in a loop, the reference a user would pick."""
-    from sklearn.metrics import silhouette_score
-
-    device = critic.device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    X, labs = random_clusterings(n_points, batch, seed=seed)
-    critic.score_many(X, labs[:1])                                      # warm-up
-    t_batch = _best_time(lambda: critic.score_many(X, labs, precision=precision), 2 if batch <= 64 else 1)
-    m1, ms = min(one_by_one, batch), min(silhouette, batch)
-    t_one = _best_time(lambda: [critic.score(X, labs[i]) for i in range(m1)], 1) / m1
-    t_sil = _best_time(lambda: [silhouette_score(X, labs[i]) for i in range(ms)], 1) / ms
-    return {"n_points": n_points, "batch": batch, "precision": precision, "device": str(device),
-            "batched_per_s": batch / t_batch, "one_by_one_per_s": 1 / t_one, "silhouette_per_s": 1 / t_sil,
-            "batched_vs_one_by_one": (batch / t_batch) * t_one, "batched_vs_silhouette": (batch / t_batch) * t_sil,
-            "peak_memory_mb": peak_memory_mb(device)}
-
-
-def agent_case(critic: Any, n_points: int, generations: int = 20, population_size: int = 48,
-               seed: int = 0) -> dict[str, Any]:
-    """Wall time of the agent clustering an n-point problem (blobs in 32-D) with the critic."""
-    from .agent import cluster
-    from .problems import synthetic_problem
-
-    p = synthetic_problem("blobs", n_clusters=8, points_per_class=n_points // 8, n_features=32, seed=seed)
-    device = critic.device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    res = cluster(p.X, critic=critic, generations=generations, population_size=population_size, seed=seed)
-    wall = time.perf_counter() - t0
-    from .metrics import clustering_accuracy
-
-    return {"n_points": p.n_points, "generations": generations, "population_size": population_size,
-            "wall_s": wall, "acc": clustering_accuracy(p.labels, res.labels), "device": str(device),
-            "peak_memory_mb": peak_memory_mb(device)}
-
-
 class PeakRSS:
     """Peak resident memory (MB) of this process and all its children (Jupyter kernels,
     ``jupyter-book``), sampled every ``interval_s`` by a background thread (psutil)."""
@@ -141,13 +90,79 @@ class PeakRSS:
         self._thread.join()
 
 
+class PeakMemory:
+    """Peak memory (MB, in ``.mb``) while the block runs: on a GPU the CUDA max allocated
+    (its counter reset on entry), on a CPU the peak RSS of this process and its children
+    (:class:`PeakRSS`), so each benchmark case reports its own peak."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.mb = device, 0.0
+        self._rss = PeakRSS(interval_s=0.05) if device.type != "cuda" else None
+
+    def __enter__(self) -> "PeakMemory":
+        if self._rss is None:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._rss.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._rss is None:
+            self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._rss.__exit__(*exc)
+            self.mb = self._rss.peak_mb
+
+
+def scoring_case(critic: Any, n_points: int, batch: int, one_by_one: int = 4, silhouette: int = 4,
+                 precision: str = "fp32", seed: int = 0) -> dict[str, Any]:
+    """Clusterings scored per second for one (n_points, batch) case: the critic batched
+    (``score_many``, one kNN), the critic one-by-one (``score`` in a loop, as a user would),
+    and scikit-learn's ``silhouette_score`` in a loop, the reference a user would pick."""
+    from sklearn.metrics import silhouette_score
+
+    device = critic.device
+    X, labs = random_clusterings(n_points, batch, seed=seed)
+    critic.score_many(X, labs[:1])                                      # warm-up
+    with PeakMemory(device) as memory:
+        t_batch = _best_time(lambda: critic.score_many(X, labs, precision=precision), 2 if batch <= 64 else 1)
+        m1, ms = min(one_by_one, batch), min(silhouette, batch)
+        t_one = _best_time(lambda: [critic.score(X, labs[i]) for i in range(m1)], 1) / m1
+        t_sil = _best_time(lambda: [silhouette_score(X, labs[i]) for i in range(ms)], 1) / ms
+    return {"n_points": n_points, "batch": batch, "precision": precision, "device": str(device),
+            "batched_per_s": batch / t_batch, "one_by_one_per_s": 1 / t_one, "silhouette_per_s": 1 / t_sil,
+            "batched_vs_one_by_one": (batch / t_batch) * t_one, "batched_vs_silhouette": (batch / t_batch) * t_sil,
+            "peak_memory_mb": memory.mb}
+
+
+def agent_case(critic: Any, n_points: int, generations: int = 20, population_size: int = 48,
+               seed: int = 0) -> dict[str, Any]:
+    """Wall time of the agent clustering an n-point problem (blobs in 32-D) with the critic."""
+    from .agent import cluster
+    from .problems import synthetic_problem
+
+    p = synthetic_problem("blobs", n_clusters=8, points_per_class=n_points // 8, n_features=32, seed=seed)
+    device = critic.device
+    with PeakMemory(device) as memory:
+        t0 = time.perf_counter()
+        res = cluster(p.X, critic=critic, generations=generations, population_size=population_size, seed=seed)
+        wall = time.perf_counter() - t0
+    from .metrics import clustering_accuracy
+
+    return {"n_points": p.n_points, "generations": generations, "population_size": population_size,
+            "wall_s": wall, "acc": clustering_accuracy(p.labels, res.labels), "device": str(device),
+            "peak_memory_mb": memory.mb}
+
+
 def book_root() -> Path:
     """The clone's root (``_toc.yml``); chapter and book timings need the sources.
 
     Raises:
         FileNotFoundError: the library was installed without the book (not a clone).
     """
-    root = Path(__file__).resolve().parent.parent
+    from .runner import BOOK_DIR
+
+    root = BOOK_DIR.parent
     if not (root / "_toc.yml").exists():
         raise FileNotFoundError("chapter and book timings need the book's sources: run "
                                 "`python -m tdml_lib bench --book` inside a clone of the book.")
@@ -159,16 +174,13 @@ def chapter_cases(chapters: list[str] | None = None, progress: bool = True) -> l
     runs them): wall time and peak RSS of this process plus the kernel."""
     import tempfile
 
-    import yaml
     from tqdm.auto import tqdm
 
-    from .runner import run_chapter
+    from .runner import run_chapter, toc_files
 
     root = book_root()
     if chapters is None:
-        toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
-        docs = [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
-        chapters = [d for d in docs if (root / f"{d}.ipynb").exists()]
+        chapters = [d for d in toc_files(root) if (root / f"{d}.ipynb").exists()]
     rows = []
     with tempfile.TemporaryDirectory(prefix="tdml-bench-") as tmp:
         for doc in tqdm(chapters, desc="chapters", disable=not progress):
@@ -214,12 +226,8 @@ def run_benchmarks(critic: Any = None, sizes: tuple[int, ...] = (256, 1000, 1000
     cases = [(n, b, p) for n in sizes for b in batches for p in precisions]
     scoring = [scoring_case(critic, n, b, precision=p)
                for n, b, p in tqdm(cases, desc="scoring", disable=not progress)]
-    agent = []
-    try:
-        agent = [agent_case(critic, n, generations=agent_generations)
-                 for n in tqdm(agent_sizes, desc="agent", disable=not progress)]
-    except ImportError:  # the agent module is optional for the scoring benchmark
-        pass
+    agent = [agent_case(critic, n, generations=agent_generations)
+             for n in tqdm(agent_sizes, desc="agent", disable=not progress)]
     params = {"sizes": list(sizes), "batches": list(batches), "agent_sizes": list(agent_sizes),
               "agent_generations": agent_generations, "precisions": list(precisions)}
     return {"scoring": scoring, "agent": agent,
@@ -244,15 +252,11 @@ def add_cli(sub: Any) -> None:
 
 def run_book_benchmarks(progress: bool = True) -> dict[str, Any]:
     """Chapter timings and the whole book build; ``{"chapters", "book", "provenance"}``."""
-    import os
-
-    from .device import resolve_device
     from .io import provenance
 
     chapters = chapter_cases(progress=progress)
-    return {"chapters": chapters, "book": book_case(),
-            "provenance": provenance(params={"cpu_count": os.cpu_count()},
-                                     device=str(resolve_device("auto")))}
+    # provenance records the host (cpu_count) and, with device=None, the device in use
+    return {"chapters": chapters, "book": book_case(), "provenance": provenance()}
 
 
 def _cli_bench(args: Any) -> int:

@@ -75,3 +75,19 @@ def test_chapter_timing_runs_a_chapter_at_its_defaults():
     (row,) = chapter_cases(["book/08_results"], progress=False)
     assert row["chapter"] == "08_results" and row["status"] == "ok"
     assert row["wall_s"] > 0 and row["peak_rss_mb"] > 50
+
+
+def test_peak_memory_is_per_case_not_the_process_lifetime_peak():
+    import time
+
+    import torch
+
+    from tdml_lib.bench import PeakMemory
+
+    with PeakMemory(torch.device("cpu")) as big:
+        block = bytearray(400 * 2**20)  # zero-filled, so its pages are resident
+        time.sleep(0.3)
+    del block
+    with PeakMemory(torch.device("cpu")) as small:
+        time.sleep(0.3)
+    assert big.mb > small.mb + 300  # ru_maxrss would report the 400 MB peak for both
