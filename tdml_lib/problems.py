@@ -27,6 +27,8 @@ class Problem:
             train and to score, never by a clustering method.
         source: where the points come from, e.g. ``"numbers"`` or ``"synthetic:moons"``.
         classes: the source's class ids behind labels 0..K-1 (empty for synthetic).
+            Given, like ``labels``, in the caller's numbering (``classes[i]`` is the class
+            of raw label ``i``); both are renumbered together in order of first appearance.
     """
 
     X: np.ndarray
@@ -36,8 +38,15 @@ class Problem:
 
     def __post_init__(self) -> None:
         X = check_points(self.X)
+        labels = check_labels(self.labels, X.shape[0])
+        if self.classes:
+            raw = np.asarray(self.labels).astype(np.int64)
+            if raw.max() >= len(self.classes):
+                raise ValueError(f"classes names {len(self.classes)} classes but labels use id {raw.max()}.")
+            first = np.unique(labels, return_index=True)[1]  # where new ids 0..K-1 first appear
+            object.__setattr__(self, "classes", tuple(int(self.classes[raw[i]]) for i in first))
         object.__setattr__(self, "X", X)
-        object.__setattr__(self, "labels", check_labels(self.labels, X.shape[0]))
+        object.__setattr__(self, "labels", labels)
 
     @property
     def n_points(self) -> int:
@@ -127,10 +136,8 @@ def sample_problems(features: np.ndarray, labels: np.ndarray, n_problems: int,
             labs.append(np.full(size, j))
         idx, lab = np.concatenate(rows), np.concatenate(labs)
         perm = rng.permutation(len(idx))  # no information in point order
-        lab = canonical_labels(lab[perm])  # ids in order of first appearance, as Problem keeps them
-        first = [int(np.flatnonzero(lab == j)[0]) for j in range(k)]
-        classes = tuple(int(chosen[lab_src]) for lab_src in np.concatenate(labs)[perm][first])
-        problems.append(Problem(standardize(features[idx[perm]]), lab, source, classes))
+        problems.append(Problem(standardize(features[idx[perm]]), lab[perm], source,
+                                tuple(int(c) for c in chosen)))
     return problems
 
 

@@ -100,3 +100,12 @@ def test_problem_validates_its_inputs():
         problems.Problem(np.zeros((4, 2)), [0, 1, 0])
     p = problems.Problem(np.zeros((4, 2)), [3, 3, 7, 7])
     assert p.labels.tolist() == [0, 0, 1, 1] and p.n_clusters == 2
+
+
+def test_problem_renumbers_classes_with_labels():
+    """classes follow the labels' renumbering (ids in order of first appearance)."""
+    X = np.arange(8, dtype=np.float32).reshape(4, 2)
+    p = problems.Problem(X, np.array([2, 0, 2, 1]), "toy", classes=(7, 8, 9))
+    assert p.labels.tolist() == [0, 1, 0, 2] and p.classes == (9, 7, 8)
+    with pytest.raises(ValueError, match="classes"):
+        problems.Problem(X, np.array([3, 0, 3, 1]), "toy", classes=(7, 8, 9))
