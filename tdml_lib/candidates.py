@@ -297,8 +297,10 @@ def _check_kinds(kinds: Sequence[str] | None) -> list[str]:
     if isinstance(kinds, str):
         kinds = [kinds]
     kinds = list(kinds)
-    names = [name for k in kinds for name in KINDS if name == k or name.startswith(str(k))]
-    unknown = [k for k in kinds if not any(name.startswith(str(k)) for name in KINDS)]
+    # an exact name is that kind only ("kmeans_K" is not also "kmeans_K+1"); else a prefix
+    per_kind = [[k] if k in KINDS else [n for n in KINDS if n.startswith(str(k))] for k in kinds]
+    names = [name for group in per_kind for name in group]
+    unknown = [k for k, group in zip(kinds, per_kind) if not group]
     if unknown or not names:
         raise ValueError(f"unknown or no kinds {unknown or kinds!r}; give names or prefixes of {list(KINDS)}.")
     return list(dict.fromkeys(names))

@@ -169,3 +169,8 @@ def test_fast_on_a_thousand_points():
     elapsed = time.perf_counter() - t
     assert len(cands) == 20
     assert elapsed < 1.0, f"20 near misses of 1000 points took {elapsed:.2f} s"
+
+
+def test_exact_kind_name_is_that_kind_only():
+    assert C._check_kinds(["kmeans_K"]) == ["kmeans_K"]
+    assert len(C._check_kinds(["kmeans"])) > 1  # a prefix names the family
