@@ -34,6 +34,7 @@ from deap import base, creator, tools
 from scipy.optimize import linear_sum_assignment
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from . import graphs
 from .candidates import kmeans_labels
 from .validation import canonical_labels, check_n_clusters, check_points
 
@@ -57,8 +58,12 @@ class ClusterResult:
 
 
 def _individual(labels: np.ndarray) -> Any:
-    # The constructor (not .view) gives each individual its own Fitness instance.
-    return creator.TDMLClustering(canonical_labels(np.asarray(labels)))
+    """A DEAP individual holding a copy of ``labels`` (already canonical: the population's
+    seeds and every operator's output are). A view plus its own Fitness instance, since
+    DEAP's ndarray constructor converts the array through a Python list, element by element."""
+    ind = np.array(labels, dtype=np.int64).view(creator.TDMLClustering)
+    ind.fitness = creator.TDMLFitness()
+    return ind
 
 
 class _Operators:
@@ -231,15 +236,25 @@ def cluster(X: object, critic: Any = None, n_clusters: int | None = None, genera
     ops = _Operators(Xc, _knn(Xc, 10), rng, n_clusters)
     k_hi = k_max or max(2, min(12, n // 3))
     ks = [n_clusters] if n_clusters else list(range(2, k_hi + 1))
-    point_set = reward.embedder.prepare(Xc) if hasattr(reward, "embedder") else None
+    if hasattr(reward, "score_prepared"):
+        # a critic: its kNN graph is built once, and each generation is scored on it
+        # without re-validating labels the operators made (critic.score_prepared)
+        reward.eval()
+        point_set = reward.embedder.prepare(Xc)
+
+        def score(labelings: np.ndarray) -> np.ndarray:
+            labels = graphs.as_label_tensor(labelings, point_set.device)
+            return reward.score_prepared(point_set, labels).double().cpu().numpy()
+    else:
+        def score(labelings: np.ndarray) -> np.ndarray:
+            return reward.score_many(Xc, labelings)
     cache: dict[bytes, float] = {}
 
     def evaluate(pop: list[Any]) -> None:
         todo = [ind for ind in pop if ind.tobytes() not in cache]
         unique = list({ind.tobytes(): ind for ind in todo}.values())
         if unique:
-            kw = {"point_set": point_set} if point_set is not None else {}
-            for ind, s in zip(unique, reward.score_many(Xc, np.stack(unique), **kw)):
+            for ind, s in zip(unique, score(np.stack(unique))):
                 cache[ind.tobytes()] = float(s)
         for ind in pop:
             ind.fitness.values = (cache[ind.tobytes()],)
