@@ -28,14 +28,13 @@ from torch import nn
 
 from . import graphs
 from .device import resolve_device
-from .gae import ClusteringEmbedder, train_gae
+from .gae import MAX_NODES_PER_PASS, ClusteringEmbedder, train_gae
 from .io import load_torch, save_torch
 from .problems import Problem
 from .validation import check_labelings, check_labels, check_points
 
 FORMAT_VERSION = 1
 PRETRAINED_PATH = Path(__file__).resolve().parent / "pretrained" / "critic_numbers.pt"
-MAX_NODES_PER_PASS = 2 ** 18   # nodes (clusterings x points) per forward pass: bounds memory
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

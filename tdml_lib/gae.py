@@ -32,6 +32,7 @@ from .device import resolve_device
 from .io import load_torch, save_torch
 from .validation import check_labelings, check_points
 
+MAX_NODES_PER_PASS = 2 ** 18   # nodes (clusterings x points) per forward pass: bounds memory
 GLOBAL_FEATURES = ("n_clusters", "log_n", "intra_edges", "size_entropy", "min_size", "max_size")
 FORMAT_VERSION = 1
 
@@ -174,7 +175,7 @@ class ClusteringEmbedder(nn.Module):
         Xc = check_points(X)
         labs = check_labelings(labelings, Xc.shape[0])
         ps = point_set if point_set is not None else self.prepare(Xc)
-        batch_size = batch_size or max(1, 2 ** 18 // ps.n_points)
+        batch_size = batch_size or max(1, MAX_NODES_PER_PASS // ps.n_points)
         out = [self.embed_prepared(ps, graphs.as_label_tensor(labs[i:i + batch_size], ps.device))
                for i in range(0, len(labs), batch_size)]
         return torch.cat(out)
