@@ -67,18 +67,21 @@ class PeakRSS:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _sample(self) -> None:
+    def _measure(self) -> None:
         import psutil
 
         me = psutil.Process()
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:  # a child ended between listing and reading
+                pass
+        self.peak_mb = max(self.peak_mb, total / 2**20)
+
+    def _sample(self) -> None:
         while not self._stop.is_set():
-            total = 0
-            for proc in [me, *me.children(recursive=True)]:
-                try:
-                    total += proc.memory_info().rss
-                except psutil.Error:  # a child ended between listing and reading
-                    pass
-            self.peak_mb = max(self.peak_mb, total / 2**20)
+            self._measure()
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> "PeakRSS":
@@ -88,6 +91,7 @@ class PeakRSS:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join()
+        self._measure()  # a block shorter than the thread's start-up still gets a sample
 
 
 class PeakMemory:

@@ -91,3 +91,11 @@ def test_peak_memory_is_per_case_not_the_process_lifetime_peak():
     with PeakMemory(torch.device("cpu")) as small:
         time.sleep(0.3)
     assert big.mb > small.mb + 300  # ru_maxrss would report the 400 MB peak for both
+
+
+def test_peak_rss_of_an_instant_block_is_measured():
+    from tdml_lib.bench import PeakRSS
+
+    with PeakRSS() as mem:
+        pass
+    assert mem.peak_mb > 50  # at least this Python process, never 0
