@@ -9,7 +9,10 @@ example style: ``creator`` classes, a ``Toolbox`` of operators, ``tools.selTourn
   eigenvectors, as ``SpectralClustering`` does) at several K, plus copies with a few
   points moved to a neighbour's cluster. The spectral seeds follow the data's
   connectivity, so the population holds candidates for non-convex clusters (moons,
-  uneven densities) that no centroid method proposes; the reward decides between them;
+  rings) that no centroid method proposes; Gaussian mixtures with full covariances
+  (scikit-learn's ``GaussianMixture``) add candidates for clusters of uneven spread and
+  shape, which k-means cuts at the midpoint between centres; the reward decides
+  between them;
 * **mutations**: move points to the cluster of one of their k nearest neighbours (kNN
   computed once), merge two clusters with close centroids, split a cluster with 2-means;
 * **crossover**: align the second parent's cluster ids to the first's with the
@@ -143,6 +146,8 @@ def _knn(X: np.ndarray, k: int) -> np.ndarray:
 
 SPECTRAL_MAX_POINTS = 20_000
 """Largest point set that gets spectral seeds (a sparse eigenproblem; seconds at this size)."""
+MIXTURE_MAX_POINTS = 20_000
+"""Largest point set that gets Gaussian-mixture seeds (EM with full covariances)."""
 HIERARCHY_MAX_POINTS = 5_000
 """Largest point set that gets Ward seeds (scipy's linkage needs O(n^2) memory)."""
 
@@ -162,6 +167,21 @@ def _spectral_embedding(knn: np.ndarray, n_components: int, seed: int) -> np.nda
                                   random_state=seed, drop_first=False)
 
 
+def _mixture_labels(X: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The most likely component of each point under a K-component Gaussian mixture."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
+
+    # EM on d x d covariances makes many tiny BLAS calls: threads only add overhead there
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed)
+        return gm.fit(X).predict(X)
+
+
 def _initial_population(X: np.ndarray, size: int, ks: list[int], ops: _Operators) -> list[np.ndarray]:
     n = len(X)
     ward = linkage(X, method="ward") if n <= HIERARCHY_MAX_POINTS else None  # built once, cut per K
@@ -174,6 +194,8 @@ def _initial_population(X: np.ndarray, size: int, ks: list[int], ops: _Operators
             seeds.append((fcluster(ward, k, criterion="maxclust"), k))
         if spectral is not None:
             seeds.append((kmeans_labels(spectral[:, :k], k, int(ops.rng.integers(2**31))), k))
+        if n <= MIXTURE_MAX_POINTS and n >= 2 * k:
+            seeds.append((_mixture_labels(X, k, int(ops.rng.integers(2**31))), k))
     # ties in a hierarchy, or duplicate points, can give fewer than K clusters
     pop = ([canonical_labels(s) for s, k in seeds if np.unique(s).size == k]
            or [canonical_labels(seeds[0][0])])
@@ -324,6 +346,8 @@ class SyntheticComparison:
     """One row per (family, problem, method): acc, nmi, ari, K_found, K_true."""
     examples: dict[str, dict[str, Any]]
     """Per family, its first problem: ``{"X", "truth", "labels": {method: labels}}``."""
+    training_families: dict[str, tuple[str, ...]]
+    """Per test family, the families its critic was trained on (all the others)."""
 
 
 SYNTHETIC_TEST_K = {"moons": 2, "circles": 2, "varied_density": 3, "blobs": 4, "anisotropic": 3}
@@ -336,7 +360,8 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
                          n_clusters: int | Mapping[str, int] | None = None,
                          points_per_class: tuple[int, int] = (150, 200), critic_config: Any = None,
                          generations: int = 10, population_size: int = 20, seed: int = 0,
-                         device: Any = "auto") -> SyntheticComparison:
+                         device: Any = "auto", adversarial_rounds: int = 0,
+                         adversarial_problems: int = 8) -> SyntheticComparison:
     """The agent against k-means on families where k-means is known to fail.
 
     For each test family a critic is trained on the OTHER synthetic families only
@@ -355,10 +380,14 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
         critic_config: a :class:`tdml_lib.critic.CriticConfig` (default: 30 epochs).
         generations, population_size: the agent's budget.
         seed: seeds the problems, the critics and the agent.
+        adversarial_rounds: rounds of :func:`tdml_lib.critic.adversarial_training` after
+            each critic's training (0: near-miss negatives only), each on
+            ``adversarial_problems`` of its training problems, the agent searching with
+            the same ``generations`` and ``population_size``.
     """
     from sklearn.cluster import KMeans
 
-    from .critic import CriticConfig, fit_critic
+    from .critic import CriticConfig, adversarial_training, fit_critic
     from .metrics import external_scores
     from .problems import SYNTHETIC_FAMILIES, synthetic_problem, synthetic_problems
 
@@ -368,12 +397,17 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
     cfg = critic_config or CriticConfig(epochs=30, gae_epochs=4, n_negatives=12)
     ks = n_clusters if isinstance(n_clusters, Mapping) else (
         {f: n_clusters for f in test_families} if n_clusters else SYNTHETIC_TEST_K)
-    rows, examples = [], {}
+    rows, examples, trained_on = [], {}, {}
     for family in test_families:
         k = ks[family]
-        others = tuple(f for f in SYNTHETIC_FAMILIES if f != family)
+        others = trained_on[family] = tuple(f for f in SYNTHETIC_FAMILIES if f != family)
         train = synthetic_problems(n_train_problems, families=others, n_features=(2, 8), seed=seed)
-        critic, _, _ = fit_critic(train, cfg, seed=seed, device=device, progress=False)
+        critic, _, training_set = fit_critic(train, cfg, seed=seed, device=device, progress=False)
+        if adversarial_rounds:
+            critic, _ = adversarial_training(critic, train, training_set, cfg, rounds=adversarial_rounds,
+                                             problems_per_round=adversarial_problems,
+                                             epochs_per_round=max(1, cfg.epochs // 2), generations=generations,
+                                             population_size=population_size, seed=seed, progress=False)
         for i in range(n_problems):
             p = synthetic_problem(family, n_clusters=k, points_per_class=points_per_class,
                                   seed=seed + 1000 + i)
@@ -388,4 +422,4 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
                              "K_found": int(labels.max()) + 1, **external_scores(p.labels, labels)})
             if i == 0:
                 examples[family] = {"X": p.X, "truth": p.labels, "labels": found}
-    return SyntheticComparison(pd.DataFrame(rows), examples)
+    return SyntheticComparison(pd.DataFrame(rows), examples, trained_on)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .validation import canonical_labels, check_labels, check_points
 
-SYNTHETIC_FAMILIES = ("blobs", "anisotropic", "moons", "circles", "varied_density")
+SYNTHETIC_FAMILIES = ("blobs", "anisotropic", "moons", "circles", "varied_density", "spirals")
 
 
 @dataclass(frozen=True)
@@ -158,13 +158,15 @@ def _blobs(rng: np.random.Generator, sizes: list[int], aniso: bool, varied: bool
 
 
 def _moons(rng: np.random.Generator, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    # K interleaved half-moons, each shifted so that neighbours interlock (sklearn's
-    # make_moons generalised beyond K=2).
+    # sklearn's make_moons (an upper half-circle and a lower one shifted by (1, 0.5), so
+    # that each reaches into the other's hollow), generalised beyond K=2: moons alternate
+    # upper/lower along x, and each pair is set 0.5 further right so that two upper (or
+    # two lower) moons never touch at their tips.
     pts, lab = [], []
     for j, size in enumerate(sizes):
         t = rng.uniform(0, np.pi, size)
-        flip = -1 if j % 2 else 1
-        p = np.c_[np.cos(t) + j * 1.0, flip * np.sin(t) - (0.5 if j % 2 else 0.0)]
+        upper = j % 2 == 0
+        p = np.c_[np.cos(t) + j * 1.0 + (j // 2) * 0.5, np.sin(t) if upper else 0.5 - np.sin(t)]
         pts.append(p + rng.normal(scale=0.08, size=p.shape))
         lab.append(np.full(size, j))
     return np.concatenate(pts), np.concatenate(lab)
@@ -181,12 +183,27 @@ def _circles(rng: np.random.Generator, sizes: list[int]) -> tuple[np.ndarray, np
     return np.concatenate(pts), np.concatenate(lab)
 
 
+def _spirals(rng: np.random.Generator, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    # K arms of one Archimedean spiral (r = angle), rotated 2*pi/K apart, each 0.6 of a
+    # turn long: long, curved clusters that k-means cuts across.
+    k = len(sizes)
+    pts, lab = [], []
+    for j, size in enumerate(sizes):
+        t = rng.uniform(0.5 * np.pi, 1.7 * np.pi, size)
+        angle = t + 2 * np.pi * j / k
+        p = np.c_[t * np.cos(angle), t * np.sin(angle)]
+        pts.append(p + rng.normal(scale=0.1, size=p.shape))
+        lab.append(np.full(size, j))
+    return np.concatenate(pts), np.concatenate(lab)
+
+
 _FAMILIES: dict[str, Callable[[np.random.Generator, list[int]], tuple[np.ndarray, np.ndarray]]] = {
     "blobs": lambda rng, s: _blobs(rng, s, aniso=False, varied=False),
     "anisotropic": lambda rng, s: _blobs(rng, s, aniso=True, varied=False),
     "varied_density": lambda rng, s: _blobs(rng, s, aniso=False, varied=True),
     "moons": _moons,
     "circles": _circles,
+    "spirals": _spirals,
 }
 
 

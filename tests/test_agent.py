@@ -3,6 +3,7 @@ import importlib
 import inspect
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tdml_lib import agent
@@ -99,9 +100,10 @@ class _OracleScorer:
 @pytest.mark.parametrize("family", ["circles", "moons"])
 def test_search_reaches_non_convex_clusters(family):
     """Moons and rings are in the agent's reach (spectral seeds + moves): with a
-    perfect reward it finds them, where k-means cannot."""
+    perfect reward it finds them, where k-means cannot. (Interlocking moons whose tips
+    touch the other moon's kNN graph need ~30 generations of moves to finish.)"""
     p = synthetic_problem(family, n_clusters=2, points_per_class=(150, 200), seed=5)
-    res = run(p.X, scorer=_OracleScorer(p.labels), n_clusters=2, generations=10, seed=0)
+    res = run(p.X, scorer=_OracleScorer(p.labels), n_clusters=2, generations=30, seed=0)
     assert clustering_accuracy(p.labels, res.labels) > 0.97
 
 
@@ -124,5 +126,21 @@ def test_compare_on_synthetic_runs_small_and_checks_families():
     assert set(res.scores.method) == {"k-means (true K)", "agent (true K)", "agent (K found)"}
     assert (res.scores[res.scores.method == "agent (true K)"].K_found == 2).all()
     assert set(res.examples) == {"moons"} and res.examples["moons"]["X"].shape[1] == 2
+    assert "moons" not in res.training_families["moons"]   # leave one family out
     with pytest.raises(ValueError, match="unknown families"):
-        agent.compare_on_synthetic(test_families=("spirals",))
+        agent.compare_on_synthetic(test_families=("checkerboard",))
+
+
+def test_compare_on_synthetic_with_adversarial_rounds_is_seeded():
+    """The adversarial option runs end to end, and a seeded run repeats exactly."""
+    from tdml_lib.critic import CriticConfig
+
+    def once():
+        return agent.compare_on_synthetic(
+            test_families=("circles",), n_train_problems=3, n_problems=1, points_per_class=(15, 20),
+            critic_config=CriticConfig(epochs=2, gae_epochs=1, n_negatives=3), generations=2,
+            population_size=6, device="cpu", adversarial_rounds=1, adversarial_problems=2)
+
+    a, b = once(), once()
+    assert len(a.scores) == 3
+    pd.testing.assert_frame_equal(a.scores, b.scores)
