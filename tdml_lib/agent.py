@@ -146,8 +146,9 @@ def _knn(X: np.ndarray, k: int) -> np.ndarray:
 
 SPECTRAL_MAX_POINTS = 20_000
 """Largest point set that gets spectral seeds (a sparse eigenproblem; seconds at this size)."""
-MIXTURE_MAX_POINTS = 20_000
-"""Largest point set that gets Gaussian-mixture seeds (EM with full covariances)."""
+MIXTURE_MAX_POINTS = 5_000
+"""Largest point set that gets Gaussian-mixture seeds (EM with full d x d covariances at
+every K: seconds at this size; above it the agent's time is the critic's, chapter 9)."""
 HIERARCHY_MAX_POINTS = 5_000
 """Largest point set that gets Ward seeds (scipy's linkage needs O(n^2) memory)."""
 

@@ -46,6 +46,9 @@ POSTER_TABLE: tuple[dict[str, Any], ...] = tuple(
 
 TRAIN_DOMAINS = ("numbers", "fashion")
 REGIMES = ("standard", "few-shot")
+ADVERSARIAL_REGIME = "standard + adversarial"
+"""Our extra regime (chapter 5): the standard critic after the adversarial loop. The
+poster has no such row; it answers whether the loop improves transfer."""
 TEST_DOMAINS = ("numbers", "letters", "fashion")
 
 #: Clustering scores published by other methods' authors, on the full datasets
@@ -99,8 +102,8 @@ def _check_transfer_row(row: Any, where: str) -> dict[str, Any]:
         if not isinstance(row.get(key), str) or not row.get(key):
             raise ValueError(f"{where}: '{key}' must be a domain name such as 'numbers', "
                              f"got {row.get(key)!r}.")
-    if row.get("regime") not in (*REGIMES, None):
-        raise ValueError(f"{where}: 'regime' must be one of {REGIMES} (or null for a scorer "
+    if row.get("regime") not in (*REGIMES, ADVERSARIAL_REGIME, None):
+        raise ValueError(f"{where}: 'regime' must be one of {(*REGIMES, ADVERSARIAL_REGIME)} (or null for a scorer "
                          f"that is not trained), got {row.get('regime')!r}.")
     for key in ("best", "top3"):
         if not _is_number(row.get(key)) or not 0 <= row[key] <= 100:
@@ -213,6 +216,25 @@ def transfer_rows(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
         raise ValueError("the same transfer cell is reported twice: "
                          + dup[["experiment", *key]].to_string(index=False))
     return df
+
+
+def adversarial_effect(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic") -> pd.DataFrame:
+    """The standard critic before and after the adversarial loop, cell by cell.
+
+    One row per (train, test) cell that both regimes report: Best, Top 3 and, where
+    present, the mean rank of the truth, before ("standard") and after
+    (:data:`ADVERSARIAL_REGIME`), and the change in Best and Top 3 (percentage points).
+    Empty when no result holds the adversarial regime.
+    """
+    rows = transfer_rows(results)
+    rows = rows[rows["scorer"] == scorer]
+    cols = [c for c in ("best", "top3", "mean_rank") if c in rows]
+    before = rows[rows["regime"] == "standard"].set_index(["train", "test"])[cols]
+    after = rows[rows["regime"] == ADVERSARIAL_REGIME].set_index(["train", "test"])[cols]
+    both = before.join(after, how="inner", lsuffix=" (standard)", rsuffix=" (adversarial)")
+    for metric in ("best", "top3"):
+        both[f"change {metric}"] = both[f"{metric} (adversarial)"] - both[f"{metric} (standard)"]
+    return both.reset_index()
 
 
 def poster_comparison(results: Mapping[str, Mapping[str, Any]],

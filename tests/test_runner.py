@@ -300,6 +300,25 @@ def test_results_with_a_broken_schema_are_refused(tmp_path: Path, metrics: dict,
         reference.load_results(tmp_path)
 
 
+def test_adversarial_regime_is_read_beside_the_standard_one(tmp_path: Path) -> None:
+    """Chapter 5's extra row is accepted, kept out of the poster's 12 cells, and compared
+    cell by cell with the standard critic."""
+    from tdml_lib import reference
+
+    cell = {"train": "numbers", "test": "letters", "mean_rank": 2.0}
+    write_result(tmp_path, "transfer", {"table": [
+        {**cell, "regime": "standard", "best": 40.0, "top3": 80.0},
+        {**cell, "regime": reference.ADVERSARIAL_REGIME, "best": 50.0, "top3": 75.0},
+        {**cell, "test": "fashion", "regime": "standard", "best": 10.0, "top3": 30.0}]})
+    results = reference.load_results(tmp_path)
+    assert reference.poster_comparison(results)["ours best"].notna().sum() == 2
+    effect = reference.adversarial_effect(results)
+    assert len(effect) == 1   # fashion has no adversarial row
+    row = effect.iloc[0]
+    assert row["change best"] == 10.0 and row["change top3"] == -5.0
+    assert reference.adversarial_effect({}).empty
+
+
 def test_a_cell_reported_twice_is_an_error(tmp_path: Path) -> None:
     from tdml_lib import reference
 
