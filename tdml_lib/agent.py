@@ -373,7 +373,9 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
 
     Args:
         test_families: families of :data:`tdml_lib.problems.SYNTHETIC_FAMILIES` to test on.
-        n_train_problems: training problems per critic (2-D to 8-D, K in 2..6).
+        n_train_problems: training problems per critic (2-D to 8-D, K in 2..6, 20 to
+            ``max(100, points_per_class[1])`` points per cluster, so that the test
+            problems' cluster sizes are inside the training range).
         n_problems: seeded test problems per family (2-D).
         n_clusters: clusters per test problem, one for all or per family (default
             :data:`SYNTHETIC_TEST_K`).
@@ -402,7 +404,10 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
     for family in test_families:
         k = ks[family]
         others = trained_on[family] = tuple(f for f in SYNTHETIC_FAMILIES if f != family)
-        train = synthetic_problems(n_train_problems, families=others, n_features=(2, 8), seed=seed)
+        # training clusters as large as the test's: a critic that never saw clusters of 150
+        # points prefers to split them into pieces of the sizes it knows (limits.md)
+        train = synthetic_problems(n_train_problems, families=others, n_features=(2, 8),
+                                   points_per_class=(20, max(100, int(points_per_class[1]))), seed=seed)
         critic, _, training_set = fit_critic(train, cfg, seed=seed, device=device, progress=False)
         if adversarial_rounds:
             critic, _ = adversarial_training(critic, train, training_set, cfg, rounds=adversarial_rounds,
