@@ -439,6 +439,23 @@ def _run_isolated(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     return contextvars.Context().run(target)
 
 
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+"""The matplotlib backend of Jupyter kernels: headless, and figures become PNG outputs."""
+
+
+def _kernel_draws_inline() -> None:
+    """Make the kernels this process starts draw with the inline backend.
+
+    A kernel inherits ``MPLBACKEND`` from its parent. Headless set-ups often export
+    ``MPLBACKEND=Agg``; in a kernel that makes ``plt.show()`` draw nothing, and the
+    executed notebook (the record of a full-scale run) would hold no figures. Setting
+    the variable does not change the backend of this process's own matplotlib, which
+    reads it once on import.
+    """
+    if os.environ.get("MPLBACKEND", INLINE_BACKEND) != INLINE_BACKEND:
+        os.environ["MPLBACKEND"] = INLINE_BACKEND
+
+
 def run_chapter(chapter: str | os.PathLike, params: Mapping[str, Any] | None = None,
                 out_dir: str | os.PathLike | None = None, kernel: str = "python3",
                 progress: bool = True, book_dir: str | os.PathLike | None = None
@@ -489,6 +506,7 @@ def run_chapter(chapter: str | os.PathLike, params: Mapping[str, Any] | None = N
 
     final_nb = out_dir / f"{nb_path.stem}.ipynb"
     partial_nb = out_dir / f".{nb_path.stem}.partial.ipynb"
+    _kernel_draws_inline()
     status, error = "ok", None
     start = time.perf_counter()
     try:

@@ -37,12 +37,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root (where ``_config.yml`` and ``_toc.yml`` live)."""
 
-INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
-"""The matplotlib backend of Jupyter kernels (headless; figures become PNG outputs)."""
-
 # Headless plotting in this process; kernels started by tests get INLINE_BACKEND.
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+
+from tdml_lib.runner import INLINE_BACKEND  # noqa: E402  (the kernels' headless backend)
 
 
 def subprocess_env() -> dict[str, str]:

@@ -350,3 +350,18 @@ def test_git_commit_ignores_results_but_not_code(tmp_path: Path) -> None:
     assert git_commit(tmp_path) == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == clean + "-dirty"
+
+
+def test_figures_are_kept_when_the_shell_says_agg(tmp_path: Path, monkeypatch) -> None:
+    """A headless shell's MPLBACKEND=Agg must not strip the figures from a run's notebook."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = write_notebook(tmp_path / "book" / "01_plot.ipynb")
+    nb_obj = nbformat.read(str(nb), as_version=4)
+    nb_obj.cells.append(nbformat.v4.new_code_cell(
+        "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.show()"))
+    nbformat.write(nb_obj, str(nb))
+    record = runner.run_chapter(nb, out_dir=tmp_path / "out", progress=False)
+    assert record.status == "ok", record.error
+    outputs = [o for c in nbformat.read(str(record.notebook), as_version=4).cells
+               for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
