@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import graphs
-from .device import resolve_device
+from .device import deterministic_algorithms, resolve_device
 from .gae import MAX_NODES_PER_PASS, ClusteringEmbedder, train_gae
 from .io import load_torch, save_torch
 from .problems import Problem
@@ -249,6 +249,7 @@ def critic_loss(critic: ClusteringCritic, ts: TrainingSet, batch: Sequence[int],
     return loss, {name: float(t.detach()) for name, t in parts.items()}
 
 
+@deterministic_algorithms()
 def train_critic_net(critic: ClusteringCritic, ts: TrainingSet, cfg: CriticConfig, seed: int = 0,
                      epochs: int | None = None, progress: bool = True,
                      checkpoint: str | Path | None = None, checkpoint_every: int = 50) -> pd.DataFrame:
@@ -296,6 +297,7 @@ def train_critic_net(critic: ClusteringCritic, ts: TrainingSet, cfg: CriticConfi
     return pd.DataFrame(rows)
 
 
+@deterministic_algorithms()
 def fit_critic(problems: Sequence[Problem], cfg: CriticConfig | None = None, seed: int = 0,
                device: str | torch.device | None = "auto", embedder: ClusteringEmbedder | None = None,
                progress: bool = True, checkpoint: str | Path | None = None,

@@ -1,6 +1,9 @@
 """Device choice, in one place (d2l's ``try_gpu`` habit)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 
 
@@ -31,3 +34,23 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+@contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """Run the enclosed training with torch's deterministic algorithms, then restore.
+
+    With two CPU threads, two seeded trainings of the critic differed in the 7th digit
+    from run to run (some of torch's default kernels accumulate in an order that depends
+    on thread timing) and, through near-ties in the agent's selection, in the
+    clusterings found; with deterministic algorithms they agree bit for bit. ``warn_only``: an op with no
+    deterministic version (some CUDA kernels) warns instead of failing. Usable as a
+    decorator (``@deterministic_algorithms()``).
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

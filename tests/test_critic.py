@@ -86,3 +86,20 @@ def test_checkpoint_resume_gives_same_weights(tmp_path, trained):
 def test_fit_needs_problems():
     with pytest.raises(ValueError, match="at least one"):
         fit_critic([], TINY)
+
+
+def test_training_is_bitwise_reproducible_and_leaves_torch_as_it_was():
+    """Two seeded trainings on two threads give the same scores to the last bit
+    (thread-timing-dependent kernels made them differ), and the deterministic mode
+    used for training is switched back off afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train = synthetic_problems(6, n_features=(2, 6), points_per_class=(20, 120), seed=0)
+        cfg = CriticConfig(epochs=4, gae_epochs=2, n_negatives=4)
+        scores = [fit_critic(train, cfg, seed=0, device="cpu", progress=False)[0]
+                  .score_many(train[1].X, [train[1].labels]) for _ in range(2)]
+    finally:
+        torch.set_num_threads(threads)
+    assert scores[0].tobytes() == scores[1].tobytes()
+    assert not torch.are_deterministic_algorithms_enabled()
