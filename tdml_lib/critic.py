@@ -249,7 +249,6 @@ def critic_loss(critic: ClusteringCritic, ts: TrainingSet, batch: Sequence[int],
     return loss, {name: float(t.detach()) for name, t in parts.items()}
 
 
-@deterministic_algorithms()
 def train_critic_net(critic: ClusteringCritic, ts: TrainingSet, cfg: CriticConfig, seed: int = 0,
                      epochs: int | None = None, progress: bool = True,
                      checkpoint: str | Path | None = None, checkpoint_every: int = 50) -> pd.DataFrame:
@@ -278,26 +277,26 @@ def train_critic_net(critic: ClusteringCritic, ts: TrainingSet, cfg: CriticConfi
     n = len(ts.real)
     per_step = min(cfg.problems_per_step, n)
     critic.train()
-    for epoch in tqdm(range(start, epochs), desc="critic", disable=not progress, initial=start, total=epochs):
-        order = torch.randperm(n, generator=gen).tolist()
-        logs = []
-        for s in range(0, n, per_step):
-            loss, log = critic_loss(critic, ts, order[s:s + per_step], cfg, gen)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            logs.append(log)
-        rows.append({"epoch": epoch, **{k: float(np.mean([l[k] for l in logs])) for k in logs[0]}})
-        if ckpt is not None and ckpt.due(epoch, epochs):
-            cols = list(rows[0])
-            ckpt.save({"step": epoch, "net": critic.net.state_dict(), "opt": opt.state_dict(),
-                       "gen": gen.get_state(), "history_cols": cols,
-                       "history": torch.tensor([[r[c] for c in cols] for r in rows])})
+    with deterministic_algorithms(device):
+        for epoch in tqdm(range(start, epochs), desc="critic", disable=not progress, initial=start, total=epochs):
+            order = torch.randperm(n, generator=gen).tolist()
+            logs = []
+            for s in range(0, n, per_step):
+                loss, log = critic_loss(critic, ts, order[s:s + per_step], cfg, gen)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                logs.append(log)
+            rows.append({"epoch": epoch, **{k: float(np.mean([l[k] for l in logs])) for k in logs[0]}})
+            if ckpt is not None and ckpt.due(epoch, epochs):
+                cols = list(rows[0])
+                ckpt.save({"step": epoch, "net": critic.net.state_dict(), "opt": opt.state_dict(),
+                           "gen": gen.get_state(), "history_cols": cols,
+                           "history": torch.tensor([[r[c] for c in cols] for r in rows])})
     critic.eval()
     return pd.DataFrame(rows)
 
 
-@deterministic_algorithms()
 def fit_critic(problems: Sequence[Problem], cfg: CriticConfig | None = None, seed: int = 0,
                device: str | torch.device | None = "auto", embedder: ClusteringEmbedder | None = None,
                progress: bool = True, checkpoint: str | Path | None = None,

@@ -37,20 +37,26 @@ def seed_everything(seed: int) -> None:
 
 
 @contextmanager
-def deterministic_algorithms() -> Iterator[None]:
-    """Run the enclosed training with torch's deterministic algorithms, then restore.
+def deterministic_algorithms(device: str | torch.device | None = None) -> Iterator[None]:
+    """Run the enclosed training deterministically where that is cheap, then restore.
 
-    With two CPU threads, two seeded trainings of the critic differed in the 7th digit
-    from run to run (some of torch's default kernels accumulate in an order that depends
-    on thread timing) and, through near-ties in the agent's selection, in the
-    clusterings found; with deterministic algorithms they agree bit for bit. ``warn_only``: an op with no
-    deterministic version (some CUDA kernels) warns instead of failing. Usable as a
-    decorator (``@deterministic_algorithms()``).
+    On the CPU, ``torch.use_deterministic_algorithms`` (``warn_only``): with two threads,
+    two seeded trainings of the critic differed from run to run in the 7th digit (some
+    default kernels accumulate in an order that depends on thread timing) and, through
+    near-ties in the agent's selection, in the clusterings found. On CUDA, cuDNN's
+    deterministic mode without autotuning (as the SPC code sets it); full determinism on
+    a GPU would need cuBLAS settings made before start-up, so GPU runs may differ in the
+    last digits. Every setting is restored on exit.
     """
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if device is not None and torch.device(device).type == "cuda":
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2:]

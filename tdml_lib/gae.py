@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import graphs
-from .device import resolve_device
+from .device import deterministic_algorithms, resolve_device
 from .io import load_torch, save_torch
 from .validation import check_labelings, check_points
 
@@ -266,18 +266,19 @@ def train_gae(embedder: ClusteringEmbedder, samples: Iterable[tuple[np.ndarray, 
     opt = torch.optim.Adam(embedder.parameters(), lr=lr)
     rows = []
     embedder.train()
-    for epoch in tqdm(range(epochs), desc="GAE", disable=not progress):
-        order = torch.randperm(len(prepared), generator=gen).tolist()
-        total = 0.0
-        for i in order:
-            ps, labels = prepared[i]
-            z, pos, neg = _sample_loss(embedder, ps, labels, gen)
-            loss = embedder.gae.recon_loss(z, pos, neg)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
-        rows.append({"epoch": epoch, "loss": total / len(prepared)})
+    with deterministic_algorithms(embedder.device):
+        for epoch in tqdm(range(epochs), desc="GAE", disable=not progress):
+            order = torch.randperm(len(prepared), generator=gen).tolist()
+            total = 0.0
+            for i in order:
+                ps, labels = prepared[i]
+                z, pos, neg = _sample_loss(embedder, ps, labels, gen)
+                loss = embedder.gae.recon_loss(z, pos, neg)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+            rows.append({"epoch": epoch, "loss": total / len(prepared)})
     embedder.eval()
     return pd.DataFrame(rows)
 

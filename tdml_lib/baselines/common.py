@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..device import deterministic_algorithms
 from ..problems import standardize
 from ..validation import as_real_array, check_labels, check_n_clusters
 
@@ -207,26 +208,12 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
 
     Network initialisation and noise draws inside the block depend on ``seed`` only;
     the caller's random state is untouched afterwards (``torch.random.fork_rng``).
-    Determinism where it is cheap: on the CPU ``torch.use_deterministic_algorithms``
-    (``warn_only``); on CUDA cuDNN's deterministic mode without autotuning, as the SPC
-    code sets it (full determinism on a GPU would need cuBLAS settings made before
-    start-up, so GPU runs may differ in the last digits). Both are restored on exit.
+    Determinism where it is cheap: :func:`tdml_lib.device.deterministic_algorithms`.
     """
     cuda = device is not None and device.type == "cuda"
-    previous = (torch.are_deterministic_algorithms_enabled(),
-                torch.is_deterministic_algorithms_warn_only_enabled(),
-                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    with torch.random.fork_rng(devices=[device.index or 0] if cuda else []):
+    with torch.random.fork_rng(devices=[device.index or 0] if cuda else []), deterministic_algorithms(device):
         torch.manual_seed(int(seed))
-        if cuda:
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-        else:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2:]
+        yield
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None,
