@@ -17,15 +17,9 @@ import numpy as np
 from . import data
 from .io import atomic_path
 from .problems import Problem, sample_problems
-from .validation import as_real_array
+from .validation import as_real_array, check_positive_int
 
 DEFAULT_COMPONENTS = 32  # replication choice (see the module docstring)
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:  # type: ignore[operator, call-overload]
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return int(value)  # type: ignore[call-overload]
 
 
 class FeatureMap:
@@ -42,7 +36,7 @@ class FeatureMap:
     """
 
     def __init__(self, n_components: int = DEFAULT_COMPONENTS) -> None:
-        self.n_components = _check_positive_int(n_components, "n_components")
+        self.n_components = check_positive_int(n_components, "n_components")
         self.mean_: np.ndarray | None = None
         self.components_: np.ndarray | None = None
         self.domain = ""
@@ -132,8 +126,8 @@ def fit_feature_map(domain: str = "numbers", n_components: int = DEFAULT_COMPONE
         n_fit: how many training images (a seeded draw) fit the PCA.
         seed: seed of that draw and of the randomized SVD.
     """
-    n_components = _check_positive_int(n_components, "n_components")
-    n_fit = _check_positive_int(n_fit, "n_fit")
+    n_components = check_positive_int(n_components, "n_components")
+    n_fit = check_positive_int(n_fit, "n_fit")
     path = data.data_dir() / f"pca_{domain}_{n_components}_{n_fit}_{seed}.npz"
     if path.exists():
         return FeatureMap.load(path)

@@ -97,6 +97,13 @@ def check_labelings(labelings: Sequence[object] | np.ndarray, n_points: int) -> 
                      for i, lab in enumerate(labelings)])
 
 
+def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
+    """An integer >= ``minimum`` (epochs, batch sizes, dimensions); bools and floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
 def check_n_clusters(n_clusters: int, n_points: int, name: str = "n_clusters") -> int:
     """Check 1 <= K <= n."""
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):

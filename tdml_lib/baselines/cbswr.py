@@ -58,8 +58,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..device import resolve_device
-from ..validation import canonical_labels, check_labels, check_points
-from .common import (BaselineResult, augment, batches, check_k, check_positive_int, encode_all,
+from ..validation import canonical_labels, check_labels, check_points, check_positive_int
+from .common import (BaselineResult, augment, batches, check_k, encode_all,
                      make_autoencoder, prepare_inputs, pretrain_autoencoder, seeded)
 
 POSITIVES = ("view", "centroid")

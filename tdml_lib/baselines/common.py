@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..device import deterministic_algorithms
 from ..problems import standardize
-from ..validation import as_real_array, check_labels, check_n_clusters
+from ..validation import as_real_array, check_labels, check_n_clusters, check_positive_int
 
 MIN_IMAGE_SIDE = 4
 
@@ -118,13 +118,6 @@ def check_k(n_clusters: int, n_points: int) -> int:
     if k < 2:
         raise ValueError(f"n_clusters={k}: a baseline needs at least 2 clusters.")
     return k
-
-
-def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    """An integer >= ``minimum`` (epochs, batch sizes, dimensions)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 # --- the small auto-encoder -----------------------------------------------------------

@@ -52,8 +52,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..device import resolve_device
-from ..validation import canonical_labels
-from .common import (BaselineResult, batches, check_k, check_positive_int, encode_all, latent_noise,
+from ..validation import canonical_labels, check_positive_int
+from .common import (BaselineResult, batches, check_k, encode_all, latent_noise,
                      make_autoencoder, prepare_inputs, pretrain_autoencoder, reconstruction_loss, seeded)
 
 REDUCERS = ("auto", "umap", "spectral", "pca", "none")
