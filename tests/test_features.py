@@ -37,8 +37,9 @@ def test_seeded_fit_is_deterministic():
 
 
 def test_bad_inputs_are_clear_errors():
-    with pytest.raises(ValueError, match="n_components"):
-        features.FeatureMap(0)
+    for bad in (0, 2.5, True, "3"):  # a float, a bool or a string is not a size
+        with pytest.raises(ValueError, match="n_components must be an integer"):
+            features.FeatureMap(bad)
     with pytest.raises(ValueError, match="not fitted"):
         features.FeatureMap(3).transform(_images(2, 0))
     with pytest.raises(ValueError, match="n_components=10 needs"):
