@@ -346,7 +346,9 @@ class SyntheticComparison:
     scores: pd.DataFrame
     """One row per (family, problem, method): acc, nmi, ari, K_found, K_true."""
     examples: dict[str, dict[str, Any]]
-    """Per family, its first problem: ``{"X", "truth", "labels": {method: labels}}``."""
+    """Per family, the test problem where k-means (true K) scored lowest, the failure the
+    family is named for: ``{"problem", "X", "truth", "labels": {method: labels}}``. Picked
+    after scoring, to show; it steers nothing."""
     training_families: dict[str, tuple[str, ...]]
     """Per test family, the families its critic was trained on (all the others)."""
 
@@ -426,6 +428,10 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
             for method, labels in found.items():
                 rows.append({"family": family, "problem": i, "method": method, "K_true": k,
                              "K_found": int(labels.max()) + 1, **external_scores(p.labels, labels)})
-            if i == 0:
-                examples[family] = {"X": p.X, "truth": p.labels, "labels": found}
+            kmeans_acc = next(r["acc"] for r in rows[-len(found):] if r["method"] == "k-means (true K)")
+            if family not in examples or kmeans_acc < examples[family]["kmeans_acc"]:
+                examples[family] = {"problem": i, "kmeans_acc": kmeans_acc, "X": p.X, "truth": p.labels,
+                                    "labels": found}
+    for example in examples.values():
+        del example["kmeans_acc"]
     return SyntheticComparison(pd.DataFrame(rows), examples, trained_on)

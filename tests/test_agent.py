@@ -120,12 +120,15 @@ def test_compare_on_synthetic_runs_small_and_checks_families():
     from tdml_lib.critic import CriticConfig
 
     res = agent.compare_on_synthetic(
-        test_families=("moons",), n_train_problems=3, n_problems=1, points_per_class=(20, 30),
+        test_families=("moons",), n_train_problems=3, n_problems=2, points_per_class=(20, 30),
         critic_config=CriticConfig(epochs=2, gae_epochs=1, n_negatives=3), generations=2,
         population_size=6, device="cpu")
     assert set(res.scores.method) == {"k-means (true K)", "agent (true K)", "agent (K found)"}
     assert (res.scores[res.scores.method == "agent (true K)"].K_found == 2).all()
     assert set(res.examples) == {"moons"} and res.examples["moons"]["X"].shape[1] == 2
+    # the example shown is the problem where k-means did worst (its failure case)
+    kmeans = res.scores[res.scores.method == "k-means (true K)"].set_index("problem").acc
+    assert res.examples["moons"]["problem"] == kmeans.idxmin()
     assert "moons" not in res.training_families["moons"]   # leave one family out
     with pytest.raises(ValueError, match="unknown families"):
         agent.compare_on_synthetic(test_families=("checkerboard",))
