@@ -510,8 +510,12 @@ def run_chapter(chapter: str | os.PathLike, params: Mapping[str, Any] | None = N
     status, error = "ok", None
     start = time.perf_counter()
     try:
+        # the kernel starts in the notebook's folder through nbclient's resources, not
+        # papermill's cwd=, which chdirs the whole process: two runs in two threads (a
+        # Dask thread pool) then start kernels in each other's folder, or in neither
         _run_isolated(papermill.execute_notebook, str(nb_path), str(partial_nb),
-                      parameters=inject, kernel_name=kernel, cwd=str(nb_path.parent),
+                      parameters=inject, kernel_name=kernel,
+                      resources={"metadata": {"path": str(nb_path.parent)}},
                       progress_bar=progress, log_output=False)
     except Exception as exc:  # the chapter failed: record it, never raise half-way
         status, error = "failed", _describe_error(exc)

@@ -365,3 +365,21 @@ def test_figures_are_kept_when_the_shell_says_agg(tmp_path: Path, monkeypatch) -
     outputs = [o for c in nbformat.read(str(record.notebook), as_version=4).cells
                for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_runs_in_two_threads_each_start_in_their_own_folder(tmp_path: Path) -> None:
+    """Each kernel starts in its notebook's folder even when two runs overlap in threads
+    (a process-wide chdir let one run's kernel start in the other's folder), and the
+    process's own working directory is left alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    books = [tmp_path / name / "book" for name in ("first", "second")]
+    notebooks = [write_notebook(book / "01_tiny.ipynb") for book in books]
+    cwd = os.getcwd()
+    with ThreadPoolExecutor(2) as pool:
+        records = list(pool.map(lambda nb: runner.run_chapter(nb, out_dir=nb.parent / "out", progress=False),
+                                notebooks))
+    assert [r.status for r in records] == ["ok", "ok"]
+    assert [executions(nb) for nb in notebooks] == [["a 3 0.5"], ["a 3 0.5"]]
+    assert os.getcwd() == cwd
+
