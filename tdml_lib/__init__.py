@@ -33,7 +33,7 @@ _LAZY = {
     "cluster": ("agent", "cluster"),
 }
 
-_SUBMODULES = {"agent", "baselines", "candidates", "critic", "data", "device", "evaluate",
+_SUBMODULES = {"agent", "baselines", "candidates", "critic", "data", "device", "evaluate", "experiments",
                "features", "gae", "graphs", "io", "metrics", "plotting", "problems", "runner",
                "validation", "bench", "checkpoint", "reference"}
 

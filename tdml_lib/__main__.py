@@ -12,7 +12,7 @@ import sys
 import warnings
 
 # module -> subcommands it provides (its add_cli registers them)
-CLI_MODULES = ("data", "runner", "critic", "bench")
+CLI_MODULES = ("data", "runner", "experiments.training", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

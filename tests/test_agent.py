@@ -114,36 +114,3 @@ def test_fixed_k_holds_even_with_tiny_seed_clusters():
         res = run(p.X, n_clusters=k, seed=2)
         assert res.labels.max() + 1 == k
         assert all(lab.max() + 1 == k for lab in res.population)
-
-
-def test_compare_on_synthetic_runs_small_and_checks_families():
-    from tdml_lib.critic import CriticConfig
-
-    res = agent.compare_on_synthetic(
-        test_families=("moons",), n_train_problems=3, n_problems=2, points_per_class=(20, 30),
-        critic_config=CriticConfig(epochs=2, gae_epochs=1, n_negatives=3), generations=2,
-        population_size=6, device="cpu")
-    assert set(res.scores.method) == {"k-means (true K)", "agent (true K)", "agent (K found)"}
-    assert (res.scores[res.scores.method == "agent (true K)"].K_found == 2).all()
-    assert set(res.examples) == {"moons"} and res.examples["moons"]["X"].shape[1] == 2
-    # the example shown is the problem where k-means did worst (its failure case)
-    kmeans = res.scores[res.scores.method == "k-means (true K)"].set_index("problem").acc
-    assert res.examples["moons"]["problem"] == kmeans.idxmin()
-    assert "moons" not in res.training_families["moons"]   # leave one family out
-    with pytest.raises(ValueError, match="unknown families"):
-        agent.compare_on_synthetic(test_families=("checkerboard",))
-
-
-def test_compare_on_synthetic_with_adversarial_rounds_is_seeded():
-    """The adversarial option runs end to end, and a seeded run repeats exactly."""
-    from tdml_lib.critic import CriticConfig
-
-    def once():
-        return agent.compare_on_synthetic(
-            test_families=("circles",), n_train_problems=3, n_problems=1, points_per_class=(15, 20),
-            critic_config=CriticConfig(epochs=2, gae_epochs=1, n_negatives=3), generations=2,
-            population_size=6, device="cpu", adversarial_rounds=1, adversarial_problems=2)
-
-    a, b = once(), once()
-    assert len(a.scores) == 3
-    pd.testing.assert_frame_equal(a.scores, b.scores)

@@ -10,6 +10,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from tdml_lib import baselines as B
+from tdml_lib import experiments as E
 from tdml_lib.baselines import common
 
 spc = importlib.import_module("tdml_lib.baselines.spc")
@@ -75,8 +76,8 @@ def test_feature_vectors_use_the_mlp_variant():
 @pytest.mark.parametrize("method,kw", [("spc", SPC_FAST), ("cbswr", CBSWR_FAST)])
 def test_same_seed_same_result(digits, method, kw):
     X, y = digits
-    r1, s1 = B.evaluate_baseline(method, X, y, seed=3, **kw)
-    r2, s2 = B.evaluate_baseline(method, X, y, seed=3, **kw)
+    r1, s1 = E.evaluate_baseline(method, X, y, seed=3, **kw)
+    r2, s2 = E.evaluate_baseline(method, X, y, seed=3, **kw)
     assert np.array_equal(r1.labels, r2.labels)
     assert s1 == s2
     if r1.embeddings is not None:
@@ -98,8 +99,8 @@ def test_shuffled_truth_gives_the_same_clustering(digits, method, kw):
     with shuffled labels gives the identical clustering (only the scores change)."""
     X, y = digits
     shuffled = np.random.default_rng(0).permutation(y)
-    r_true, s_true = B.evaluate_baseline(method, X, y, seed=0, **kw)
-    r_shuf, s_shuf = B.evaluate_baseline(method, X, shuffled, seed=0, **kw)
+    r_true, s_true = E.evaluate_baseline(method, X, y, seed=0, **kw)
+    r_shuf, s_shuf = E.evaluate_baseline(method, X, shuffled, seed=0, **kw)
     assert np.array_equal(r_true.labels, r_shuf.labels)
     assert s_true["nmi"] != s_shuf["nmi"]
 
@@ -254,9 +255,9 @@ def test_bad_settings():
     with pytest.raises(ValueError, match="weights"):
         B.cbswr(good, 2, weights=(1.0, -1.0, 0.3))
     with pytest.raises(ValueError, match="unknown baseline"):
-        B.evaluate_baseline("dec", good, np.arange(10) % 2)
+        E.evaluate_baseline("dec", good, np.arange(10) % 2)
     with pytest.raises(ValueError, match="labels_true has"):
-        B.evaluate_baseline("cbswr", good, [0, 1])
+        E.evaluate_baseline("cbswr", good, [0, 1])
 
 
 def test_seeded_restores_the_callers_determinism_settings():

@@ -4,8 +4,8 @@
   (Mahon & Lukasiewicz, KI 2021), :mod:`tdml_lib.baselines.spc`;
 * :func:`cbswr` -- CBSwR, unsupervised deep metric learning meets deep clustering
   (Nguyen et al., BMVC 2020), :mod:`tdml_lib.baselines.cbswr`;
-* :func:`evaluate_baseline` runs either on unlabelled images and only then scores it;
-  :func:`kmeans_labels` is the reference row of the comparison tables.
+* :func:`kmeans_labels` is the reference row of the comparison tables; running a
+  baseline and scoring it is an experiment (:func:`tdml_lib.experiments.evaluate_baseline`).
 
 Note: ``tdml_lib.baselines.cbswr`` is the *function*; the module's other names are
 imported with ``from tdml_lib.baselines.cbswr import rim_loss`` (or
@@ -14,9 +14,9 @@ imported with ``from tdml_lib.baselines.cbswr import rim_loss`` (or
 from __future__ import annotations
 
 from .cbswr import cbswr, embedding_nmi, recall_at_k
-from .common import BaselineResult, evaluate_baseline, kmeans_labels, prepare_inputs
+from .common import BaselineResult, kmeans_labels, prepare_inputs
 from .spc import align_labelings, ensemble_vote, selective_pseudo_label_clustering
 
 __all__ = ["BaselineResult", "align_labelings", "cbswr", "embedding_nmi", "ensemble_vote",
-           "evaluate_baseline", "kmeans_labels", "prepare_inputs", "recall_at_k",
+           "kmeans_labels", "prepare_inputs", "recall_at_k",
            "selective_pseudo_label_clustering"]

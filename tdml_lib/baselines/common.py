@@ -8,7 +8,6 @@
 * :func:`seeded`, :func:`batches`, :func:`augment`, :func:`encode_all`,
   :func:`pretrain_autoencoder` -- training helpers;
 * :func:`kmeans_labels` -- the k-means reference row of the comparison tables;
-* :func:`evaluate_baseline` -- run a baseline, *then* score it against the truth.
 
 Ground-truth labels are never an argument of a training or alignment function here:
 only :func:`evaluate_baseline` takes them, and it hands them to the metrics after the
@@ -332,52 +331,3 @@ def kmeans_labels(images: object, n_clusters: int, pca_dim: int | None = None, s
         x = PCA(min(pca_dim, *x.shape), random_state=seed).fit_transform(x)
     labels = KMeans(k, n_init=10, random_state=seed).fit_predict(x)
     return check_labels(labels, len(labels))
-
-
-def _method(method: str | Callable[..., BaselineResult]) -> Callable[..., BaselineResult]:
-    if callable(method):
-        return method
-    from .cbswr import cbswr
-    from .spc import selective_pseudo_label_clustering
-
-    known = {"spc": selective_pseudo_label_clustering, "cbswr": cbswr}
-    if method not in known:
-        raise ValueError(f"unknown baseline {method!r}; choose one of {sorted(known)} or pass a function.")
-    return known[method]
-
-
-def evaluate_baseline(method: str | Callable[..., BaselineResult], images: object, labels_true: object,
-                      n_clusters: int | None = None, **kwargs: Any) -> tuple[BaselineResult, dict[str, float]]:
-    """Run a baseline on unlabelled images, then score it against the truth.
-
-    The true labels are checked, set aside, and used only after the clustering is
-    finished: the method is called with ``(images, n_clusters, **kwargs)`` and never
-    sees them (the tests shuffle them and check the clustering is unchanged).
-
-    Args:
-        method: ``"spc"``, ``"cbswr"`` or a function with the same signature.
-        images: (N, H, W) images or (N, d) features.
-        labels_true: (N,) class ids, for scoring only.
-        n_clusters: K; default the number of classes in ``labels_true`` (K known, as in
-            both papers' evaluations).
-        **kwargs: passed to the method (epochs, seed, device, ...).
-
-    Returns:
-        The method's :class:`BaselineResult` and a dict with ``acc``, ``nmi``, ``ari`` of
-        its clustering and, when it learned an embedding, ``recall_at_1`` and
-        ``embedding_nmi`` (NMI of k-means on the embedding, CBSwR's protocol).
-    """
-    from ..metrics import external_scores
-
-    fn = _method(method)
-    n = len(np.asarray(images)) if hasattr(images, "__len__") else 0
-    truth = check_labels(labels_true, n, "labels_true")
-    k = int(truth.max()) + 1 if n_clusters is None else n_clusters
-    result = fn(images, k, **kwargs)
-    scores = external_scores(truth, result.labels)
-    if result.embeddings is not None:
-        from .cbswr import embedding_nmi, recall_at_k
-
-        scores["recall_at_1"] = recall_at_k(result.embeddings, truth, k=1)
-        scores["embedding_nmi"] = embedding_nmi(result.embeddings, truth, seed=kwargs.get("seed", 0))
-    return result, scores

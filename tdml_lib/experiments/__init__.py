@@ -1,0 +1,19 @@
+"""Experiments: the book's measurements, each one function that returns a typed result.
+
+This layer sits above the blocks: it may import the critic (block C), the agent
+(block A) and the data, and nothing below imports it. A chapter calls one function
+per experiment and explains, plots and writes what it returns.
+
+* :mod:`.training` — labelled training problems of a domain, the adversarial loop
+  (agent vs critic), and the ``train-critic`` command;
+* :mod:`.synthetic` — the agent against k-means on synthetic families (chapter 4);
+* :mod:`.baselines` — run a baseline on unlabelled images, then score it (chapters 6, 7).
+"""
+from __future__ import annotations
+
+from .baselines import evaluate_baseline
+from .synthetic import SYNTHETIC_TEST_K, SyntheticComparison, compare_on_synthetic
+from .training import adversarial_training, training_problems
+
+__all__ = ["SYNTHETIC_TEST_K", "SyntheticComparison", "adversarial_training", "compare_on_synthetic",
+           "evaluate_baseline", "training_problems"]

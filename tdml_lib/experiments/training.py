@@ -1,0 +1,121 @@
+"""Training the critic: labelled problems of a domain, the adversarial loop, the CLI.
+
+These functions use ground-truth labels, since they build the *labelled training
+problems* of the critic (DESIGN: Numbers problems, K 2..10, 20..100 points per class)
+and pick the agent's wrong proposals on them. They sit in the experiments layer
+because they join blocks C and A: the critic module never imports the agent.
+Explained in chapter 3 (training) and chapter 5 (the adversarial row).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import data, features
+from ..agent import make_agent_proposals
+from ..critic import ClusteringCritic, CriticConfig, TrainingSet, fit_critic, train_critic_net
+from ..features import domain_problems
+from ..io import provenance
+from ..metrics import clustering_accuracy
+from ..problems import Problem, few_shot_problems, synthetic_problems
+from ..validation import check_positive_int
+
+
+def training_problems(domain: str, n_problems: int, seed: int = 0, split: str = "train",
+                      feature_map: Any = None, examples_per_class: int | None = None) -> list[Problem]:
+    """Labelled problems of a domain (K 2..10, 20..100 points per class, DESIGN.md).
+
+    Args:
+        domain: a dataset name of :func:`tdml_lib.data.load`, or ``"synthetic"``.
+        feature_map: image features (default: PCA fitted on Numbers' training split).
+        examples_per_class: if given, the few-shot regime
+            (:func:`tdml_lib.problems.few_shot_problems`).
+    """
+    if domain == "synthetic":
+        return synthetic_problems(n_problems, n_features=(2, 32), seed=seed)
+    if examples_per_class is None:
+        return domain_problems(domain, n_problems, split=split, feature_map=feature_map, seed=seed)
+    ds = data.load(domain, split)
+    fmap = feature_map if feature_map is not None else features.fit_feature_map("numbers", seed=0)
+    return few_shot_problems(fmap.transform(ds.images), ds.labels, n_problems, examples_per_class,
+                             seed=seed, source=domain)
+
+
+def adversarial_training(critic: ClusteringCritic, problems: Sequence[Problem], ts: TrainingSet,
+                         cfg: CriticConfig, rounds: int = 2, problems_per_round: int = 8,
+                         epochs_per_round: int = 100, generations: int = 15, population_size: int = 32,
+                         seed: int = 0, progress: bool = True) -> tuple[ClusteringCritic, pd.DataFrame]:
+    """The poster's adversarial loop: the agent (block A) maximises the current critic on
+    training problems; its best proposals that are *not* the correct clustering become
+    new negatives (the set D of Eq. (1)), and the critic trains on. True labels are used
+    here only because these are labelled *training* problems.
+
+    Returns:
+        (a new critic, history with per-round counts of over-rated proposals).
+    """
+    critic = copy.deepcopy(critic)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(rounds):
+        chosen = rng.choice(len(problems), size=min(problems_per_round, len(problems)), replace=False)
+        added = overrated = 0
+        for i in chosen:
+            p = problems[int(i)]
+            props = make_agent_proposals(p.X, critic, n=4, seed=int(rng.integers(2**31)),
+                                         generations=generations, population_size=population_size)
+            wrong = [lab for lab in props if clustering_accuracy(p.labels, lab) < 1.0]
+            if not wrong:
+                continue
+            scores = critic.score_many(p.X, [p.labels] + wrong)
+            overrated += int(np.sum(scores[1:] >= scores[0]))
+            ts.add_negatives(int(i), critic.embedder.embed_many(p.X, wrong).to(ts.fake[int(i)].device))
+            added += len(wrong)
+        hist = train_critic_net(critic, ts, cfg, seed + r + 1, epochs=epochs_per_round, progress=progress)
+        rows.append({"round": r, "proposals_added": added, "overrated_before": overrated,
+                     "final_loss": float(hist["loss"].iloc[-1])})
+    critic.metadata["adversarial_rounds"] = rounds
+    return critic, pd.DataFrame(rows)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+def add_cli(sub: Any) -> None:
+    p = sub.add_parser("train-critic", help="train a critic on labelled problems of one domain and save it",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--domain", default="numbers", help="training domain (numbers, fashion, letters, digits, synthetic)")
+    p.add_argument("--n-problems", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=CriticConfig.epochs)
+    p.add_argument("--gae-epochs", type=int, default=CriticConfig.gae_epochs)
+    p.add_argument("--n-negatives", type=int, default=CriticConfig.n_negatives)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None,
+                   help="where to save the critic (.pt); default runs/critic_<domain>_seed<seed>.pt. "
+                        "The shipped critic is replaced only when you pass its path here")
+    p.set_defaults(func=_cli_train)
+
+
+def _cli_train(args: Any) -> int:
+    for name in ("n_problems", "epochs", "gae_epochs", "n_negatives"):
+        check_positive_int(getattr(args, name), "--" + name.replace("_", "-"))
+    out = Path(args.out) if args.out else Path("runs") / f"critic_{args.domain}_seed{args.seed}.pt"
+    t0 = time.time()
+    probs = training_problems(args.domain, args.n_problems, args.seed)
+    cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives)
+    command = "python -m tdml_lib " + " ".join(sys.argv[1:]) if sys.argv[1:] else "python -m tdml_lib train-critic"
+    critic, hist, _ = fit_critic(probs, cfg, seed=args.seed, device=args.device,
+                                 metadata={"domain": args.domain, "command": command})
+    critic.metadata["provenance"] = provenance(params=vars(args) | {"func": None}, seed=args.seed,
+                                               device=str(critic.device))
+    critic.metadata["wall_time_s"] = round(time.time() - t0, 1)
+    critic.save(out)
+    print(f"saved critic trained on {len(probs)} {args.domain} problems to {args.out} "
+          f"({critic.metadata['wall_time_s']} s)")
+    return 0
