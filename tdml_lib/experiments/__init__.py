@@ -7,13 +7,15 @@ per experiment and explains, plots and writes what it returns.
 * :mod:`.training` — labelled training problems of a domain, the adversarial loop
   (agent vs critic), and the ``train-critic`` command;
 * :mod:`.synthetic` — the agent against k-means on synthetic families (chapter 4);
+* :mod:`.seeds` — development and held-out evaluation seeds, fixed before any run;
 * :mod:`.baselines` — run a baseline on unlabelled images, then score it (chapters 6, 7).
 """
 from __future__ import annotations
 
 from .baselines import evaluate_baseline
+from .seeds import DEVELOPMENT, HELD_OUT, EvaluationSeeds, evaluation_seeds
 from .synthetic import SYNTHETIC_TEST_K, SyntheticComparison, compare_on_synthetic
 from .training import adversarial_training, training_problems
 
-__all__ = ["SYNTHETIC_TEST_K", "SyntheticComparison", "adversarial_training", "compare_on_synthetic",
+__all__ = ["DEVELOPMENT", "HELD_OUT", "EvaluationSeeds", "evaluation_seeds", "SYNTHETIC_TEST_K", "SyntheticComparison", "adversarial_training", "compare_on_synthetic",
            "evaluate_baseline", "training_problems"]
