@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from .device import resolve_device
-from .validation import check_points
+from .validation import scaled_points
 
 NODE_FEATURES = ("d_own", "d_other", "a", "b", "s", "density", "size", "agree", "agree_near")
 DEFAULT_K = 10
@@ -105,14 +105,9 @@ def prepare_point_set(X: object, k: int = DEFAULT_K, device: str | torch.device 
     Raises:
         ValueError: bad X (see :func:`tdml_lib.validation.check_points`).
     """
-    Xn = check_points(X)
+    Xs, _, scale = scaled_points(X)   # centred and scaled in float64, then float32
     dev = resolve_device(device)
-    Xt = torch.as_tensor(Xn, dtype=torch.float32, device=dev)
-    Xt = Xt - Xt.mean(0, keepdim=True)
-    scale = float(torch.sqrt(2 * (Xt ** 2).sum(1).mean()))
-    if scale == 0.0:
-        scale = 1.0  # all points identical: every distance is 0 anyway
-    Xt = Xt / scale
+    Xt = torch.as_tensor(Xs, device=dev)
     k = int(min(k, Xt.shape[0] - 1))
     knn, knn_dist = knn_graph(Xt, k)
     return PointSet(Xt, knn, knn_dist, knn_dist.mean(1), scale)

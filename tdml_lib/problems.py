@@ -45,7 +45,7 @@ class Problem:
                 raise ValueError(f"classes names {len(self.classes)} classes but labels use id {raw.max()}.")
             first = np.unique(labels, return_index=True)[1]  # where new ids 0..K-1 first appear
             object.__setattr__(self, "classes", tuple(int(self.classes[raw[i]]) for i in first))
-        object.__setattr__(self, "X", X)
+        object.__setattr__(self, "X", X.astype(np.float32))
         object.__setattr__(self, "labels", labels)
 
     @property

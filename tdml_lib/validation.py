@@ -27,7 +27,10 @@ def as_real_array(X: object, name: str, shape: str) -> np.ndarray:
 
 
 def check_points(X: object, name: str = "X", min_points: int = MIN_POINTS) -> np.ndarray:
-    """Return ``X`` as a finite float32 array of shape (n, d).
+    """Return ``X`` as a finite float64 array of shape (n, d), C-ordered.
+
+    float64 so that no precision is lost before the data are centred and scaled
+    (:func:`scaled_points`): coordinates around 1e7 keep their structure.
 
     Args:
         X: a point set, array-like of shape (n_points, n_features).
@@ -48,11 +51,46 @@ def check_points(X: object, name: str = "X", min_points: int = MIN_POINTS) -> np
         raise ValueError(
             f"{name} has {arr.shape[0]} point(s); clustering needs at least {min_points}."
         )
-    arr = arr.astype(np.float32, copy=False)
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
         bad = int((~np.isfinite(arr)).any(axis=1).sum())
         raise ValueError(f"{name} holds NaN or inf in {bad} row(s); drop or impute them first.")
     return arr
+
+
+def scaled_points(X: object, name: str = "X", dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray, float]:
+    """``X`` centred and divided by its RMS pairwise distance, in float64, then cast.
+
+    The RMS pairwise distance is ``sqrt(2 * mean ||x_i - mean(x)||^2)``. Doing this in
+    float64 *before* the float32 cast keeps the structure of data far from the origin
+    (coordinates around 1e7) or at extreme scales (1e-30, 1e19); the result does not
+    depend on the array's memory order. All points identical: zeros and scale 1.
+
+    Returns:
+        (points (n, d) of ``dtype``, the centre (d,) and the scale, in X's units).
+
+    Raises:
+        ValueError: bad X (see :func:`check_points`), or a dynamic range that ``dtype``
+            cannot hold (distinct points that become identical after the cast, e.g. one
+            outlier 1e9 times farther than the rest): rescale or remove the outliers.
+    """
+    Xd = check_points(X, name)
+    top = float(np.abs(Xd).max())
+    if top == 0.0:
+        return np.zeros(Xd.shape, dtype=dtype), np.zeros(Xd.shape[1]), 1.0
+    Y = Xd / top                                   # in [-1, 1]: no overflow in the squares below
+    centre = Y.mean(axis=0)
+    Y -= centre
+    rms = float(np.sqrt(2.0 * np.mean(np.einsum("ij,ij->i", Y, Y))))
+    if rms == 0.0:
+        return np.zeros(Xd.shape, dtype=dtype), centre * top, 1.0
+    Y /= rms
+    out = Y.astype(dtype)
+    if len(out) <= 200_000 and len(np.unique(out, axis=0)) < len(np.unique(Y, axis=0)):
+        raise ValueError(f"{name}'s dynamic range is too wide for {np.dtype(dtype).name}: distinct points become "
+                         "identical once the data are centred and scaled (an outlier far from the rest?). "
+                         "Remove the outliers or transform the features (e.g. a log).")
+    return out, centre * top, rms * top
 
 
 def check_labels(labels: object, n_points: int, name: str = "labels") -> np.ndarray:
