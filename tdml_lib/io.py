@@ -1,17 +1,26 @@
-"""Crash-safe file writing and provenance records.
+"""Crash-safe file writing, folder replacement, locks, and provenance records.
 
 Every result, checkpoint and prepared array is written to a temporary file in the
 same folder and then renamed over the target (``os.replace`` is atomic on POSIX), so an
 interrupted run never leaves a half-written file that a later run would read as valid.
+A run's whole output folder is replaced the same way (:func:`replace_dir`), and
+:func:`exclusive_lock` keeps two processes from writing one folder at once.
+
+:func:`provenance` records what a result depends on: parameters (without machine
+paths), every pinned package version, OS and CPU, the sha256 of the models, the data
+sources, the git commit with a clean flag, and a hash of the library's sources.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -95,50 +104,364 @@ def load_torch(path: str | os.PathLike, what: str, how_to_make: str) -> Any:
                          "it may be truncated or from another program. Retrain or re-download it.") from exc
 
 
-def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The current git commit (with ``-dirty`` if tracked code has changes), or ``"unknown"``.
+# ------------------------------------------------------------------------- folders
 
-    Changes under ``results/`` do not count: a full-scale run rewrites its own committed
-    results while it runs, and that must not mark the code that made them as modified.
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the folder ``new`` at ``target`` as a whole, replacing what is there.
+
+    A reader sees either the old folder or the new one, never a mix: on Linux the two
+    are swapped in one step (``renameat2(RENAME_EXCHANGE)``, through ctypes), elsewhere
+    the old folder is renamed aside first and the new one renamed into place (a reader
+    may then briefly find no folder, but never a half-written one). The old folder is
+    deleted only after the new one is in place. Both must be on one file system.
+
+    Raises:
+        ValueError: ``target`` exists and is not a folder.
+    """
+    new, target = Path(new), Path(target)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target} is an existing file, not a folder; choose a folder path.")
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new)  # `new` now holds the old folder
+        return
+    aside = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.rename(target, aside)
+    try:
+        os.rename(new, target)
+    except OSError:
+        os.rename(aside, target)  # put the old folder back
+        raise
+    shutil.rmtree(aside)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux's ``renameat2(RENAME_EXCHANGE)``; False where
+    that is not available (another OS, an old C library or file system)."""
+    if sys.platform != "linux":
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return done == 0
+
+
+class LockBusy(ValueError):
+    """Another live process holds the lock (a ``ValueError``: the caller chose a path in use)."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str = "this folder") -> Iterator[Path]:
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if needed), or fail at once.
+
+    The lock dies with its process, even on ``kill -9``, so a crashed holder never
+    blocks anyone. The lock file is removed on release; a process that opened it just
+    before the removal notices (the path no longer names its file) and retries, so two
+    processes never both hold it. POSIX only.
+
+    Args:
+        path: the lock file.
+        what: what the lock protects, for the error message.
+
+    Raises:
+        LockBusy: another process holds it; the message names that process when known.
+    """
+    import fcntl
+
+    path = Path(path)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip()
+            os.close(fd)
+            by = f" (process {holder})" if holder else ""
+            raise LockBusy(f"another process{by} is writing {what} right now (lock {path}); "
+                           "wait for it to finish or choose another output.") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file we locked: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------ provenance
+
+#: The clone this library sits in (``_toc.yml``, ``requirements.txt``, ``.git``), when it does.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Folders whose changes do not make the code "dirty": results a run rewrites, and runs/.
+NOT_CODE = ("results", "runs")
+
+
+def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The git commit and whether the working tree matches it.
+
+    ``clean`` is False when a tracked file is modified or an untracked file exists
+    (both can change what a run does), except under ``results/`` and ``runs/`` (a
+    full-scale run rewrites its own committed results while it runs) and files git
+    ignores. Outside a git clone (an installed package) both are ``None``.
+
+    Returns:
+        ``{"commit": sha or None, "clean": bool or None}``.
     """
     cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ":(top)", ":(top,exclude)results"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=normal", "--", ":(top)",
+             *(f":(top,exclude){d}" for d in NOT_CODE)],
+            cwd=cwd, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except Exception:
+        return {"commit": None, "clean": None}
+    return {"commit": sha, "clean": not status}
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str:
+    """The current git commit, with ``-dirty`` when the tree is not clean (see
+    :func:`git_state`: untracked files count; ``results/``, ``runs/`` and ignored files
+    do not), or ``"unknown"`` outside a clone."""
+    state = git_state(cwd)
+    if state["commit"] is None:
         return "unknown"
+    return state["commit"] + ("" if state["clean"] else "-dirty")
+
+
+def source_hash(package: str | os.PathLike | None = None) -> str:
+    """sha256 over the library's Python sources: every ``.py`` file of ``tdml_lib``,
+    sorted by path, each as its relative path and bytes.
+
+    A result records it; when the library's hash differs later, the code that made the
+    result has changed (chapter 8 flags it as stale). Deliberately conservative: any
+    edit of any module counts, even one that cannot change a number.
+    """
+    root = Path(package) if package is not None else Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _requirement_names() -> list[str]:
+    """Package names pinned in ``requirements.txt`` (in a clone), else the installed
+    package's declared dependencies."""
+    import re
+    from importlib import metadata
+
+    req = REPO_ROOT / "requirements.txt"
+    if req.is_file():
+        lines = req.read_text().splitlines()
+    else:
+        try:
+            lines = metadata.requires("tdml_lib") or []
+        except metadata.PackageNotFoundError:
+            lines = []
+    names = []
+    for line in lines:
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#", 1)[0])
+        if match and match.group(1) not in names:
+            names.append(match.group(1))
+    return names
+
+
+def pinned_versions() -> dict[str, str | None]:
+    """Installed version of every package pinned in ``requirements.txt`` (``None`` for
+    one not installed), read with :mod:`importlib.metadata` (nothing is imported)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in _requirement_names():
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def host_info() -> dict[str, Any]:
+    """Python, OS, CPU model and core count of this machine."""
+    return {"python": platform.python_version(), "os": platform.platform(),
+            "machine": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count()}
+
+
+def portable(value: Any, root: str | os.PathLike | None = None) -> Any:
+    """``value`` with machine paths removed, for records that travel.
+
+    An absolute path inside the clone becomes relative to it (``results/transfer``);
+    any other absolute path becomes ``<local>/<its name>``. Lists, tuples and dicts are
+    walked; other values are returned as they are.
+    """
+    root = Path(root) if root is not None else REPO_ROOT
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v, root) for v in value]
+    if isinstance(value, Path) and not value.is_absolute():
+        return value.as_posix()
+    if isinstance(value, Path) or (isinstance(value, str) and os.path.isabs(value)
+                                   and "\n" not in value):
+        path = Path(os.path.abspath(value))
+        try:
+            return path.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return f"<local>/{path.name}"
+    return value
+
+
+def _state_dict_sha256(state: Any) -> str:
+    import torch
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_hashes(models: Any = None) -> dict[str, dict[str, Any]]:
+    """sha256 of the shipped model files and of every model given.
+
+    Always included: each file under ``tdml_lib/pretrained/`` (the shipped critic).
+
+    Args:
+        models: ``{label: path or torch module}`` or a list of paths. A path is hashed as
+            a file; a module (anything with ``state_dict()``) over its tensors' names,
+            dtypes, shapes and bytes (a model trained in memory).
+
+    Returns:
+        ``{label: {"sha256": hex, "file": portable path or None}}``.
+
+    Raises:
+        ValueError: an entry is neither an existing file nor a module.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    shipped = Path(__file__).resolve().parent / "pretrained"
+    for path in sorted(shipped.glob("*")) if shipped.is_dir() else []:
+        if path.is_file():
+            out[f"tdml_lib/pretrained/{path.name}"] = {
+                "sha256": file_sha256(path), "file": f"tdml_lib/pretrained/{path.name}"}
+    if models is None:
+        return out
+    items = models.items() if isinstance(models, dict) else \
+        ((portable(str(m)), m) for m in models) if isinstance(models, (list, tuple)) else None
+    if items is None:
+        raise ValueError(f"models must be a dict {{label: path or module}} or a list of paths, "
+                         f"got {type(models).__name__}.")
+    for label, model in items:
+        if isinstance(model, (str, os.PathLike)):
+            if not Path(model).is_file():
+                raise ValueError(f"models[{label!r}]: no file at {model}; pass the path of a "
+                                 "saved model (or the module itself).")
+            out[str(label)] = {"sha256": file_sha256(model), "file": portable(str(Path(model)))}
+        elif callable(getattr(model, "state_dict", None)):
+            out[str(label)] = {"sha256": _state_dict_sha256(model.state_dict()), "file": None}
+        else:
+            raise ValueError(f"models[{label!r}] must be a file path or a torch module "
+                             f"(with state_dict()), got {type(model).__name__}.")
+    return out
+
+
+def code_state() -> dict[str, Any]:
+    """What the code is at this moment: commit, clean flag, source hash, UTC time.
+
+    A runner captures it when a run starts and passes it to :func:`provenance` at the
+    end, so a commit made during a long run is not credited with it.
+    """
+    state = git_state()
+    return {"git_commit": "unknown" if state["commit"] is None
+            else state["commit"] + ("" if state["clean"] else "-dirty"),
+            "clean": state["clean"], "source_hash": source_hash(),
+            "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def provenance(params: dict[str, Any] | None = None, seed: int | None = None,
-               device: str | None = None, data_sources: dict[str, str] | None = None) -> dict[str, Any]:
-    """A provenance record: parameters, seed, device, library versions, data, commit, time."""
-    import sklearn
-    import torch
+               device: str | None = None, data_sources: dict[str, str] | None = None,
+               models: Any = None, *, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A provenance record: what ran, on what, with which code, data and models.
 
-    try:
-        import torch_geometric
-        pyg = torch_geometric.__version__
-    except Exception:  # pragma: no cover - optional at import time
-        pyg = None
+    Args:
+        params: the run's parameters; machine paths are made portable (:func:`portable`).
+        seed: the seed.
+        device: the device used; default: what ``resolve_device("auto")`` gives.
+        data_sources: ``{dataset: source}`` as ``data.load(...).source`` reports it
+            (e.g. whether Letters came from EMNIST or the rendered fonts).
+        models: models loaded or trained, hashed by :func:`model_hashes` (the shipped
+            files are always included).
+        state: a :func:`code_state` captured earlier (default: now).
+
+    Returns:
+        ``params, seed, device, gpu, host (python, os, machine, cpu, cpu_count),
+        versions (every pinned package), data_sources, models, git_commit (sha, with
+        -dirty when not clean), clean, source_hash, time_utc``.
+    """
     dev = device
     if dev is None:
         from .device import resolve_device
         dev = str(resolve_device("auto"))
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    gpu = None
+    if str(dev).startswith("cuda"):
+        import torch
+
+        gpu = torch.cuda.get_device_name(torch.device(dev)) if torch.cuda.is_available() else None
+    if data_sources is not None and (not isinstance(data_sources, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data_sources.items())):
+        raise ValueError("data_sources must be a dict {dataset: source text}, e.g. from "
+                         "tdml_lib.runner.dataset_sources(['numbers', 'letters']).")
+    state = state or code_state()
     return {
-        "params": params or {},
+        "params": portable(dict(params or {})),
         "seed": seed,
         "device": dev,
         "gpu": gpu,
-        "host": {"python": platform.python_version(), "machine": platform.machine(),
-                 "cpu_count": os.cpu_count()},
-        "versions": {"torch": str(torch.__version__), "torch_geometric": pyg,
-                     "numpy": np.__version__, "scikit-learn": sklearn.__version__},
-        "data_sources": data_sources or {},
-        "git_commit": git_commit(),
-        "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": host_info(),
+        "versions": pinned_versions(),
+        "data_sources": dict(data_sources or {}),
+        "models": model_hashes(models),
+        "git_commit": state["git_commit"],
+        "clean": state["clean"],
+        "source_hash": state["source_hash"],
+        "time_utc": state["time_utc"],
     }

@@ -25,6 +25,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .runner.registry import STORED_EXPERIMENTS, freshness
+
 NOT_RUN = "not yet run"
 
 POSTER_SOURCE = ("Alami Chehboune, Kaddah & Read, 'Transferable Deep Metric Learning for "
@@ -72,17 +74,11 @@ PUBLISHED_CLUSTERING: tuple[dict[str, Any], ...] = (
      "source": "Ji, Henriques & Vedaldi, Invariant Information Clustering, ICCV 2019"},
 )
 
-#: The full-scale experiments the book expects under results/ (name -> what makes it).
-EXPERIMENTS: tuple[dict[str, str], ...] = (
-    {"experiment": "transfer", "chapter": "05",
-     "what": "transfer table: critic and index baselines rank fixed candidates (Best / Top 3)"},
-    {"experiment": "clustering", "chapter": "04",
-     "what": "clustering: the agent with a transferred critic vs k-means (ACC / NMI / ARI)"},
-    {"experiment": "baseline_spc", "chapter": "06",
-     "what": "Selective Pseudo-Label Clustering on the same features"},
-    {"experiment": "baseline_udml", "chapter": "07",
-     "what": "CBSwR / UDML on the same features"},
-)
+#: The full-scale experiments the book expects under results/ (name -> what makes it):
+#: the chapter runs of the one registry, ``tdml_lib.runner.registry.STORED_EXPERIMENTS``.
+EXPERIMENTS: tuple[dict[str, str], ...] = tuple(
+    {"experiment": e.name, "chapter": str(e.chapter)[:2], "what": e.what}
+    for e in STORED_EXPERIMENTS if e.kind == "chapter")
 
 #: Methods and datasets the clustering table reports (ours; missing ones show NOT_RUN).
 OUR_METHODS = ("agent", "kmeans", "kmeans_silhouette_k", "spc", "udml")
@@ -152,7 +148,8 @@ def load_results(root: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """
     root = Path(root)
     results: dict[str, dict[str, Any]] = {}
-    for path in sorted(root.glob("*/result.json")):
+    # hidden folders are a run in progress (.<name>.new) or a failed one kept aside
+    for path in sorted(p for p in root.glob("*/result.json") if not p.parent.name.startswith(".")):
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
@@ -179,11 +176,33 @@ def load_results(root: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------------------- tables
 
-def experiment_status(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per expected (and any extra) experiment: status, device, time, command."""
+def _short_commit(commit: str | None) -> str:
+    """``abcdef123456`` or ``abcdef123456-dirty`` from a recorded ``git_commit``."""
+    commit = commit or ""
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
+def experiment_status(results: Mapping[str, Mapping[str, Any]],
+                      book_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per expected (and any extra) experiment: status, device, time, commit,
+    whether it is current, and the command.
+
+    ``current`` (:func:`tdml_lib.runner.registry.freshness`) is ``"yes"`` when the
+    result was made, from a clean tree, by the library sources and the chapter code that
+    are here now, with the registry's parameters; otherwise it says why not (``"no:
+    library changed"``...), or ``"unknown: ..."`` for a result recorded before source
+    hashes. A result that is not current may still be right, but it is no longer
+    evidence about this version of the code: ``python -m tdml_lib reproduce NAME``
+    makes it again.
+
+    Args:
+        results: from :func:`load_results`.
+        book_dir: where the chapters are (default: the book this library belongs to).
+    """
     names = [e["experiment"] for e in EXPERIMENTS]
     names += [n for n in results if n not in names]
     info = {e["experiment"]: e for e in EXPERIMENTS}
+    registry = {e.name: e for e in STORED_EXPERIMENTS}
     rows = []
     for name in names:
         res = results.get(name)
@@ -194,7 +213,8 @@ def experiment_status(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
             "device": (res.get("gpu") or res.get("device") or "?") if res else "",
             "wall time (min)": round(res["wall_time"] / 60, 1) if res and "wall_time" in res
             else np.nan,
-            "git commit": (res.get("git_commit") or "")[:12] if res else "",
+            "git commit": _short_commit(res.get("git_commit")) if res else "",
+            "current": freshness(res, registry.get(name), book_dir=book_dir) if res else "",
             "command": res.get("command", "") if res else "",
         })
     return pd.DataFrame(rows)

@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tdml_lib import io as tdml_io
 from tdml_lib import runner
 
 PARAMS_SOURCE = 'SEED = 0\nN = 3\nNAME = "a"\nRATE = 0.5\nRESULTS_DIR = "."'
@@ -146,11 +147,15 @@ def test_run_with_a_changed_parameter_records_a_different_result(tiny: Path,
                   "status", "data_sources", "time_utc", "chapter"):
         assert field in result, field
     assert result["status"] == "ok" and result["error"] is None
+    # no machine path: the output folder, outside the clone, is named but not located
     assert result["params"] == {"SEED": 0, "N": 5, "NAME": "a", "RATE": 0.5,
-                                "RESULTS_DIR": str((tmp_path / "n5").resolve())}
+                                "RESULTS_DIR": "<local>/n5"}
+    assert str(tmp_path) not in json.dumps(result)
     assert result["seed"] == 0 and result["wall_time"] > 0
     assert result["data_sources"] == {"toy": "generated in the notebook"}
     assert result["versions"]["torch"] and result["device"] in ("cpu", "cuda", "mps")
+    assert result["source_hash"] == tdml_io.source_hash() and "clean" in result
+    assert result["chapter_hash"] == runner.chapter_code_hash(tiny)
     assert " run " in result["command"] and "-p N 5" in result["command"]
     assert "--out" in result["command"]
     executed = nbformat.read(str(changed.notebook), as_version=4)
@@ -232,11 +237,19 @@ def test_cli_run_and_fast_failure(tiny: Path, tmp_path: Path) -> None:
 
 def test_metrics_json_shapes_are_read(tmp_path: Path) -> None:
     runner.write_metrics(tmp_path, {"value": 1}, data_sources={"numbers": "MNIST"},
-                         device="cuda")
-    assert runner._read_metrics(tmp_path) == ({"value": 1}, {"numbers": "MNIST"}, "cuda")
+                         device="cpu")
+    metrics, prov = runner.read_metrics(tmp_path)
+    assert metrics == {"value": 1}
+    assert prov["data_sources"] == {"numbers": "MNIST"} and prov["device"] == "cpu"
+    # the shape chapters wrote before write_metrics recorded provenance itself
     (tmp_path / "metrics.json").write_text(json.dumps(
         {"table": [1], "provenance": {"device": "cpu", "data_sources": {"a": "b"}}}))
-    assert runner._read_metrics(tmp_path) == ({"table": [1]}, {"a": "b"}, "cpu")
+    assert runner.read_metrics(tmp_path) == ({"table": [1]},
+                                             {"device": "cpu", "data_sources": {"a": "b"}})
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"metrics": {"v": 2}, "data_sources": {"a": "b"}, "device": "cuda"}))
+    assert runner.read_metrics(tmp_path) == ({"v": 2}, {"data_sources": {"a": "b"},
+                                                        "device": "cuda"})
     assert runner.write_metrics(None, {"value": 1}) is None
 
 
@@ -330,7 +343,8 @@ def test_a_cell_reported_twice_is_an_error(tmp_path: Path) -> None:
 
 
 def test_git_commit_ignores_results_but_not_code(tmp_path: Path) -> None:
-    """A run rewriting its committed results/ is not 'dirty'; edited code is."""
+    """A run rewriting its committed results/ is not 'dirty'; edited code is, and so is
+    an untracked file (it can change what runs), but not runs/ or git-ignored files."""
     import subprocess
 
     from tdml_lib.io import git_commit
@@ -347,9 +361,30 @@ def test_git_commit_ignores_results_but_not_code(tmp_path: Path) -> None:
     clean = git_commit(tmp_path)
     assert len(clean) == 40 and not clean.endswith("-dirty")
     (tmp_path / "results" / "metrics.json").write_text('{"new": 1}')
+    (tmp_path / "results" / "new_experiment").mkdir()
+    (tmp_path / "results" / "new_experiment" / "result.json").write_text("{}")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "out.txt").write_text("x")
     assert git_commit(tmp_path) == clean
+    assert tdml_io.git_state(tmp_path) == {"commit": clean, "clean": True}
+    (tmp_path / ".gitignore").write_text("*.log\n")
+    git("add", ".gitignore")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ignore logs")
+    clean = git_commit(tmp_path)
+    (tmp_path / "debug.log").write_text("ignored")
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "helper.py").write_text("y = 1\n")   # untracked code
+    assert git_commit(tmp_path) == clean + "-dirty"
+    assert tdml_io.git_state(tmp_path)["clean"] is False
+    (tmp_path / "helper.py").unlink()
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == clean + "-dirty"
+
+
+def test_git_state_outside_a_clone_is_unknown(tmp_path_factory: pytest.TempPathFactory) -> None:
+    outside = tmp_path_factory.mktemp("not_a_clone")
+    assert tdml_io.git_state(outside) == {"commit": None, "clean": None}
+    assert tdml_io.git_commit(outside) == "unknown"
 
 
 def test_figures_are_kept_when_the_shell_says_agg(tmp_path: Path, monkeypatch) -> None:

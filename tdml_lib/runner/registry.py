@@ -1,0 +1,162 @@
+"""The stored experiments: every folder of ``results/``, what makes it, and whether it is current.
+
+One table, :data:`STORED_EXPERIMENTS`. An entry is either a chapter run at full-scale
+parameters (``python -m tdml_lib run CHAPTER -p ... --out results/<name>``) or another
+subcommand of ``python -m tdml_lib`` (the benchmarks). ``python -m tdml_lib reproduce``
+(:mod:`tdml_lib.runner.reproduce`) runs them; chapter 8 lists them
+(:func:`tdml_lib.reference.experiment_status`) with :func:`freshness`. Add a new
+stored experiment here, and nowhere else.
+
+The parameters are those of the commands recorded in the stored ``result.json`` files
+(their ``command`` field) when this table was written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..io import source_hash as _library_source_hash
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredExperiment:
+    """One folder of ``results/`` and how it is made.
+
+    Attributes:
+        name: the folder, ``results/<name>``.
+        chapter: the chapter it runs (stem such as ``"05_transfer"``, or a notebook
+            path); for a ``command`` entry, the chapter that reads it (or None).
+        params: full-scale parameter overrides of a chapter run.
+        command: for other subcommands: the arguments after ``python -m tdml_lib``,
+            with ``{out}`` where the output folder goes (empty for a chapter run).
+        what: what it holds, in a few words.
+    """
+
+    name: str
+    chapter: str | None
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    command: tuple[str, ...] = ()
+    what: str = ""
+
+    @property
+    def kind(self) -> str:
+        """``"chapter"`` (a chapter run) or ``"command"`` (another subcommand)."""
+        return "command" if self.command else "chapter"
+
+    def argv(self, out: str | os.PathLike) -> list[str]:
+        """The arguments after ``python -m tdml_lib`` that make this experiment into ``out``."""
+        if self.command:
+            return [str(out) if a == "{out}" else a for a in self.command]
+        args = ["run", str(self.chapter)]
+        for name, value in self.params.items():
+            args += ["-p", name, value if isinstance(value, str) else repr(value)]
+        return args + ["--out", str(out)]
+
+
+STORED_EXPERIMENTS: tuple[StoredExperiment, ...] = (
+    StoredExperiment(
+        "transfer", "05_transfer",
+        {"N_TRAIN_PROBLEMS": 300, "FEW_SHOT_PROBLEMS": 30, "FEW_SHOT_EXAMPLES_PER_CLASS": 20,
+         "EPOCHS": 150, "GAE_EPOCHS": 10, "N_NEGATIVES": 24, "N_EVAL_PROBLEMS": 100,
+         "ADVERSARIAL_ROUNDS": 3, "ADVERSARIAL_PROBLEMS": 16},
+        what="transfer table: critic and index baselines rank fixed candidates (Best / Top 3)"),
+    StoredExperiment(
+        "clustering", "04_agent",
+        {"N_PROBLEMS": 10, "GENERATIONS": 25, "POPULATION": 40, "SYNTH_TRAIN_PROBLEMS": 300,
+         "SYNTH_EPOCHS": 150, "SYNTH_NEGATIVES": 24, "SYNTH_ADVERSARIAL_ROUNDS": 3,
+         "SYNTH_PROBLEMS": 10},
+        what="clustering: the agent with a transferred critic vs k-means (ACC / NMI / ARI)"),
+    StoredExperiment(
+        "baseline_spc", "06_selective_pseudo_labels",
+        {"SPLIT": "all", "N_IMAGES": 70000, "PRETRAIN_EPOCHS": 5, "ROUNDS": 3, "EPOCHS": 2},
+        what="Selective Pseudo-Label Clustering on the same features"),
+    StoredExperiment(
+        "baseline_udml", "07_cbswr",
+        {"SPLIT": "all", "N_IMAGES": 70000, "PRETRAIN_EPOCHS": 5, "EPOCHS": 10},
+        what="CBSwR / UDML on the same features"),
+    StoredExperiment(
+        "benchmarks", "09_performance",
+        command=("bench", "--agent-generations", "10", "--book", "--out", "{out}"),
+        what="scoring and agent throughput, chapter and whole-book timings (bench_<device>*.json)"),
+)
+
+
+def stored_experiment(name: str, registry: tuple[StoredExperiment, ...] | None = None
+                      ) -> StoredExperiment:
+    """The entry called ``name``.
+
+    Raises:
+        ValueError: no such entry; the message lists them.
+    """
+    registry = STORED_EXPERIMENTS if registry is None else registry
+    for exp in registry:
+        if exp.name == name:
+            return exp
+    raise ValueError(f"no stored experiment {name!r}; stored experiments: "
+                     f"{', '.join(e.name for e in registry)}.")
+
+
+CURRENT = "yes"
+
+
+def freshness(result: Mapping[str, Any] | None, experiment: StoredExperiment | None = None, *,
+              library_hash: str | None = None, book_dir: str | os.PathLike | None = None,
+              require_clean: bool = True) -> str:
+    """Whether a stored result was made by the code that is here now.
+
+    Returns:
+        ``""`` without a result; :data:`CURRENT` (``"yes"``) when the run succeeded
+        from a clean tree with the library's current sources (``source_hash``), the
+        chapter's current code (``chapter_hash``) and the registry's parameters;
+        otherwise ``"no: <reason>"``, or ``"unknown: ..."`` for a result recorded
+        before source hashes existed.
+
+    Args:
+        result: a ``result.json`` as a dict.
+        experiment: its registry entry (to check the chapter and the parameters).
+        library_hash: the library's source hash now (default: computed).
+        book_dir: where the chapter is looked up (default: the book).
+        require_clean: count a run from uncommitted changes as not current (``reproduce
+            --allow-dirty`` turns this off: the caller accepts such runs).
+    """
+    if not result:
+        return ""
+    if result.get("status") != "ok":
+        return f"no: the run {result.get('status', 'did not finish')}"
+    if not result.get("source_hash"):
+        return "unknown: recorded before source hashes"
+    reasons = []
+    if result["source_hash"] != (library_hash or _library_source_hash()):
+        reasons.append("library changed")
+    chapter = experiment.chapter if experiment is not None and experiment.kind == "chapter" \
+        else None
+    if chapter and result.get("chapter_hash"):
+        from .parameters import chapter_code_hash
+        from .toc import resolve_chapter
+
+        try:
+            now = chapter_code_hash(resolve_chapter(chapter, book_dir))
+        except (FileNotFoundError, ValueError):
+            now = None
+        if now is not None and now != result["chapter_hash"]:
+            reasons.append("chapter changed")
+    if experiment is not None and experiment.kind == "chapter":
+        ran = result.get("params") or {}
+        if any(ran.get(k) != v for k, v in experiment.params.items()):
+            reasons.append("parameters differ from the registry")
+    if require_clean and result.get("clean") is False:
+        reasons.append("run from uncommitted changes")
+    return "no: " + ", ".join(reasons) if reasons else CURRENT
+
+
+def read_result(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """``folder/result.json`` as a dict, or None when missing or unreadable."""
+    import json
+
+    try:
+        data = json.loads((Path(folder) / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
