@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: setup book test bench clean
+.PHONY: setup book test bench results clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,13 @@ test: setup
 
 bench: setup
 	$(PY) -m tdml_lib bench
+
+## Re-run every stored experiment at full scale into results/ (hours on a CPU). Resumable:
+## current results are skipped. In the background: `nohup make results &` (then `tail -f nohup.out`).
+## Some only: `make results EXPERIMENTS="transfer clustering"`.
+EXPERIMENTS ?=
+results: setup
+	$(PY) -m tdml_lib reproduce $(EXPERIMENTS)
 
 clean:
 	rm -rf _build

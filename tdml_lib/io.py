@@ -211,8 +211,9 @@ def exclusive_lock(path: str | os.PathLike, what: str = "this folder") -> Iterat
 
 #: The clone this library sits in (``_toc.yml``, ``requirements.txt``, ``.git``), when it does.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: Folders whose changes do not make the code "dirty": results a run rewrites, and runs/.
-NOT_CODE = ("results", "runs")
+#: Paths whose changes do not make the code "dirty": the results a run rewrites, runs/,
+#: and nohup.out (what `nohup make results &` writes at the top of the clone).
+NOT_CODE = ("results", "runs", "nohup.out")
 
 
 def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -220,8 +221,8 @@ def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
 
     ``clean`` is False when a tracked file is modified or an untracked file exists
     (both can change what a run does), except under ``results/`` and ``runs/`` (a
-    full-scale run rewrites its own committed results while it runs) and files git
-    ignores. Outside a git clone (an installed package) both are ``None``.
+    full-scale run rewrites its own committed results while it runs), ``nohup.out``
+    and files git ignores. Outside a git clone (an installed package) both are ``None``.
 
     Returns:
         ``{"commit": sha or None, "clean": bool or None}``.
@@ -355,6 +356,9 @@ def _state_dict_sha256(state: Any) -> str:
 
     digest = hashlib.sha256()
     for key in sorted(state):
+        if not torch.is_tensor(state[key]):  # a module's extra state
+            digest.update(f"{key}|{state[key]!r}".encode())
+            continue
         tensor = state[key].detach().cpu().contiguous()
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())

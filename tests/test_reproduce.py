@@ -65,6 +65,14 @@ def test_registry_commands_are_the_stored_ones() -> None:
         runner.stored_experiment("nope")
 
 
+def test_reproduce_page_lists_the_registry_s_commands() -> None:
+    """book/reproduce.md shows every stored experiment with the command the registry runs."""
+    page = (Path(__file__).resolve().parents[1] / "book" / "reproduce.md").read_text()
+    for exp in runner.STORED_EXPERIMENTS:
+        command = "python -m tdml_lib " + " ".join(exp.argv(f"results/{exp.name}"))
+        assert f"| `{exp.name}` |" in page and f"`{command}`" in page, exp.name
+
+
 # ------------------------------------------------------------------------- freshness
 
 def test_freshness_says_why_a_result_is_stale(tiny: Path) -> None:

@@ -365,6 +365,7 @@ def test_git_commit_ignores_results_but_not_code(tmp_path: Path) -> None:
     (tmp_path / "results" / "new_experiment" / "result.json").write_text("{}")
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "out.txt").write_text("x")
+    (tmp_path / "nohup.out").write_text("progress of `nohup make results &`")
     assert git_commit(tmp_path) == clean
     assert tdml_io.git_state(tmp_path) == {"commit": clean, "clean": True}
     (tmp_path / ".gitignore").write_text("*.log\n")

@@ -6,7 +6,7 @@ call::
     tdml.runner.write_metrics(RESULTS_DIR, {"table": rows},
                               params=dict(SEED=SEED, EPOCHS=EPOCHS),
                               data_sources=tdml.runner.dataset_sources(TEST_DOMAINS),
-                              models={"numbers critic": critic.net}, device=device)
+                              models={"numbers critic": critic}, device=device)
 
 It writes ``RESULTS_DIR/metrics.json`` = ``{"metrics": ..., "provenance": ...}``, the
 provenance filled in by :func:`tdml_lib.io.provenance` (every pinned package version,
