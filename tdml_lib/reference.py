@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .io import source_hash
 from .runner.registry import STORED_EXPERIMENTS, freshness
 
 NOT_RUN = "not yet run"
@@ -203,6 +204,7 @@ def experiment_status(results: Mapping[str, Mapping[str, Any]],
     names += [n for n in results if n not in names]
     info = {e["experiment"]: e for e in EXPERIMENTS}
     registry = {e.name: e for e in STORED_EXPERIMENTS}
+    library_hash = source_hash()
     rows = []
     for name in names:
         res = results.get(name)
@@ -214,7 +216,8 @@ def experiment_status(results: Mapping[str, Mapping[str, Any]],
             "wall time (min)": round(res["wall_time"] / 60, 1) if res and "wall_time" in res
             else np.nan,
             "git commit": _short_commit(res.get("git_commit")) if res else "",
-            "current": freshness(res, registry.get(name), book_dir=book_dir) if res else "",
+            "current": freshness(res, registry.get(name), library_hash=library_hash,
+                                 book_dir=book_dir) if res else "",
             "command": res.get("command", "") if res else "",
         })
     return pd.DataFrame(rows)

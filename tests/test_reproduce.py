@@ -162,6 +162,12 @@ def test_reproduce_refuses_uncommitted_changes_and_unknown_names(
     registry = (StoredExperiment("a", str(tiny), {"N": 5}),)
     with pytest.raises(ValueError, match="no stored experiment 'b'"):
         runner.reproduce(["b"], registry=registry, results_root=tmp_path, allow_dirty=True)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with tdml_io.exclusive_lock(busy / ".reproduce.lock"):  # another reproduce runs there
+        with pytest.raises(tdml_io.LockBusy, match=r"is writing .*busy \(a reproduce\)"):
+            runner.reproduce(registry=registry, results_root=busy, log_dir=tmp_path / "l",
+                             allow_dirty=True)
     monkeypatch.setattr(reproduce_module, "git_state",
                         lambda: {"commit": "c" * 40, "clean": False})
     with pytest.raises(ValueError, match="uncommitted changes .* or pass --allow-dirty"):

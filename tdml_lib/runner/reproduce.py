@@ -65,8 +65,8 @@ def reproduce(names: Sequence[str] | None = None, *, force: bool = False,
         wall_time (s), log``.
 
     Raises:
-        ValueError: an unknown name; uncommitted changes without ``allow_dirty``; an
-            experiment being written by another process.
+        ValueError: an unknown name; uncommitted changes without ``allow_dirty``;
+            another ``reproduce`` already running on ``results_root``.
     """
     registry = STORED_EXPERIMENTS if registry is None else tuple(registry)
     chosen = [stored_experiment(n, registry) for n in dict.fromkeys(names or [])] \
@@ -91,6 +91,13 @@ def reproduce(names: Sequence[str] | None = None, *, force: bool = False,
         f"from {commit}{'' if state['clean'] is not False else ' (uncommitted changes)'}; "
         f"logs in {portable(str(log_dir.resolve()))}/")
 
+    with exclusive_lock(results_root / ".reproduce.lock", what=f"{results_root} (a reproduce)"):
+        return _reproduce(chosen, results_root, log_dir, force, allow_dirty, book_dir, say)
+
+
+def _reproduce(chosen: list[StoredExperiment], results_root: Path, log_dir: Path, force: bool,
+               allow_dirty: bool, book_dir: str | os.PathLike | None,
+               say: Callable[[str], None]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for i, exp in enumerate(chosen, 1):
