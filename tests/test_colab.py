@@ -154,7 +154,8 @@ def fresh_runtime(base: Path, mirror_url: str, upstream_repo: Path) -> tuple[Pat
            "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
            "MPLBACKEND": INLINE_BACKEND, "PYTHONWARNINGS": "ignore::DeprecationWarning",
            "OMP_NUM_THREADS": "2", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    probe = subprocess.run([str(python), "-c", "import tdml_lib"], env=env, capture_output=True, text=True)
+    probe = subprocess.run([str(python), "-c", "import tdml_lib"], env=env, capture_output=True, text=True,
+                           cwd=base / "content")
     assert probe.returncode != 0, "the simulated Colab interpreter must not see the book's library"
     return python, env
 
@@ -170,7 +171,8 @@ def run_like_colab(chapter: str, base: Path, mirror_url: str, upstream_repo: Pat
            "--cwd", str(base / "content"), "--no-progress-bar", "--log-output"]
     if parameters:
         cmd += ["-y", parameters]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CHAPTER_TIMEOUT_S)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CHAPTER_TIMEOUT_S,
+                          cwd=base / "content")
     assert proc.returncode == 0, (f"{chapter} failed in the simulated Colab (exit {proc.returncode}):\n"
                                   f"{(proc.stdout + proc.stderr)[-6000:]}")
     installed = list((base / "venv").glob("lib/python*/site-packages/tdml_lib/__init__.py"))
