@@ -66,7 +66,7 @@ def install_cell(notebook: Path) -> str:
 
 def release_tag(cell: str) -> str:
     """The tag that the install cell clones (``BOOK_TAG = "..."``)."""
-    match = re.search(r'BOOK_TAG = "([^"]+)"', cell) or re.search(r'BOOK_URL, BOOK_TAG = "[^"]+", "([^"]+)"', cell)
+    match = re.search(r'BOOK_URL, BOOK_TAG = "[^"]+", "([^"]+)"', cell)
     assert match, f"the install cell should clone a fixed tag named BOOK_TAG:\n{cell}"
     return match.group(1)
 
