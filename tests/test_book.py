@@ -267,14 +267,17 @@ RAW_TEX = """
 CLIPPED_TABLES = """
     const article = document.querySelector('article.bd-article') || document.querySelector('main');
     if (!article) return [];
-    const box = article.getBoundingClientRect();
+    const outer = article.getBoundingClientRect();
+    const style = getComputedStyle(article);
+    const left = outer.left + parseFloat(style.paddingLeft);
+    const right = outer.right - parseFloat(style.paddingRight);
     return Array.from(article.querySelectorAll('table')).filter(t => {
         const r = t.getBoundingClientRect();
-        return r.width > 0 && (r.right > box.right + 1 || r.left < box.left - 1);
+        return r.width > 0 && (r.right > right + 1 || r.left < left - 1);
     }).map(t => {
         const r = t.getBoundingClientRect();
         const head = (t.querySelector('tr') || t).innerText.replace(/\\s+/g, ' ').slice(0, 80);
-        return `table ${Math.round(r.width)} px wide in a ${Math.round(box.width)} px column: ${head}`;
+        return `table ${Math.round(r.width)} px wide in a ${Math.round(right - left)} px column: ${head}`;
     });"""
 
 
