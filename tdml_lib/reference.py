@@ -5,7 +5,7 @@ Two constant tables, each with its source:
 * :data:`POSTER_TABLE`: the poster's transfer table (Best / Top 3, %), the only
   numbers the TDML authors published (Alami Chehboune, Kaddah, Read, IDA 2023 poster);
 * :data:`PUBLISHED_CLUSTERING`: clustering accuracy of other methods on the full
-  datasets, as published by their authors (the list in DESIGN.md).
+  datasets, as published by their authors (each row names its source).
 
 And readers for ``results/<experiment>/result.json`` (written by
 ``python -m tdml_lib run CHAPTER ... --out results/<experiment>``; schema in
@@ -360,9 +360,37 @@ def scorer_summary(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
+def format_estimate(value: Any, interval: Any = None, digits: int = 0,
+                    missing: str = NOT_RUN) -> str:
+    """A number as the book prints it: rounded, with its interval when known.
+
+    ``format_estimate(49.0, (39.42, 58.65))`` gives ``"49 [39, 59]"``; a NaN or None
+    value gives ``missing``. Rounding to whole percentage points is the default because
+    with a hundred test problems the intervals are several points wide.
+
+    Raises:
+        ValueError: an interval that is not two numbers, or negative ``digits``.
+    """
+    if isinstance(digits, bool) or not isinstance(digits, int) or digits < 0:
+        raise ValueError(f"digits must be a non-negative int, got {digits!r}.")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    text = f"{round(float(value), digits) + 0.0:.{digits}f}"
+    if interval is None or (isinstance(interval, float) and math.isnan(interval)):
+        return text
+    try:
+        low, high = (float(v) for v in interval)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"an interval must be two numbers (low, high), got {interval!r}.") from exc
+    # "+ 0.0" turns the -0 of a bound like -1e-16 into 0
+    return f"{text} [{round(low, digits) + 0.0:.{digits}f}, {round(high, digits) + 0.0:.{digits}f}]"
+
+
 def for_display(df: pd.DataFrame, columns: Sequence[str] | None = None, digits: int = 1,
-                missing: str = NOT_RUN, rows: Sequence[bool] | None = None) -> pd.DataFrame:
-    """A copy for printing: NaN becomes ``missing``, numbers are rounded.
+                missing: str = NOT_RUN, rows: Sequence[bool] | None = None,
+                intervals: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """A copy for printing: NaN becomes ``missing``, numbers are rounded, and a value
+    with an interval column becomes one text ``"49 [39, 59]"``.
 
     Args:
         df: a numeric table.
@@ -371,16 +399,27 @@ def for_display(df: pd.DataFrame, columns: Sequence[str] | None = None, digits: 
         missing: the text for a missing number (default :data:`NOT_RUN`).
         rows: optional mask; in rows where it is False a NaN becomes "—" (a number the
             source does not report, as opposed to one we have not run yet).
+        intervals: ``{value column: interval column}``; each value is printed with its
+            interval (:func:`format_estimate`) and the interval column is dropped.
+
+    Raises:
+        ValueError: an interval column that is not in ``df``.
     """
+    intervals = dict(intervals or {})
+    absent = [c for pair in intervals.items() for c in pair if c not in df]
+    if absent:
+        raise ValueError(f"for_display: columns {absent} are not in the table; it has {list(df.columns)}.")
     out = df.copy().astype(object)
     mask = [True] * len(df) if rows is None else list(rows)
     for col in columns if columns is not None else df.columns:
-        if col not in out:
+        if col not in out or col in intervals.values():
             continue
         values = []
-        for v, ours in zip(df[col], mask):
+        for i, (v, ours) in enumerate(zip(df[col], mask)):
             if isinstance(v, float) and math.isnan(v):
                 values.append(missing if ours else "—")
+            elif col in intervals:
+                values.append(format_estimate(v, df[intervals[col]].iloc[i], digits, missing))
             elif isinstance(v, float) and col in ("n_problems", "n_points") and v.is_integer():
                 values.append(int(v))
             elif isinstance(v, float):
@@ -388,7 +427,142 @@ def for_display(df: pd.DataFrame, columns: Sequence[str] | None = None, digits: 
             else:
                 values.append(v)
         out[col] = values
-    return out
+    return out.drop(columns=list(intervals.values()))
+
+
+def _interval(row: Mapping[str, Any], key: str) -> Any:
+    value = row.get(key)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def headline_table(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic",
+                   digits: int = 0) -> pd.DataFrame:
+    """The poster's transfer table beside ours, ready to print (the front page).
+
+    One row per poster cell (training domain, regime, test domain), with the poster's
+    Best and Top 3 as published (one decimal) and ours, rounded to ``digits``; ours carry their interval where the
+    result holds one (``best_ci``, ``top3_ci``), as ``"49 [39, 59]"``, and say
+    :data:`NOT_RUN` where no result reports the cell.
+
+    Args:
+        results: what :func:`load_results` returns.
+        scorer: whose numbers are "ours" (default the critic).
+        digits: decimals kept (percentages).
+    """
+    ours = transfer_rows(results)
+    ours = ours[ours["scorer"] == scorer]
+    index = {(r["train"], r["regime"], r["test"]): r for r in ours.to_dict("records")}
+    rows = []
+    for cell in POSTER_TABLE:
+        mine = index.get((cell["train"], cell["regime"], cell["test"]), {})
+        rows.append({
+            "trained on": cell["train"].capitalize(), "regime": cell["regime"],
+            "tested on": cell["test"].capitalize(),
+            "Best: poster": format_estimate(cell["best"], None, 1),
+            "Best: ours": format_estimate(mine.get("best"), _interval(mine, "best_ci"), digits),
+            "Top 3: poster": format_estimate(cell["top3"], None, 1),
+            "Top 3: ours": format_estimate(mine.get("top3"), _interval(mine, "top3_ci"), digits),
+        })
+    return pd.DataFrame(rows)
+
+
+def _pct(x: float, digits: int = 0) -> str:
+    return f"{x:.{digits}f} %"
+
+
+def _words(items: Sequence[str], joiner: str = "and") -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
+
+
+def _critic_finding(results: Mapping[str, Mapping[str, Any]], scorer: str) -> str:
+    comp = poster_comparison(results, scorer=scorer).dropna(subset=["ours best"])
+    if not len(comp):
+        return f"The critic (block C): the transfer table is {NOT_RUN}."
+    below = int((comp["diff best"] < 0).sum())
+    verdict = "falls short of the poster" if below > len(comp) / 2 else "matches or beats the poster in most cells"
+    cells = [(row[f"diff {m}"], name, row) for _, row in comp.iterrows()
+             for m, name in (("best", "Best"), ("top3", "Top 3")) if not math.isnan(row[f"diff {m}"])]
+    gap, name, row = max(cells, key=lambda c: c[0])
+    metric = "best" if name == "Best" else "top3"
+    closest = (f"its closest cell is {name} for {row['train'].capitalize()} ({row['regime']}) tested on "
+               f"{row['test'].capitalize()}, {_pct(row[f'ours {metric}'])} against the poster's "
+               f"{_pct(row[f'poster {metric}'], 1)}")
+    sentence = (f"The critic (block C) {verdict}: its Best is below the poster's in {below} of the "
+                f"{len(comp)} cells we ran; {closest}")
+    few = comp[comp["regime"] == "few-shot"]
+    std = comp[comp["regime"] == "standard"]
+    if len(few) and len(std) and few["ours best"].mean() < std["ours best"].mean():
+        sentence += (f", and the few-shot critics fall furthest behind (mean Best "
+                     f"{_pct(few['ours best'].mean())} against {_pct(few['poster best'].mean(), 1)})")
+    return sentence + "."
+
+
+def _agent_finding(results: Mapping[str, Mapping[str, Any]]) -> str:
+    res = results.get("clustering")
+    rows = pd.DataFrame(res["metrics"]["clustering"]) if res and res.get("status") == "ok" else pd.DataFrame()
+    if not len(rows) or not {"agent", "kmeans"} <= set(rows["method"]):
+        return f"The agent (block A): the clustering comparison is {NOT_RUN}."
+    acc = rows.pivot_table(index="dataset", columns="method", values="acc").dropna(subset=["agent", "kmeans"])
+    better = [d.capitalize() for d in acc.index if acc.loc[d, "agent"] > acc.loc[d, "kmeans"]]
+    worse = [d.capitalize() for d in acc.index if acc.loc[d, "agent"] <= acc.loc[d, "kmeans"]]
+    sentence = "The agent (block A), with the transferred critic as its reward, clusters "
+    if better and worse:
+        sentence += (f"more accurately than k-means on {_words(better)} but not on {_words(worse, 'or')} "
+                     "(mean over test problems)")
+    elif better:
+        sentence += f"more accurately than k-means on {_words(better)} (mean over test problems)"
+    else:
+        sentence += f"no more accurately than k-means on {_words(worse)} (mean over test problems)"
+    synthetic = pd.DataFrame(res["metrics"].get("synthetic") or [])
+    if {"agent (true K)", "k-means (true K)"} <= set(synthetic.columns):
+        wins = int((synthetic["agent (true K)"] > synthetic["k-means (true K)"]).sum())
+        sentence += (f"; told the true number of clusters, it beats k-means on {wins} of the "
+                     f"{len(synthetic)} held-out synthetic families")
+    return sentence + "."
+
+
+def _baselines_finding(results: Mapping[str, Mapping[str, Any]]) -> str:
+    sentences = []
+    for experiment, method, name in (("baseline_spc", "spc", "Selective Pseudo-Label Clustering"),
+                                     ("baseline_udml", "udml", "CBSwR")):
+        res = results.get(experiment)
+        if not res or res.get("status") != "ok":
+            continue
+        pixels = {r["dataset"]: r["acc"] for r in res["metrics"].get("reference") or []
+                  if "k-means" in str(r.get("method")) and "pixels" in str(r.get("method"))}
+        rows = [r for r in res["metrics"]["clustering"] if r["method"] == method]
+        if not rows:
+            continue
+        scores = _words([f"{r['acc']:.2f} on {r['dataset'].capitalize()}" for r in rows])
+        sizes = {int(r["n_points"]) for r in rows if r.get("n_points")}
+        size = f" ({_words([f'{n:,}' for n in sorted(sizes)])} images each)" if sizes else ""
+        above = [r["dataset"].capitalize() for r in rows if r["dataset"] in pixels and r["acc"] > pixels[r["dataset"]]]
+        compared = [r for r in rows if r["dataset"] in pixels]
+        if compared:
+            versus = ("above k-means on the same pixels on " + ("both" if len(above) == len(compared) == 2 else
+                                                                  _words(above) if above else "none"))
+            sentences.append(f"{name} reaches an accuracy of {scores}{size}, {versus}")
+        else:
+            sentences.append(f"{name} reaches an accuracy of {scores}{size}")
+    if not sentences:
+        return f"The baselines: {NOT_RUN}."
+    return "The baselines, rebuilt so that no true label steers them: " + "; ".join(sentences) + "."
+
+
+def headline_findings(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic") -> dict[str, str]:
+    """One sentence per part of the replication on what worked and what did not,
+    written from the stored results (the front page prints them).
+
+    Keys: ``"critic"`` (block C: the transfer table against the poster), ``"agent"``
+    (block A: clustering against k-means) and ``"baselines"`` (the two rebuilt
+    methods against k-means on the same pixels). A part whose result is missing says
+    :data:`NOT_RUN`. Every number comes from ``results`` and the wording follows the
+    comparison (below / above, more / less accurate), so the sentences stay true when
+    the results are replaced by a new run with the same schema.
+    """
+    return {"critic": _critic_finding(results, scorer), "agent": _agent_finding(results),
+            "baselines": _baselines_finding(results)}
 
 
 def plot_difference_heatmap(ax: Any, comparison: pd.DataFrame, metric: str = "best",

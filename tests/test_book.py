@@ -7,9 +7,16 @@ off, so each chapter runs once per test run. The HTML is served on 127.0.0.1
 and every page listed in ``_toc.yml`` (and ``index.html``) is opened in Debian's
 Chromium driven by Selenium. Checked for each page: it loads, has its title, every
 image has a non-zero natural size, chapters show at least one figure, no error or
-traceback output, every internal link resolves, and notebook pages carry Binder and
-Colab launch links pointing at their own notebook. Screenshots of the front page and
-chapter 3 are kept in ``_build/screenshots/`` as build artefacts.
+traceback output, every internal link resolves, no TeX is left unrendered once MathJax
+has run (no ``$``, ``\\(``, ``\\[`` or ``\\begin{`` in the page's text outside code),
+no table is wider than the text column (clipped), the browser's console has no error,
+and notebook pages carry Binder and Colab launch links pointing at their own notebook.
+A full-page screenshot of every page is kept in ``_build/screenshots/`` (a build
+artefact to look at: figures and tables are checked by eye there).
+
+MathJax comes from the pinned ``django-static-mathjax`` package (MathJax 3, the version
+the published site loads from its CDN), copied into the test site, because neither the
+test machines nor CI may reach the CDN.
 
 Skipped (with the reason) only when Chromium or chromedriver is absent; ``make test``
 installs both on Debian/Ubuntu (scripts/setup.sh).
@@ -42,7 +49,6 @@ SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 BUILD_TIMEOUT_S = 1200
-SCREENSHOT_PAGES = {"book/intro": "front_page", "book/03_critic": "chapter03_critic"}
 
 DOCS = toc_files()
 NOTEBOOK_DOCS = notebook_chapters()
@@ -62,14 +68,33 @@ def stage_executed_book(executed: dict[str, Path], stage: Path) -> Path:
     stage.mkdir(parents=True)
     for name in ("_toc.yml", "references.bib"):
         shutil.copy2(ROOT / name, stage / name)
+    # the front page and chapters 8-9 read the stored results (never written by a build)
+    (stage / "results").symlink_to(ROOT / "results", target_is_directory=True)
     shutil.copytree(ROOT / "book", stage / "book",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     for docname, notebook in executed.items():
         shutil.copy2(notebook, stage / f"{docname}.ipynb")
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     config.setdefault("execute", {})["execute_notebooks"] = "off"
+    if local_mathjax() is not None:
+        config.setdefault("sphinx", {}).setdefault("config", {})["mathjax_path"] = MATHJAX_PATH
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return stage
+
+
+MATHJAX_PATH = "mathjax/tex-mml-chtml.js"
+"""Where the test site loads MathJax from, relative to its ``_static`` folder."""
+
+
+def local_mathjax() -> Path | None:
+    """The MathJax 3 ``es5`` folder of the pinned django-static-mathjax package, if installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "static" / "mathjax" / "es5"
+    return folder if (folder / "tex-mml-chtml.js").exists() else None
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +119,9 @@ def built_book(executed_chapters: dict[str, ChapterRun]) -> Path:
         pytest.fail(f"`{' '.join(cmd)}` failed (exit {proc.returncode}); fix the first "
                     f"warning or error below.\n{_summarise_log(proc.stdout + proc.stderr)}",
                     pytrace=False)
+    mathjax = local_mathjax()
+    if mathjax is not None:
+        shutil.copytree(mathjax, html / "_static" / Path(MATHJAX_PATH).parent, dirs_exist_ok=True)
     return html
 
 
@@ -157,6 +185,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                 "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(120)
     try:
@@ -213,6 +242,53 @@ OUTPUT_TEXT = """
 LINKS = """
     return Array.from(document.querySelectorAll('a[href]')).map(a => a.href);"""
 
+MATHJAX_DONE = """
+    const done = arguments[arguments.length - 1];
+    const hasMath = document.querySelector('.math, div.math, span.math') !== null;
+    if (!window.MathJax || !window.MathJax.startup || !window.MathJax.startup.promise) {
+        done(hasMath ? 'MathJax did not load on a page with math' : 'no math'); return; }
+    window.MathJax.startup.promise.then(() => done('ok'), e => done('MathJax failed: ' + e));"""
+
+RAW_TEX = """
+    const article = document.querySelector('article.bd-article') || document.querySelector('main');
+    if (!article) return [];
+    const copy = article.cloneNode(true);
+    copy.querySelectorAll('pre, code, script, style, .cell_input, mjx-container, '
+                          + 'mjx-assistive-mml, .headerlink').forEach(e => e.remove());
+    const text = copy.textContent;
+    const found = [];
+    for (const token of ['$', '\\\\(', '\\\\)', '\\\\[', '\\\\]', '\\\\begin{']) {
+        const at = text.indexOf(token);
+        if (at >= 0) found.push(token + ' in "...' + text.slice(Math.max(0, at - 50), at + 50)
+                                .replace(/\\s+/g, ' ') + '..."');
+    }
+    return found;"""
+
+CLIPPED_TABLES = """
+    const article = document.querySelector('article.bd-article') || document.querySelector('main');
+    if (!article) return [];
+    const outer = article.getBoundingClientRect();
+    const style = getComputedStyle(article);
+    const left = outer.left + parseFloat(style.paddingLeft);
+    const right = outer.right - parseFloat(style.paddingRight);
+    return Array.from(article.querySelectorAll('table')).filter(t => {
+        const r = t.getBoundingClientRect();
+        return r.width > 0 && (r.right > right + 1 || r.left < left - 1);
+    }).map(t => {
+        const r = t.getBoundingClientRect();
+        const head = (t.querySelector('tr') || t).innerText.replace(/\\s+/g, ' ').slice(0, 80);
+        return `table ${Math.round(r.width)} px wide in a ${Math.round(right - left)} px column: ${head}`;
+    });"""
+
+
+def _console_errors(driver: Any) -> list[str]:
+    """Errors the page wrote to the browser's console since the last call."""
+    try:
+        entries = driver.get_log("browser")
+    except Exception:  # a driver without the log endpoint: nothing to check
+        return []
+    return [e["message"][:300] for e in entries if e.get("level") == "SEVERE"]
+
 
 def _url(site: str, doc: str) -> str:
     return f"{site}{doc}.html"
@@ -237,6 +313,7 @@ def test_page(doc: str, site: str, browser: Any) -> None:
     url = _url(site, doc)
     status, _ = _fetch(url)
     assert status == 200, f"{doc}.html answered HTTP {status}: is it missing from the build?"
+    _console_errors(browser)  # forget the previous page's messages
     _open(browser, url)
     problems: list[str] = []
 
@@ -268,6 +345,23 @@ def test_page(doc: str, site: str, browser: Any) -> None:
     match = ERROR_LINE.search(browser.execute_script(OUTPUT_TEXT) or "")
     if match:
         problems.append(f"an output cell prints an error: {match.group(0).strip()!r}")
+
+    # Equations: MathJax has run and no TeX delimiter is left in the text (MyST does not
+    # warn about math it did not recognise; it shows up here as raw $ or \\( ).
+    browser.set_script_timeout(60)
+    state = browser.execute_async_script(MATHJAX_DONE)
+    if state not in ("ok", "no math"):
+        problems.append(state)
+    for raw in browser.execute_script(RAW_TEX):
+        problems.append(f"unrendered TeX: {raw}")
+
+    # Tables fit the text column (a wider one is clipped or scrolls out of view).
+    for table in browser.execute_script(CLIPPED_TABLES):
+        problems.append(f"clipped {table}")
+
+    # The console has no error (e.g. a script declared twice, a resource that failed).
+    for message in _console_errors(browser):
+        problems.append(f"console error: {message}")
 
     # Every internal link (same site, .html) resolves; anchors exist on the target.
     for href in sorted(set(browser.execute_script(LINKS))):
@@ -317,17 +411,40 @@ def test_launch_buttons(doc: str, site: str, browser: Any) -> None:
         f"Binder link {binder[0]} should open {nb_path}")
 
 
-def test_navigation_shows_parts(site: str, browser: Any) -> None:
-    """The left navigation shows the toc's parts (the three blocks among them)."""
+def test_navigation_follows_the_reading_order(site: str, browser: Any) -> None:
+    """The sidebar shows the toc's parts, and its pages in the toc's order, which is the
+    order of the chapter numbers."""
     _open(browser, _url(site, DOCS[0]))
     captions = browser.execute_script(
         "return Array.from(document.querySelectorAll('.bd-sidebar-primary .caption-text'))"
         ".map(e => e.textContent.trim());")
     assert captions == toc_captions(), f"navigation parts {captions} != _toc.yml captions"
-    assert sum(c.startswith("Block") for c in captions) == 3, captions
+    hrefs = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.bd-sidebar-primary nav a.reference.internal'))"
+        ".map(a => a.href);")
+    shown = [urlsplit(h).path.rsplit("/", 1)[-1].removesuffix(".html") for h in hrefs]
+    expected = [Path(d).name for d in DOCS[1:]]
+    assert [d for d in shown if d in expected] == expected, (
+        f"sidebar order {shown} differs from _toc.yml {expected}")
 
 
-def _full_page_screenshot(driver: Any, path: Path, max_height: int = 12000) -> None:
+HEADLINE = """
+    const tables = Array.from(document.querySelectorAll('article table'));
+    return tables.map(t => Array.from(t.querySelectorAll('th')).map(th => th.innerText.trim()));"""
+
+
+def test_front_page_opens_with_the_headline(site: str, browser: Any) -> None:
+    """The front page shows the poster's table beside ours, computed from results/."""
+    _open(browser, _url(site, DOCS[0]))
+    headers = browser.execute_script(HEADLINE)
+    assert any({"Best: poster", "Best: ours", "Top 3: poster", "Top 3: ours"} <= set(h)
+               for h in headers), f"no headline table on the front page; table headers: {headers}"
+    text = browser.execute_script("return document.querySelector('article').innerText")
+    assert re.search(r"\d+ \[\d+, \d+\]", text), "ours should show intervals such as '49 [39, 59]'"
+    assert "block C" in text and "block A" in text, "the computed findings are missing"
+
+
+def _full_page_screenshot(driver: Any, path: Path, max_height: int = 16000) -> None:
     height = driver.execute_script(
         "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
     driver.set_window_size(1280, min(int(height) + 120, max_height))
@@ -336,18 +453,14 @@ def _full_page_screenshot(driver: Any, path: Path, max_height: int = 12000) -> N
     driver.set_window_size(1280, 1000)
 
 
-@pytest.mark.parametrize("doc", list(SCREENSHOT_PAGES))
+@pytest.mark.parametrize("doc", DOCS)
 def test_screenshots(doc: str, site: str, browser: Any) -> None:
-    """Keep screenshots of the front page and chapter 3 (with its first figure)."""
+    """A full-page screenshot of every page, to look at (figures, tables, equations)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     _open(browser, _url(site, doc))
     _wait_for_images(browser)
-    name = SCREENSHOT_PAGES[doc]
-    _full_page_screenshot(browser, SCREENSHOTS / f"{name}.png")
-    assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
-    figure = browser.execute_script(
-        "const f = document.querySelector('.cell_output img, article figure img');"
-        "if (!f) return false; f.scrollIntoView({block: 'center'}); return true;")
-    assert figure, f"{doc}.html has no figure to show in a screenshot"
-    time.sleep(0.3)
-    browser.save_screenshot(str(SCREENSHOTS / f"{name}_figure.png"))
+    browser.set_script_timeout(60)
+    browser.execute_async_script(MATHJAX_DONE)
+    path = SCREENSHOTS / f"{doc.replace('/', '_')}.png"
+    _full_page_screenshot(browser, path)
+    assert path.stat().st_size > 10_000, f"{path} looks empty"

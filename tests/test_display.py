@@ -1,0 +1,124 @@
+"""How the book prints numbers: estimates with intervals, display tables, the front
+page's headline table and sentences (tdml_lib.reference display helpers), and the
+figure helpers of tdml_lib.plotting."""
+import json
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from tdml_lib import plotting, reference
+
+
+def test_format_estimate_rounds_and_brackets_the_interval():
+    assert reference.format_estimate(49.0, (39.422, 58.652)) == "49 [39, 59]"
+    assert reference.format_estimate(0.0, (3.4e-16, 3.7)) == "0 [0, 4]"
+    assert reference.format_estimate(-1e-17, (-1e-16, 2.0)) == "0 [0, 2]"   # no "-0"
+    assert reference.format_estimate(0.5612, None, digits=2) == "0.56"
+    assert reference.format_estimate(float("nan"), (1, 2)) == reference.NOT_RUN
+    assert reference.format_estimate(None, missing="—") == "—"
+    with pytest.raises(ValueError, match="two numbers"):
+        reference.format_estimate(5.0, (1.0,))
+    with pytest.raises(ValueError, match="digits"):
+        reference.format_estimate(5.0, digits=-1)
+
+
+def test_for_display_merges_intervals_and_keeps_missing_cells_visible():
+    df = pd.DataFrame({"cell": ["a", "b"], "best": [66.666667, np.nan],
+                       "best_ci": [(55.1, 77.9), np.nan], "top3": [90.04, 12.0]})
+    shown = reference.for_display(df, intervals={"best": "best_ci"}, digits=0)
+    assert list(shown.columns) == ["cell", "best", "top3"]
+    assert shown["best"].tolist() == ["67 [55, 78]", reference.NOT_RUN]
+    assert shown["top3"].tolist() == [90.0, 12.0]
+    with pytest.raises(ValueError, match="not in the table"):
+        reference.for_display(df, intervals={"best": "top3_ci"})
+
+
+def _write(root, name, metrics, status="ok"):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({"status": status, "metrics": metrics}))
+
+
+def _cell(train, regime, test, best, top3, **extra):
+    return {"train": train, "regime": regime, "test": test, "best": best, "top3": top3, **extra}
+
+
+def test_headline_table_sets_ours_beside_every_poster_cell(tmp_path):
+    _write(tmp_path, "transfer", {"table": [
+        _cell("numbers", "standard", "numbers", 49.0, 92.0, best_ci=[39.42, 58.65], n_problems=100),
+        _cell("numbers", "standard + adversarial", "numbers", 1.0, 2.0)]})
+    table = reference.headline_table(reference.load_results(tmp_path))
+    assert len(table) == len(reference.POSTER_TABLE)
+    first = table.iloc[0].to_dict()
+    assert first == {"trained on": "Numbers", "regime": "standard", "tested on": "Numbers",
+                     "Best: poster": "78.3", "Best: ours": "49 [39, 59]",
+                     "Top 3: poster": "92.5", "Top 3: ours": "92"}
+    assert (table["Best: ours"] == reference.NOT_RUN).sum() == len(table) - 1
+    empty = reference.headline_table({})
+    assert (empty["Top 3: ours"] == reference.NOT_RUN).all()
+
+
+def test_headline_findings_follow_the_numbers(tmp_path):
+    """The sentences are computed: the verdicts flip when the numbers do."""
+    low = [_cell(p["train"], p["regime"], p["test"], p["best"] - 30, p["top3"] - 5) for p in reference.POSTER_TABLE]
+    _write(tmp_path / "a", "transfer", {"table": low})
+    _write(tmp_path / "a", "clustering", {"clustering": [
+        {"dataset": "numbers", "method": "agent", "acc": 0.6}, {"dataset": "numbers", "method": "kmeans", "acc": 0.5},
+        {"dataset": "fashion", "method": "agent", "acc": 0.4}, {"dataset": "fashion", "method": "kmeans", "acc": 0.5}]})
+    found = reference.headline_findings(reference.load_results(tmp_path / "a"))
+    assert "falls short" in found["critic"] and "12 of the 12" in found["critic"]
+    assert "more accurately than k-means on Numbers but not on Fashion" in found["agent"]
+    assert reference.NOT_RUN in found["baselines"]
+
+    high = [_cell(p["train"], p["regime"], p["test"], min(100.0, p["best"] + 10), p["top3"]) for p in reference.POSTER_TABLE]
+    _write(tmp_path / "b", "transfer", {"table": high})
+    _write(tmp_path / "b", "baseline_spc", {
+        "clustering": [{"dataset": "numbers", "method": "spc", "acc": 0.9, "n_points": 70000},
+                       {"dataset": "fashion", "method": "spc", "acc": 0.3, "n_points": 70000}],
+        "reference": [{"dataset": "numbers", "method": "k-means, pixels", "acc": 0.5},
+                      {"dataset": "fashion", "method": "k-means, pixels", "acc": 0.5}]})
+    found = reference.headline_findings(reference.load_results(tmp_path / "b"))
+    assert "matches or beats" in found["critic"] and "0 of the 12" in found["critic"]
+    assert "0.90 on Numbers and 0.30 on Fashion (70,000 images each), above k-means on the same pixels on Numbers" \
+        in found["baselines"]
+    assert reference.NOT_RUN in found["agent"]
+
+
+def test_theme_sizes_figures_for_the_column():
+    matplotlib.use("Agg")
+    plotting.set_theme()
+    fig, axes = plotting.figure(3, 2)
+    assert axes.shape == (2, 3)
+    width, height = fig.get_size_inches()
+    assert width == pytest.approx(plotting.COLUMN_WIDTH) and height > 2 * plotting.ROW_HEIGHT
+    assert fig.get_layout_engine().__class__.__name__ == "ConstrainedLayoutEngine"
+    assert matplotlib.rcParams["figure.dpi"] == plotting.DPI
+    with pytest.raises(ValueError, match="ncols"):
+        plotting.figure(0)
+    grid = plotting.image_grid(np.zeros((52, 28, 28)), list("ab") * 26, n_cols=20, title="t")
+    assert grid.get_size_inches()[0] == pytest.approx(plotting.COLUMN_WIDTH)
+    with pytest.raises(ValueError, match="needs images"):
+        plotting.image_grid(np.zeros((0, 28, 28)))
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def test_suptitle_does_not_overlap_the_panels():
+    """With the book's figure helper, a suptitle sits above every panel's title."""
+    matplotlib.use("Agg")
+    plotting.set_theme()
+    fig, axes = plotting.figure(4)
+    for ax in axes:
+        ax.set_title("a panel title")
+        ax.plot([0, 1], [0, 1])
+    title = fig.suptitle("A long figure title that must not overlap")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    top = title.get_window_extent(renderer)
+    for ax in axes:
+        assert ax.title.get_window_extent(renderer).y1 <= top.y0 + 1
+    import matplotlib.pyplot as plt
+    plt.close("all")
