@@ -78,9 +78,12 @@ class TDMLClustering(ClusterMixin, BaseEstimator):
         n_features_in_: features seen in ``fit``; ``feature_names_in_`` with a DataFrame.
 
     Example:
+        >>> from sklearn.datasets import make_blobs
         >>> from tdml_lib import TDMLClustering
         >>> from tdml_lib.metrics import IndexScorer
-        >>> labels = TDMLClustering(reward=IndexScorer("silhouette"), random_state=0).fit_predict(X)
+        >>> X, _ = make_blobs(300, centers=3, random_state=0)
+        >>> TDMLClustering(reward=IndexScorer("silhouette"), random_state=0).fit(X).n_clusters_
+        3
     """
 
     def __init__(self, n_clusters: int | None = None, reward: Any = None, generations: int = 40,
