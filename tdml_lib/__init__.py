@@ -5,7 +5,9 @@ Blocks, as in the paper's Figure 4:
   * B: :mod:`tdml_lib.graphs` and :mod:`tdml_lib.gae` turn a clustering into a graph and
     an embedding vector;
   * C: :mod:`tdml_lib.critic` is the learned reward R(X, labels);
-  * A: :mod:`tdml_lib.agent` finds the clustering that maximises R.
+  * A: :mod:`tdml_lib.agent` finds the clustering that maximises R
+    (:func:`tdml_lib.cluster`), also as a scikit-learn estimator
+    (:class:`tdml_lib.TDMLClustering`, :mod:`tdml_lib.estimator`).
 
 Submodules are imported lazily, so ``import tdml_lib`` stays fast.
 """
@@ -31,9 +33,10 @@ _LAZY = {
     "ClusteringCritic": ("critic", "ClusteringCritic"),
     "load_critic": ("critic", "load_critic"),
     "cluster": ("agent", "cluster"),
+    "TDMLClustering": ("estimator", "TDMLClustering"),
 }
 
-_SUBMODULES = {"agent", "baselines", "candidates", "critic", "data", "device", "evaluate", "experiments",
+_SUBMODULES = {"agent", "baselines", "candidates", "critic", "data", "device", "estimator", "evaluate", "experiments",
                "features", "gae", "graphs", "io", "metrics", "plotting", "problems", "runner",
                "validation", "bench", "checkpoint", "reference"}
 

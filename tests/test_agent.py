@@ -1,6 +1,8 @@
-"""Block A: the agent is seeded, honours K, never sees true labels, handles degenerate input."""
+"""Block A: the agent is seeded, honours K, finds K when the reward points there, never
+sees true labels, survives odd data and checks every parameter."""
 import importlib
 import inspect
+import logging
 
 import numpy as np
 import pandas as pd
@@ -19,20 +21,32 @@ def blobs():
 
 
 def run(X, **kw):
-    return agent.cluster(X, scorer=kw.pop("scorer", SIL), generations=kw.pop("generations", 8),
+    return agent.cluster(X, reward=kw.pop("reward", SIL), generations=kw.pop("generations", 8),
                          population_size=kw.pop("population_size", 16), **kw)
+
+
+class _OracleScorer:
+    """A reward that knows the truth (tests only): ACC against it, maximal at the truth
+    and nowhere else (extra or missing clusters count as errors)."""
+
+    def __init__(self, truth: np.ndarray) -> None:
+        self.truth = truth
+
+    def score_many(self, X, labelings):
+        return np.array([clustering_accuracy(self.truth, lab) for lab in labelings])
 
 
 def test_seeded_runs_are_reproducible(blobs):
     a, b = run(blobs.X, seed=1), run(blobs.X, seed=1)
     assert np.array_equal(a.labels, b.labels) and a.history.equals(b.history)
-    assert list(a.history.columns) == ["generation", "best", "mean", "std", "n_clusters_best"]
+    assert list(a.history.columns) == ["generation", "best", "mean", "std", "n_clusters_best", "n_k"]
     assert a.history.best.is_monotonic_increasing  # elitism never loses the best
 
 
 def test_well_separated_blobs_are_found(blobs):
     res = run(blobs.X, seed=0)
     assert clustering_accuracy(blobs.labels, res.labels) > 0.95
+    assert res.n_clusters == 3
 
 
 def test_n_clusters_is_honoured(blobs):
@@ -40,6 +54,7 @@ def test_n_clusters_is_honoured(blobs):
         res = run(blobs.X, n_clusters=k, seed=0)
         assert res.labels.max() + 1 == k
         assert all(lab.max() + 1 == k for lab in res.population)
+        assert list(res.best_per_k.K) == [k]
 
 
 class Recorder:
@@ -57,10 +72,55 @@ def test_agent_never_sees_true_labels(blobs):
     params = inspect.signature(agent.cluster).parameters
     assert not any("true" in p or p in ("y", "labels", "target") for p in params)
     rec = Recorder()
-    run(blobs.X, scorer=rec, generations=3, seed=0)
+    run(blobs.X, reward=rec, generations=3, seed=0)
     n = blobs.n_points
     assert rec.calls and all(xs == (n, blobs.n_features) and ls[1] == n for xs, ls in rec.calls)
     assert len(rec.calls) == 4, "one batched call per generation (initial + 3)"
+
+
+def test_one_reward_argument():
+    params = inspect.signature(agent.cluster).parameters
+    assert "reward" in params and "critic" not in params and "scorer" not in params
+
+
+@pytest.mark.parametrize("family,k", [("blobs", 2), ("blobs", 5), ("anisotropic", 3), ("varied_density", 3),
+                                      ("moons", 2)])
+def test_k_is_found_when_the_reward_points_there(family, k):
+    """With a reward maximal at the truth, the agent left to choose K finds the true K
+    (searching 2..12) and the truth itself, whatever K is."""
+    p = synthetic_problem(family, n_clusters=k, points_per_class=(40, 60), seed=7)
+    res = run(p.X, reward=_OracleScorer(p.labels), generations=15, population_size=24, seed=0)
+    assert res.n_clusters == k
+    assert clustering_accuracy(p.labels, res.labels) > 0.9
+    table = res.best_per_k
+    assert list(table.columns) == ["K", "reward", "labels"] and table.K.is_monotonic_increasing
+    assert table.reward.idxmax() == table.index[table.K == k][0]
+    assert len(table) >= 6, "the search keeps several K values alive"
+    best = table[table.K == k].iloc[0]
+    assert np.array_equal(best.labels, res.labels) and best.reward == res.reward
+
+
+def test_k_search_covers_the_range_and_stays_in_it(blobs):
+    res = run(blobs.X, k_max=9, generations=6, seed=0)
+    assert res.best_per_k.K.min() == 2 and res.best_per_k.K.max() <= 9
+    assert set(range(2, 10)) <= set(res.best_per_k.K), "every K seeded when the population allows"
+    assert all(2 <= lab.max() + 1 <= 9 for lab in res.population)
+    # a wide range seeds K values spread over all of it, not the first few
+    wide = run(blobs.X, k_max=40, population_size=8, generations=0, seed=0)
+    assert wide.best_per_k.K.min() == 2 and wide.best_per_k.K.max() == 40
+    assert len(wide.best_per_k) == agent.SEEDED_KS
+
+
+def test_never_returns_one_cluster_unless_asked(blobs):
+    """A reward that prefers fewer clusters still gets K >= 2 when K is searched."""
+
+    class FewerIsBetter:
+        def score_many(self, X, labelings):
+            return -np.array([lab.max() for lab in labelings], dtype=float)
+
+    res = run(blobs.X, reward=FewerIsBetter(), seed=0)
+    assert res.n_clusters == 2
+    assert run(blobs.X, n_clusters=1).n_clusters == 1
 
 
 def test_degenerate_inputs(blobs):
@@ -68,12 +128,154 @@ def test_degenerate_inputs(blobs):
         run(blobs.X[:2])
     with pytest.raises(ValueError, match="between 1 and"):
         run(blobs.X, n_clusters=blobs.n_points + 1)
-    same = run(np.ones((12, 3)), scorer=IndexScorer("silhouette"))
+    same = run(np.ones((12, 3)))
     assert np.all(same.labels == 0)
     one = run(blobs.X, n_clusters=1)
     assert np.all(one.labels == 0)
     dup = run(np.repeat(blobs.X[:10], 3, axis=0), seed=0)
     assert len(dup.labels) == 30
+    every = run(blobs.X[:5], n_clusters=5)
+    assert every.n_clusters == 5
+
+
+def _two_blobs(offset, spread=1.0, n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.r_[rng.normal(size=(n, 2)) * spread, rng.normal(size=(n, 2)) * spread + offset]
+    return X, np.r_[np.zeros(n, int), np.ones(n, int)]
+
+
+@pytest.mark.parametrize("case", ["collinear", "duplicated", "offset 1e6", "coordinates 1e7", "scale 1e-30"])
+def test_odd_data_give_clusterings(case):
+    """Data on which seeding methods used to raise inside scikit-learn, or lost their
+    structure to a float32 cast before centring, now give the right clustering."""
+    rng = np.random.default_rng(0)
+    if case == "collinear":
+        x = np.r_[rng.normal(size=60), rng.normal(size=60) + 8]
+        X, truth = np.c_[x, 2 * x] * 100, np.r_[np.zeros(60, int), np.ones(60, int)]
+    elif case == "duplicated":
+        X, truth = _two_blobs([8, 8])
+        X, truth = np.repeat(X[:20], 6, axis=0), np.repeat(truth[:20], 6)
+        X[60:], truth[60:] = X[60:] + 8, 1
+    elif case == "offset 1e6":
+        X, truth = _two_blobs([1e6, 0])
+    elif case == "coordinates 1e7":
+        X, truth = _two_blobs([8, 8])
+        X = X + 1e7
+    else:
+        X, truth = _two_blobs([8, 8])
+        X = X * 1e-30
+    res = run(X, generations=4, seed=0)
+    assert res.labels.shape == truth.shape
+    assert clustering_accuracy(truth, res.labels) == 1.0
+
+
+def test_a_failing_seeding_method_drops_its_seed_with_a_note(blobs, monkeypatch, caplog):
+    def broken(X, k, seed):
+        raise np.linalg.LinAlgError("ill-defined covariance")
+
+    def warns(knn, n_components, seed):
+        import warnings
+        warnings.warn("overflow encountered", RuntimeWarning)
+        return np.zeros((len(knn), n_components))
+
+    monkeypatch.setattr(agent, "_mixture_labels", broken)
+    monkeypatch.setattr(agent, "_spectral_embedding", warns)
+    with caplog.at_level(logging.INFO, logger="tdml_lib.agent"):
+        res = run(blobs.X, seed=0)
+    assert clustering_accuracy(blobs.labels, res.labels) > 0.95   # the other seeds carry the run
+    assert any("Gaussian mixture seed at K=2 dropped: LinAlgError" in note for note in res.notes)
+    assert any("spectral embedding dropped: RuntimeWarning" in note for note in res.notes)
+    assert any("dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_every_method_failing_still_gives_a_clustering(blobs, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("nothing works today")
+
+    for name in ("_mixture_labels", "_spectral_embedding", "_kmeans_seed"):
+        monkeypatch.setattr(agent, name, broken)
+    monkeypatch.setattr(agent, "HIERARCHY_MAX_POINTS", 0)
+    res = run(blobs.X, generations=3, seed=0)
+    assert res.labels.shape == (blobs.n_points,) and res.n_clusters >= 2
+    assert any("first principal axis" in note for note in res.notes)
+
+
+@pytest.mark.parametrize("name,value,fragment", [
+    ("generations", 1.5, "generations must be an integer"),
+    ("generations", "2", "generations must be an integer"),
+    ("generations", -1, "generations must be >= 0"),
+    ("population_size", 4.5, "population_size must be an integer"),
+    ("population_size", 3, "population_size must be between 4 and"),
+    ("population_size", 10**9, "population_size must be between 4 and"),
+    ("population_size", 1e9, "population_size must be an integer"),
+    ("k_max", 0, "k_max must be between 2 and"),
+    ("k_max", 1, "k_max must be between 2 and"),
+    ("k_max", 1000, "k_max must be between 2 and"),
+    ("k_max", True, "k_max must be an integer"),
+    ("elite", -1, "elite must be between 0 and"),
+    ("elite", 16, "elite must be between 0 and"),
+    ("crossover_rate", 2, "crossover_rate must be a finite number between 0 and 1"),
+    ("crossover_rate", float("nan"), "crossover_rate must be a finite number"),
+    ("crossover_rate", "0.5", "crossover_rate must be a finite number"),
+    ("seed", -3, "seed must be >= 0"),
+    ("seed", 0.5, "seed must be an integer"),
+    ("progress", "yes", "progress must be True or False"),
+])
+def test_every_parameter_is_checked(blobs, name, value, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        run(blobs.X, **{name: value})
+
+
+def test_reward_must_be_a_scorer(blobs):
+    with pytest.raises(ValueError, match="score_many"):
+        run(blobs.X, reward="silhouette")
+
+    class Wrong:
+        def score_many(self, X, labelings):
+            return np.zeros(2)
+
+    with pytest.raises(ValueError, match="one score per clustering"):
+        run(blobs.X, reward=Wrong())
+
+
+class _ChunkedCritic:
+    """Duck-typed critic (score_prepared + embedder.prepare) that records each call's
+    clusterings x points x clusters, the size of a critic's per-cluster tensors."""
+
+    class _Embedder:
+        def prepare(self, X):
+            from types import SimpleNamespace
+
+            import torch
+            return SimpleNamespace(X=torch.as_tensor(X), device=torch.device("cpu"),
+                                   knn=torch.as_tensor(agent._knn(np.asarray(X), 5)))
+
+    def __init__(self):
+        self.embedder, self.sizes = self._Embedder(), []
+
+    def score_prepared(self, ps, labels):
+        import torch
+        self.sizes.append(labels.shape[0] * labels.shape[1] * (int(labels.max()) + 1))
+        scores = SIL.score_many(ps.X.numpy(), labels.numpy())
+        return torch.as_tensor(scores)
+
+    def score_many(self, X, labelings):
+        return SIL.score_many(X, labelings)
+
+
+def test_critic_calls_are_chunked_so_memory_stays_bounded(blobs, monkeypatch):
+    monkeypatch.setattr(agent, "SCORE_BUDGET", 4 * blobs.n_points * 12)
+    critic = _ChunkedCritic()
+    res = run(blobs.X, reward=critic, k_max=12, seed=0)
+    assert max(critic.sizes) <= agent.SCORE_BUDGET and len(critic.sizes) > 9
+    assert clustering_accuracy(blobs.labels, res.labels) > 0.95
+    # the critic's kNN graph is reused: the scorer's points are the agent's scaled points
+    assert res.labels.shape == (blobs.n_points,)
+
+
+def test_cache_keys_are_small_and_distinct():
+    a, b = np.array([0, 0, 1]), np.array([0, 1, 1])
+    assert len(agent._key(a)) == 16 and agent._key(a) != agent._key(b)
 
 
 def test_deap_classes_survive_reload(blobs):
@@ -87,23 +289,13 @@ def test_proposals_are_distinct(blobs):
     assert len({p.tobytes() for p in props}) == len(props)
 
 
-class _OracleScorer:
-    """A reward that knows the truth (tests only): measures what the search can reach."""
-
-    def __init__(self, truth: np.ndarray) -> None:
-        self.truth = truth
-
-    def score_many(self, X, labelings):
-        return np.array([clustering_accuracy(self.truth, lab) for lab in labelings])
-
-
 @pytest.mark.parametrize("family", ["circles", "moons"])
 def test_search_reaches_non_convex_clusters(family):
     """Moons and rings are in the agent's reach (spectral seeds + moves): with a
     perfect reward it finds them, where k-means cannot. (Interlocking moons whose tips
     touch the other moon's kNN graph need ~30 generations of moves to finish.)"""
     p = synthetic_problem(family, n_clusters=2, points_per_class=(150, 200), seed=5)
-    res = run(p.X, scorer=_OracleScorer(p.labels), n_clusters=2, generations=30, seed=0)
+    res = run(p.X, reward=_OracleScorer(p.labels), n_clusters=2, generations=30, seed=0)
     assert clustering_accuracy(p.labels, res.labels) > 0.97
 
 
@@ -114,3 +306,28 @@ def test_fixed_k_holds_even_with_tiny_seed_clusters():
         res = run(p.X, n_clusters=k, seed=2)
         assert res.labels.max() + 1 == k
         assert all(lab.max() + 1 == k for lab in res.population)
+
+
+def test_large_point_sets_use_minibatch_seeds_and_skip_quadratic_methods(monkeypatch):
+    """Above the documented sizes (lowered here to 200 points) Ward, mixtures and
+    spectral seeds are skipped and k-means seeds come from MiniBatchKMeans."""
+    import sklearn.cluster
+
+    called = []
+    for name in ("HIERARCHY_MAX_POINTS", "MIXTURE_MAX_POINTS", "SPECTRAL_MAX_POINTS", "MINIBATCH_MIN_POINTS"):
+        monkeypatch.setattr(agent, name, 200)
+    monkeypatch.setattr(agent, "_mixture_labels", lambda *a: called.append("mixture"))
+    monkeypatch.setattr(agent, "_spectral_embedding", lambda *a: called.append("spectral"))
+    monkeypatch.setattr(agent, "linkage", lambda *a, **k: called.append("ward"), raising=False)
+    minibatch = sklearn.cluster.MiniBatchKMeans
+
+    class Spy(minibatch):
+        def fit(self, X, *args, **kwargs):
+            called.append("minibatch")
+            return super().fit(X, *args, **kwargs)
+
+    monkeypatch.setattr(sklearn.cluster, "MiniBatchKMeans", Spy)
+    p = synthetic_problem("blobs", n_clusters=4, points_per_class=80, n_features=8, seed=0)
+    res = run(p.X, n_clusters=4, generations=2, population_size=8, seed=0)
+    assert set(called) == {"minibatch"}
+    assert clustering_accuracy(p.labels, res.labels) > 0.95

@@ -2,6 +2,7 @@
 import ast
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -78,8 +79,11 @@ def test_compare_on_synthetic_runs_small_and_checks_families():
         test_families=("moons",), n_train_problems=3, n_problems=2, points_per_class=(20, 30),
         critic_config=CriticConfig(epochs=2, gae_epochs=1, n_negatives=3), generations=2,
         population_size=6, device="cpu")
-    assert set(res.scores.method) == {"k-means (true K)", "agent (true K)", "agent (K found)"}
+    assert set(res.scores.method) == set(experiments.SYNTHETIC_METHODS)
     assert (res.scores[res.scores.method == "agent (true K)"].K_found == 2).all()
+    summary = res.summary()
+    assert {"acc_low", "acc_high", "k_exact", "k_exact_low", "k_exact_high", "k1_or_many"} <= set(summary.columns)
+    assert len(summary) == len(experiments.SYNTHETIC_METHODS)
     assert set(res.examples) == {"moons"} and res.examples["moons"]["X"].shape[1] == 2
     # the example shown is the problem where k-means did worst (its failure case)
     kmeans = res.scores[res.scores.method == "k-means (true K)"].set_index("problem").acc
@@ -100,5 +104,117 @@ def test_compare_on_synthetic_with_adversarial_rounds_is_seeded():
             population_size=6, device="cpu", adversarial_rounds=1, adversarial_problems=2)
 
     a, b = once(), once()
-    assert len(a.scores) == 3
+    assert len(a.scores) == len(experiments.SYNTHETIC_METHODS)
     pd.testing.assert_frame_equal(a.scores, b.scores)
+
+
+def test_synthetic_test_problems_come_from_the_seed_set():
+    """Problem i of a family is drawn with seeds.synthetic + i: development and held-out
+    seed sets give different problems; a given reward replaces the critics' training."""
+    from tdml_lib.experiments.seeds import EvaluationSeeds
+    from tdml_lib.metrics import IndexScorer
+    from tdml_lib.problems import synthetic_problem
+
+    def once(seeds):
+        return experiments.compare_on_synthetic(
+            test_families=("blobs",), n_problems=2, points_per_class=(15, 20), generations=1, population_size=4,
+            reward=IndexScorer("silhouette"), seeds=seeds, methods=("k-means (true K)",))
+
+    dev, other = once(experiments.DEVELOPMENT), once(EvaluationSeeds(problems=5, candidates=5, synthetic=4242))
+    assert dev.training_families == {} and dev.seeds == experiments.DEVELOPMENT
+    for res, seeds in ((dev, experiments.DEVELOPMENT), (other, other.seeds)):
+        shown = res.examples["blobs"]
+        drawn = synthetic_problem("blobs", n_clusters=4, points_per_class=(15, 20),
+                                  seed=seeds.synthetic + shown["problem"])
+        assert np.array_equal(shown["X"], drawn.X)
+    assert not dev.scores[["acc", "nmi"]].equals(other.scores[["acc", "nmi"]])
+    with pytest.raises(ValueError, match="methods must be some of"):
+        experiments.compare_on_synthetic(test_families=("blobs",), methods=("dbscan",), reward=IndexScorer())
+
+
+def test_summarise_gives_intervals_and_flags_degenerate_k():
+    rows = []
+    for i, (acc, k_found) in enumerate([(0.9, 3), (0.8, 3), (0.7, 1), (0.95, 9)]):
+        rows.append({"domain": "d", "problem": i, "method": "m", "acc": acc, "nmi": acc - 0.1, "ari": acc - 0.2,
+                     "K_true": 3, "K_found": k_found})
+    s = experiments.summarise(pd.DataFrame(rows), "domain").iloc[0]
+    assert s.n_problems == 4 and s.acc == pytest.approx(0.8375)
+    assert s.acc_low <= s.acc <= s.acc_high and s.acc_low < s.acc_high
+    assert s.k_exact == 0.5 and s.k_exact_low < 0.5 < s.k_exact_high
+    assert s.k1_or_many == 0.5   # K = 1 and K = 9 > 2 x 3 are degenerate
+
+
+def test_kmeans_silhouette_k_chooses_k_without_labels():
+    from tdml_lib.problems import synthetic_problem
+
+    p = synthetic_problem("blobs", n_clusters=3, points_per_class=40, n_features=6, seed=3)
+    labels = experiments.kmeans_silhouette_k(p.X, k_max=8, seed=0)
+    assert labels.max() + 1 == 3
+
+
+class _Data:
+    """Tiny stand-ins for the image datasets: 3 classes of well separated 'images'."""
+
+    @staticmethod
+    def fake(monkeypatch):
+        from tdml_lib import data, features
+        from tdml_lib.data import Dataset
+
+        rng = np.random.default_rng(0)
+        labels = np.repeat(np.arange(3), 40)
+        centres = rng.integers(0, 255, size=(3, 64))
+        images = np.clip(centres[labels] + rng.normal(0, 10, size=(120, 64)), 0, 255).astype(np.uint8).reshape(-1, 8, 8)
+        fmap = features.FeatureMap(4).fit(images, domain="fake")
+
+        def load(name, split="train", prepare=False):
+            return Dataset(images, labels, [str(c) for c in range(3)], "fake")
+
+        monkeypatch.setattr(data, "load", load)
+        monkeypatch.setattr(features, "fit_feature_map", lambda *a, **k: fmap)
+        return fmap
+
+
+def test_compare_on_domains_rows_summary_and_seeds(monkeypatch):
+    from tdml_lib.metrics import IndexScorer
+
+    _Data.fake(monkeypatch)
+    res = experiments.compare_on_domains(domains=("fake",), n_problems=2, reward=IndexScorer("silhouette"),
+                                         generations=2, population_size=8, n_clusters=(2, 3),
+                                         points_per_class=(10, 15))
+    frame = res.to_frame()
+    assert {"domain", "problem", "method", "acc", "nmi", "ari", "K_true", "K_found", "n_points"} <= set(frame.columns)
+    assert len(frame) == 2 * len(experiments.METHODS)
+    true_k = frame[frame.method.str.contains("true K")]
+    assert (true_k.K_found == true_k.K_true).all()
+    assert set(res.summary().method) == set(experiments.METHODS)
+    assert res.seeds == experiments.DEVELOPMENT
+    with pytest.raises(ValueError, match="unknown or no methods"):
+        experiments.compare_on_domains(domains=("fake",), methods=("spectral",))
+
+
+def test_cluster_whole_set_scores_every_image(monkeypatch):
+    from tdml_lib.metrics import IndexScorer
+
+    _Data.fake(monkeypatch)
+    res = experiments.cluster_whole_set("fake", reward=IndexScorer("silhouette"), generations=2,
+                                        population_size=8, progress=False)
+    frame = res.to_frame()
+    assert res.n_points == 120 and set(frame.method) == {"agent (K found)", "agent (true K)", "k-means (true K)"}
+    assert (frame.acc > 0.95).all() and (frame.wall_s >= 0).all()
+    assert list(res.best_per_k.columns) == ["K", "reward"]
+
+
+def test_agent_scale_case_is_written_with_provenance(monkeypatch, tmp_path):
+    import json
+
+    from tdml_lib.experiments import clustering
+    from tdml_lib.metrics import IndexScorer
+
+    _Data.fake(monkeypatch)
+    case = clustering.agent_scale_case("fake", generations=1, population_size=4, reward=IndexScorer(), progress=False)
+    assert case["n_points"] == 120 and case["peak_memory_mb"] > 0 and case["wall_s"] > 0
+    path = clustering.write_agent_scale(case, tmp_path / "scale.json", command="test")
+    clustering.write_agent_scale(case, path, command="test again")   # same case: replaced, not added
+    stored = json.loads(path.read_text())["agent_scale"]
+    assert len(stored) == 1 and stored[0]["provenance"]["command"] == "test again"
+    assert stored[0]["provenance"]["git_commit"]

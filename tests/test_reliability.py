@@ -76,13 +76,13 @@ def test_bad_input_gives_clear_value_error(critic, entry, case):
 def test_agent_rejects_bad_points(case):
     _, X, _, fragment = case
     with pytest.raises(ValueError, match=fragment):
-        tdml.cluster(X, scorer=tdml.metrics.IndexScorer("silhouette"), generations=1, population_size=4)
+        tdml.cluster(X, reward=tdml.metrics.IndexScorer("silhouette"), generations=1, population_size=4)
 
 
 @pytest.mark.parametrize("k", [0, 31, 2.5, "3"])
 def test_agent_rejects_bad_n_clusters(k):
     with pytest.raises(ValueError, match="n_clusters"):
-        tdml.cluster(X_OK, scorer=tdml.metrics.IndexScorer("silhouette"), n_clusters=k, generations=1)
+        tdml.cluster(X_OK, reward=tdml.metrics.IndexScorer("silhouette"), n_clusters=k, generations=1)
 
 
 def test_load_critic_errors(tmp_path):

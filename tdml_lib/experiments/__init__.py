@@ -7,15 +7,21 @@ per experiment and explains, plots and writes what it returns.
 * :mod:`.training` — labelled training problems of a domain, the adversarial loop
   (agent vs critic), and the ``train-critic`` command;
 * :mod:`.synthetic` — the agent against k-means on synthetic families (chapter 4);
+* :mod:`.clustering` — the agent against k-means on image domains: sampled test
+  problems, whole test sets, and the agent's time and memory at scale (chapters 4, 8, 9);
 * :mod:`.seeds` — development and held-out evaluation seeds, fixed before any run;
 * :mod:`.baselines` — run a baseline on unlabelled images, then score it (chapters 6, 7).
 """
 from __future__ import annotations
 
 from .baselines import evaluate_baseline
+from .clustering import (METHODS, DomainComparison, WholeSetResult, agent_scale_case, cluster_whole_set,
+                         compare_on_domains, kmeans_silhouette_k, summarise)
 from .seeds import DEVELOPMENT, HELD_OUT, EvaluationSeeds, evaluation_seeds
-from .synthetic import SYNTHETIC_TEST_K, SyntheticComparison, compare_on_synthetic
+from .synthetic import SYNTHETIC_METHODS, SYNTHETIC_TEST_K, SyntheticComparison, compare_on_synthetic
 from .training import adversarial_training, training_problems
 
-__all__ = ["DEVELOPMENT", "HELD_OUT", "EvaluationSeeds", "evaluation_seeds", "SYNTHETIC_TEST_K", "SyntheticComparison", "adversarial_training", "compare_on_synthetic",
-           "evaluate_baseline", "training_problems"]
+__all__ = ["DEVELOPMENT", "HELD_OUT", "EvaluationSeeds", "evaluation_seeds", "SYNTHETIC_METHODS", "SYNTHETIC_TEST_K",
+           "SyntheticComparison", "adversarial_training", "compare_on_synthetic", "evaluate_baseline",
+           "training_problems", "METHODS", "DomainComparison", "WholeSetResult", "agent_scale_case",
+           "cluster_whole_set", "compare_on_domains", "kmeans_silhouette_k", "summarise"]

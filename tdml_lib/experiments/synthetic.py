@@ -1,6 +1,8 @@
 """The agent against k-means on synthetic families where k-means is known to fail.
 
 Uses the truth to *score* (never to cluster), so it lives here, above the agent.
+Test problems come from a seed set (:mod:`.seeds`): the book develops on
+``DEVELOPMENT`` and stores results on ``HELD_OUT``, drawn once and never redrawn.
 Explained in chapter 4.
 """
 from __future__ import annotations
@@ -11,11 +13,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..agent import cluster
 from ..critic import CriticConfig, fit_critic
-from ..metrics import external_scores
 from ..problems import SYNTHETIC_FAMILIES, synthetic_problem, synthetic_problems
+from .clustering import AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K, run_methods, score_rows, summarise
+from .seeds import DEVELOPMENT, EvaluationSeeds
 from .training import adversarial_training
+
+SYNTHETIC_METHODS = (KMEANS_TRUE_K, KMEANS_SILHOUETTE, AGENT_TRUE_K, AGENT_K_FOUND)
+"""The methods compared on each synthetic test problem."""
 
 
 @dataclass
@@ -29,7 +34,19 @@ class SyntheticComparison:
     family is named for: ``{"problem", "X", "truth", "labels": {method: labels}}``. Picked
     after scoring, to show; it steers nothing."""
     training_families: dict[str, tuple[str, ...]]
-    """Per test family, the families its critic was trained on (all the others)."""
+    """Per test family, the families its critic was trained on (all the others); empty
+    when one given reward served every family."""
+    seeds: EvaluationSeeds = DEVELOPMENT
+    """The seed set the test problems were drawn from."""
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-problem rows (a copy)."""
+        return self.scores.copy()
+
+    def summary(self, confidence: float = 0.95) -> pd.DataFrame:
+        """Per family and method: mean ACC/NMI with bootstrap intervals, the share of
+        problems whose K is the true K (Wilson interval) (:func:`.clustering.summarise`)."""
+        return summarise(self.scores, "family", confidence)
 
 
 SYNTHETIC_TEST_K = {"moons": 2, "circles": 2, "varied_density": 3, "blobs": 4, "anisotropic": 3}
@@ -43,70 +60,79 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
                          points_per_class: tuple[int, int] = (150, 200), critic_config: Any = None,
                          generations: int = 10, population_size: int = 20, seed: int = 0,
                          device: Any = "auto", adversarial_rounds: int = 0,
-                         adversarial_problems: int = 8) -> SyntheticComparison:
+                         adversarial_problems: int = 8, seeds: EvaluationSeeds = DEVELOPMENT,
+                         reward: Any = None, methods: Sequence[str] = SYNTHETIC_METHODS) -> SyntheticComparison:
     """The agent against k-means on families where k-means is known to fail.
 
     For each test family a critic is trained on the OTHER synthetic families only
     (leave one family out: what it rewards there was learned elsewhere), then each test
-    problem is clustered by k-means with the true K, by the agent told the true K (the
-    same knowledge as k-means), and by the agent finding K itself. True labels are
-    used only to score the results afterwards.
+    problem is clustered by k-means with the true K, by k-means with K chosen by
+    silhouette, by the agent told the true K (the same knowledge as k-means), and by
+    the agent finding K itself. True labels are used only to score the results afterwards.
 
     Args:
         test_families: families of :data:`tdml_lib.problems.SYNTHETIC_FAMILIES` to test on.
         n_train_problems: training problems per critic (2-D to 8-D, K in 2..6, 20 to
             ``max(100, points_per_class[1])`` points per cluster, so that the test
             problems' cluster sizes are inside the training range).
-        n_problems: seeded test problems per family (2-D).
+        n_problems: seeded test problems per family (2-D); problem ``i`` is drawn with
+            seed ``seeds.synthetic + i``.
         n_clusters: clusters per test problem, one for all or per family (default
             :data:`SYNTHETIC_TEST_K`).
         points_per_class: sizes of the test problems' clusters.
         critic_config: a :class:`tdml_lib.critic.CriticConfig` (default: 30 epochs).
         generations, population_size: the agent's budget.
-        seed: seeds the problems, the critics and the agent.
+        seed: seeds the critics' training problems, the critics and the agent (problem
+            ``i`` is clustered with seed ``seed + i``).
         adversarial_rounds: rounds of :func:`tdml_lib.experiments.adversarial_training` after
             each critic's training (0: near-miss negatives only), each on
             ``adversarial_problems`` of its training problems, the agent searching with
             the same ``generations`` and ``population_size``.
+        seeds: the seed set of the test problems:
+            :data:`~tdml_lib.experiments.seeds.DEVELOPMENT` while building the book,
+            :data:`~tdml_lib.experiments.seeds.HELD_OUT` for the stored results only.
+        reward: a reward for every family instead of the leave-one-family-out critics
+            (e.g. the shipped critic, or :class:`tdml_lib.metrics.IndexScorer`); then
+            no critic is trained.
+        methods: which of :data:`SYNTHETIC_METHODS` to run.
     """
-    from sklearn.cluster import KMeans
-
-
     unknown = sorted(set(test_families) - set(SYNTHETIC_FAMILIES))
     if unknown:
         raise ValueError(f"unknown families {unknown}; choose from {SYNTHETIC_FAMILIES}.")
     cfg = critic_config or CriticConfig(epochs=30, gae_epochs=4, n_negatives=12)
     ks = n_clusters if isinstance(n_clusters, Mapping) else (
         {f: n_clusters for f in test_families} if n_clusters else SYNTHETIC_TEST_K)
+    methods = tuple(methods)
+    if not methods or set(methods) - set(SYNTHETIC_METHODS):
+        raise ValueError(f"methods must be some of {SYNTHETIC_METHODS}, got {methods!r}.")
     rows, examples, trained_on = [], {}, {}
-    worst_kmeans_acc: dict[str, float] = {}  # which problem examples[family] shows
+    worst: dict[str, float] = {}  # which problem examples[family] shows
     for family in test_families:
         k = ks[family]
-        others = trained_on[family] = tuple(f for f in SYNTHETIC_FAMILIES if f != family)
-        # training clusters as large as the test's: a critic that never saw clusters of 150
-        # points prefers to split them into pieces of the sizes it knows (limits.md)
-        train = synthetic_problems(n_train_problems, families=others, n_features=(2, 8),
-                                   points_per_class=(20, max(100, int(points_per_class[1]))), seed=seed)
-        critic, _, training_set = fit_critic(train, cfg, seed=seed, device=device, progress=False)
-        if adversarial_rounds:
-            critic, _ = adversarial_training(critic, train, training_set, cfg, rounds=adversarial_rounds,
-                                             problems_per_round=adversarial_problems,
-                                             epochs_per_round=max(1, cfg.epochs // 2), generations=generations,
-                                             population_size=population_size, seed=seed, progress=False)
+        critic = reward
+        if reward is None:
+            others = trained_on[family] = tuple(f for f in SYNTHETIC_FAMILIES if f != family)
+            # training clusters as large as the test's: a critic that never saw clusters of 150
+            # points prefers to split them into pieces of the sizes it knows (limits.md)
+            train = synthetic_problems(n_train_problems, families=others, n_features=(2, 8),
+                                       points_per_class=(20, max(100, int(points_per_class[1]))), seed=seed)
+            critic, _, training_set = fit_critic(train, cfg, seed=seed, device=device, progress=False)
+            if adversarial_rounds:
+                critic, _ = adversarial_training(critic, train, training_set, cfg, rounds=adversarial_rounds,
+                                                 problems_per_round=adversarial_problems,
+                                                 epochs_per_round=max(1, cfg.epochs // 2),
+                                                 generations=generations, population_size=population_size,
+                                                 seed=seed, progress=False)
         for i in range(n_problems):
             p = synthetic_problem(family, n_clusters=k, points_per_class=points_per_class,
-                                  seed=seed + 1000 + i)
-            run = dict(generations=generations, population_size=population_size, seed=seed + i)
-            found = {
-                "k-means (true K)": KMeans(k, n_init=3, random_state=seed).fit_predict(p.X),
-                "agent (true K)": cluster(p.X, critic=critic, n_clusters=k, **run).labels,
-                "agent (K found)": cluster(p.X, critic=critic, **run).labels,
-            }
-            scores = {method: external_scores(p.labels, labels) for method, labels in found.items()}
-            rows += [{"family": family, "problem": i, "method": method, "K_true": k,
-                      "K_found": int(labels.max()) + 1, **scores[method]} for method, labels in found.items()]
-            kmeans_acc = scores["k-means (true K)"]["acc"]
-            if kmeans_acc < worst_kmeans_acc.get(family, np.inf):
-                worst_kmeans_acc[family] = kmeans_acc
+                                  seed=seeds.synthetic + i)
+            found = run_methods(p.X, k, methods, critic, generations, population_size, seed + i)
+            scored = score_rows(p.labels, found, family=family, problem=i)
+            rows += scored
+            # the example shown: the problem where k-means (true K), or else the first method, did worst
+            ref = next((r for r in scored if r["method"] == KMEANS_TRUE_K), scored[0])["acc"]
+            if ref < worst.get(family, np.inf):
+                worst[family] = ref
                 examples[family] = {"problem": i, "X": p.X, "truth": p.labels, "labels": found}
-    return SyntheticComparison(pd.DataFrame(rows), examples, trained_on)
+    columns = ["family", "problem", "method", "K_true", "K_found", "acc", "nmi", "ari"]
+    return SyntheticComparison(pd.DataFrame(rows)[columns], examples, trained_on, seeds)
