@@ -149,7 +149,7 @@ def agent_case(critic: Any, n_points: int, generations: int = 20, population_siz
 
     p = synthetic_problem("blobs", n_clusters=8, points_per_class=n_points // 8, n_features=32, seed=seed)
     device = critic.device
-    run = dict(critic=critic, generations=generations, population_size=population_size, seed=seed)
+    run = dict(reward=critic, generations=generations, population_size=population_size, seed=seed)
     t0 = time.perf_counter()
     res = cluster(p.X, **run)
     wall = time.perf_counter() - t0
