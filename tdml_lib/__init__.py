@@ -37,7 +37,7 @@ _LAZY = {
 }
 
 _SUBMODULES = {"agent", "baselines", "candidates", "critic", "data", "device", "estimator", "evaluate", "experiments",
-               "features", "gae", "graphs", "io", "metrics", "plotting", "problems", "runner",
+               "features", "gae", "graphs", "io", "metrics", "plotting", "probe", "problems", "runner",
                "validation", "bench", "checkpoint", "reference"}
 
 

@@ -1,6 +1,6 @@
 """Block A: the evolutionary agent that clusters by maximising a reward.
 
-A DEAP genetic algorithm over label vectors (DESIGN.md "Agent"; DEAP's ``onemax``
+A DEAP genetic algorithm over label vectors (DEAP's ``onemax``
 example style: ``creator`` classes, ``tools.selTournament``, ``Statistics`` and a
 ``Logbook``):
 

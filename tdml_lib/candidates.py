@@ -1,11 +1,11 @@
 """Near misses: wrong clusterings that look almost right, for training and evaluation.
 
 The critic learns what a correct clustering looks like by contrast with *proposals*
-(DESIGN.md, block C), and the poster's Best / Top-3 ranks the correct clustering among a
+(block C), and the poster's Best / Top-3 ranks the correct clustering among a
 fixed set of them. Both need negatives that are hard: if every negative were a random
 partition, silhouette would already rank the truth first and the evaluation would
 measure nothing. This module generates, for any point set ``X`` and its correct
-clustering, seeded near misses of these kinds (DESIGN.md, "Critic"):
+clustering, seeded near misses of these kinds:
 
 * **label noise** at several rates: a fraction of points moved to another existing
   cluster, either to the cluster whose centroid is nearest the point (``nearest``),
@@ -392,6 +392,48 @@ def training_negatives(problem: Problem, n: int, seed: int) -> np.ndarray:
     return np.stack([c.labels for c in cands])
 
 
+#: Degenerate clusterings an optimiser finds first when a reward has holes. They are
+#: always among the critic's training negatives (never in the evaluation candidate sets,
+#: which stay as they were fixed): a single cluster, one cluster per point, 5 % of the
+#: points split off as singletons, random labels with the true K and with a large K.
+DEGENERATE_KINDS = ("one_cluster", "all_singletons", "singletons_5", "random_K", "random_large_K")
+
+
+def _degenerate(kind: str, truth: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    n, k = len(truth), int(truth.max()) + 1
+    if kind == "one_cluster":
+        return np.zeros(n, dtype=np.int64)
+    if kind == "all_singletons":
+        return np.arange(n, dtype=np.int64)
+    if kind == "singletons_5":
+        out = truth.copy()
+        pts = rng.choice(n, size=max(1, round(0.05 * n)), replace=False)
+        out[pts] = k + np.arange(len(pts))
+        return canonical_labels(out)
+    if kind == "random_K":
+        return _random_partition(n, k, rng) if k >= 2 else None
+    large = min(n, max(3 * k, 10))
+    return _random_partition(n, large, rng)
+
+
+def degenerate_negatives(problem: Problem, n: int, seed: int) -> np.ndarray:
+    """``n`` degenerate clusterings of a problem (kinds of :data:`DEGENERATE_KINDS` taken
+    in turn, random ones drawn anew), as an int64 array (m, n_points), m <= n: those equal
+    to the truth or to each other are dropped."""
+    _check_problem(problem)
+    rng = np.random.default_rng(_check_seed(seed))
+    seen = {problem.labels.tobytes()}
+    out = []
+    for i in range(4 * n):
+        if len(out) == n:
+            break
+        lab = _degenerate(DEGENERATE_KINDS[i % len(DEGENERATE_KINDS)], problem.labels, rng)
+        if lab is not None and lab.tobytes() not in seen:
+            seen.add(lab.tobytes())
+            out.append(lab)
+    return np.stack(out) if out else np.zeros((0, problem.n_points), dtype=np.int64)
+
+
 def _check_problem(problem: object) -> None:
     if not isinstance(problem, Problem):
         raise ValueError(f"problem must be a tdml_lib.problems.Problem, got {type(problem).__name__}; "
@@ -426,7 +468,7 @@ class CandidateSet:
 
 def candidate_set(problem: Problem, n_negatives: int = 19, seed: int = 0,
                   extra: Sequence[object] | np.ndarray | None = None) -> CandidateSet:
-    """The poster's fixed candidates for one problem (DESIGN.md, "Evaluation").
+    """The poster's fixed candidates for one problem.
 
     The correct clustering plus ``n_negatives`` near misses (:func:`near_misses`), plus
     ``extra`` negatives (e.g. the agent's proposals, kind ``"agent"``), in a seeded

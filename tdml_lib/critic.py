@@ -1,17 +1,17 @@
 """Block C: the critic, a learned reward ``R(X, labels)`` that grades a whole clustering.
 
-A shallow MLP on block B's embedding (:class:`~tdml_lib.gae.ClusteringEmbedder`) is
-trained as a Wasserstein critic with gradient penalty (Gulrajani et al. 2017): *real* =
-embeddings of correct clusterings, *fake* = proposals (near misses from
-:mod:`tdml_lib.candidates` and, in the adversarial loop, the agent's best finds). The
-poster's Eq. (1) asks that the perfect clustering beat the best proposal by the largest
-margin; it enters as a per-problem hinge term
-
-    L_hinge = mean_p [ relu(m - (r(s*_p) - max_d r(d))) + mean_d relu(m - (r(s*_p) - r(d))) ]
-
-so the loss is ``L_WGAN + lambda_gp * GP + lambda_hinge * L_hinge`` (weights are
-replication choices). The critic's score of a clustering is ``R``; higher is better.
-Explained in chapter 3; evaluated across domains in chapter 5.
+A shallow MLP on block B's embedding (:class:`~tdml_lib.gae.ClusteringEmbedder`). The
+poster's Eq. (1) asks that, for each labelled problem, the perfect clustering beat the
+best proposal found with the reward by the largest margin. The critic is therefore
+trained *per problem*: each training problem brings its correct clustering, near misses
+(:mod:`tdml_lib.candidates`), degenerate clusterings (one cluster, one cluster per
+point, singletons split off, random labels) and, in the adversarial loop, the agent's
+best finds; the loss (:func:`critic_loss`) is a listwise cross-entropy with the truth
+as the target plus Eq. (1)'s margin as a hinge. A per-problem Wasserstein critic with
+gradient penalty (Gulrajani et al. 2017) is the alternative objective, kept for the
+ablation of chapter 3. Scores of different problems are never compared, only the
+candidates of one problem. The critic's score of a clustering is ``R``; higher is
+better. Explained in chapter 3; evaluated across domains in chapter 5.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class CriticNet(nn.Module):
-    """MLP with two hidden layers (DESIGN.md "Critic"); no normalisation layers, as
+    """MLP with two hidden layers; no normalisation layers, as
     WGAN-GP asks (the gradient penalty is per sample)."""
 
     def __init__(self, in_dim: int, hidden: int = 64) -> None:
@@ -174,21 +174,36 @@ def load_critic(path: str | Path | None = None, device: str | torch.device | Non
 
 # --- training -----------------------------------------------------------------------------
 
+OBJECTIVES = ("listwise", "wgan-gp")
+
+
 @dataclass
 class CriticConfig:
-    """Hyper-parameters of critic training (replication choices, DESIGN.md)."""
+    """Hyper-parameters of critic training (replication choices, chapter 3).
+
+    ``objective`` chooses the loss (:func:`critic_loss`): ``"listwise"`` (the default,
+    what ships) or ``"wgan-gp"`` (a per-problem Wasserstein critic, kept for the
+    ablation of chapter 3). Both add the poster's Eq. (1) margin term.
+    """
 
     n_negatives: int = 24          # near misses per training problem
+    n_degenerate: int = 6          # degenerate negatives per problem (candidates.degenerate_negatives)
     epochs: int = 150              # passes over the training problems
     problems_per_step: int = 16
     lr: float = 1e-3
+    weight_decay: float = 1e-4
     hidden: int = 64
-    lambda_gp: float = 0.1
-    lambda_hinge: float = 5.0
+    objective: str = "listwise"
+    lambda_margin: float = 1.0     # weight of Eq. (1)'s margin term
     margin: float = 1.0
+    lambda_gp: float = 10.0        # gradient penalty weight ("wgan-gp" only; Gulrajani et al.)
     gae_epochs: int = 10
     gae_clusterings: int = 3       # clusterings per problem the GAE trains on
     k: int = graphs.DEFAULT_K
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}.")
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -206,45 +221,82 @@ class TrainingSet:
 
 
 def embed_training_set(embedder: ClusteringEmbedder, problems: Sequence[Problem], n_negatives: int,
-                       seed: int, progress: bool = False) -> TrainingSet:
-    """Embed each problem's truth and ``n_negatives`` near misses (block B, frozen)."""
+                       seed: int, progress: bool = False, n_degenerate: int = 0) -> TrainingSet:
+    """Embed each problem's truth, ``n_negatives`` near misses and ``n_degenerate``
+    degenerate clusterings (block B, frozen)."""
     from tqdm.auto import tqdm
 
-    from .candidates import training_negatives
+    from .candidates import degenerate_negatives, training_negatives
 
     ts = TrainingSet()
     for i, p in enumerate(tqdm(problems, desc="embedding", disable=not progress)):
-        negs = training_negatives(p, n_negatives, seed=seed * 100_003 + i)
-        e = embedder.embed_many(p.X, np.vstack([p.labels[None], negs]))
+        negs = [training_negatives(p, n_negatives, seed=seed * 100_003 + i)]
+        if n_degenerate:
+            negs.append(degenerate_negatives(p, n_degenerate, seed=seed * 100_003 + i))
+        e = embedder.embed_many(p.X, np.vstack([p.labels[None], *negs]))
         ts.real.append(e[0])
         ts.fake.append(e[1:])
     return ts
 
 
-def _gradient_penalty(critic: ClusteringCritic, real: torch.Tensor, fake: torch.Tensor,
-                      gen: torch.Generator) -> torch.Tensor:
-    alpha = torch.rand(real.shape[0], 1, generator=gen).to(real.device)
-    mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+def _margin_term(r_real: torch.Tensor, r_fake: torch.Tensor, margin: float) -> torch.Tensor:
+    """Eq. (1) as a hinge: the truth must beat the best proposal by ``margin``."""
+    return torch.relu(margin - (r_real - r_fake.max()))
+
+
+def _within_problem_gp(critic: "ClusteringCritic", real: torch.Tensor, fake: torch.Tensor,
+                       gen: torch.Generator) -> torch.Tensor:
+    """Gradient penalty on points between a problem's truth and its own proposals."""
+    alpha = torch.rand(fake.shape[0], 1, generator=gen).to(real.device)
+    mix = (alpha * real[None] + (1 - alpha) * fake).detach().requires_grad_(True)
     grad, = torch.autograd.grad(critic.reward(mix).sum(), mix, create_graph=True)
     return ((grad.norm(dim=1) - 1) ** 2).mean()
 
 
-def critic_loss(critic: ClusteringCritic, ts: TrainingSet, batch: Sequence[int], cfg: CriticConfig,
+def critic_loss(critic: "ClusteringCritic", ts: TrainingSet, batch: Sequence[int], cfg: CriticConfig,
                 gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-    """WGAN-GP loss + Eq. (1) hinge on a batch of training problems."""
-    real = torch.stack([ts.real[i] for i in batch])
-    fakes = [ts.fake[i] for i in batch]
-    r_real = critic.reward(real)
-    r_fakes = [critic.reward(f) for f in fakes]
-    all_fake = torch.cat(fakes)
-    wgan = torch.cat(r_fakes).mean() - r_real.mean()
-    pick = torch.randint(0, all_fake.shape[0], (real.shape[0],), generator=gen).to(real.device)
-    gp = _gradient_penalty(critic, real, all_fake[pick], gen)
-    hinge = torch.stack([torch.relu(cfg.margin - (rr - rf.max())) + torch.relu(cfg.margin - (rr - rf)).mean()
-                         for rr, rf in zip(r_real, r_fakes)]).mean()
-    loss = wgan + cfg.lambda_gp * gp + cfg.lambda_hinge * hinge
-    parts = {"loss": loss, "wgan": wgan, "gp": gp, "hinge": hinge}
-    return loss, {name: float(t.detach()) for name, t in parts.items()}
+    """The critic's loss on a batch of training problems, one problem at a time.
+
+    Eq. (1) of the poster asks, for every problem, that the correct clustering ``s*``
+    beat the best proposal by the largest margin; scores of different problems never
+    need to be comparable. Per problem p with truth score ``r*`` and proposal scores
+    ``r_d``:
+
+    * ``"listwise"``: ``-log softmax(r*, r_1..r_m)`` (cross-entropy with the truth as
+      target: pushes the truth above *every* proposal, hardest first)
+      ``+ lambda_margin * relu(m - (r* - max_d r_d))`` (Eq. (1) as a hinge);
+    * ``"wgan-gp"``: the Wasserstein reading *within* the problem,
+      ``mean_d r_d - r*`` ``+ lambda_gp * GP`` on interpolations between the truth and
+      that problem's own proposals, plus the same margin term.
+
+    Returns:
+        (mean loss over the batch, its parts as floats for the history).
+    """
+    parts: dict[str, list[torch.Tensor]] = {"loss": [], "rank": [], "margin": []}
+    first = []
+    if cfg.objective == "wgan-gp":
+        parts["gp"] = []
+    for i in batch:
+        real, fake = ts.real[i], ts.fake[i]
+        r = critic.reward(torch.cat([real[None], fake]))
+        r_real, r_fake = r[0], r[1:]
+        margin = _margin_term(r_real, r_fake, cfg.margin)
+        if cfg.objective == "listwise":
+            rank = -torch.log_softmax(r, 0)[0]
+            loss = rank + cfg.lambda_margin * margin
+        else:
+            rank = r_fake.mean() - r_real
+            gp = _within_problem_gp(critic, real, fake, gen)
+            parts["gp"].append(gp)
+            loss = rank + cfg.lambda_gp * gp + cfg.lambda_margin * margin
+        parts["loss"].append(loss)
+        parts["rank"].append(rank)
+        parts["margin"].append(margin)
+        first.append(bool(r_real.detach() > r_fake.detach().max()))
+    stacked = {name: torch.stack(v).mean() for name, v in parts.items()}
+    log = {name: float(t.detach()) for name, t in stacked.items()}
+    log["truth_first"] = float(np.mean(first))
+    return stacked["loss"], log
 
 
 def train_critic_net(critic: ClusteringCritic, ts: TrainingSet, cfg: CriticConfig, seed: int = 0,
@@ -260,7 +312,9 @@ def train_critic_net(critic: ClusteringCritic, ts: TrainingSet, cfg: CriticConfi
     epochs = cfg.epochs if epochs is None else epochs
     device = critic.device
     ts = TrainingSet([r.to(device) for r in ts.real], [f.to(device) for f in ts.fake])
-    opt = torch.optim.Adam(critic.net.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    # WGAN-GP's Adam settings (Gulrajani et al.) for that objective; Adam's defaults otherwise
+    betas = (0.5, 0.9) if cfg.objective == "wgan-gp" else (0.9, 0.999)
+    opt = torch.optim.Adam(critic.net.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     rows: list[dict[str, float]] = []
     ckpt = None if checkpoint is None else Checkpointer(
@@ -327,7 +381,7 @@ def fit_critic(problems: Sequence[Problem], cfg: CriticConfig | None = None, see
     embedder = embedder.to(dev).eval()
     for prm in embedder.parameters():
         prm.requires_grad_(False)
-    ts = embed_training_set(embedder, problems, cfg.n_negatives, seed, progress)
+    ts = embed_training_set(embedder, problems, cfg.n_negatives, seed, progress, n_degenerate=cfg.n_degenerate)
     critic = ClusteringCritic(embedder, cfg.hidden, metadata).to(dev)
     allemb = torch.cat([torch.stack(ts.real)] + ts.fake)
     critic.emb_mean.copy_(allemb.mean(0))

@@ -8,7 +8,7 @@ Davies–Bouldin — scores every candidate from ``X`` alone. *Best* is the perc
 problems where the correct clustering is ranked first, *Top k* where it is among the
 first ``k`` (the poster's Best / Top 3); ties count against the truth
 (:func:`tdml_lib.metrics.rank_of`). Each percentage comes with a Wilson 95 % interval,
-since a book run has tens of problems, not thousands (DESIGN.md, "Evaluation").
+since a book run has tens of problems, not thousands.
 
 A scorer never sees the true labels: they are used only to know where the truth sits
 in each candidate set after scoring. Explained in chapter 3; the transfer table in

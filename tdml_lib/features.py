@@ -1,9 +1,9 @@
-"""Image features fitted on the *training* domain only (DESIGN.md "Image features").
+"""Image features fitted on the *training* domain only.
 
 The default feature map is a PCA (scikit-learn) of pixels scaled to [0, 1] with 32
 components, fitted on a sample of the training domain's training split and applied
 unchanged to every test domain, so no test domain leaks into training. Both the PCA
-(rather than DESIGN.md's alternative, a shallow conv auto-encoder) and the 32
+(rather than a shallow conv auto-encoder) and the 32
 components are replication choices: the poster names no feature extractor. Used by
 chapters 1-5.
 """

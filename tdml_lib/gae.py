@@ -7,9 +7,12 @@ GAE. The *graph embedding* of a clustering is then a fixed-size vector, whatever
 number of points, clusters or input dimensions:
 
 1. per cluster, the mean of its node codes and of its raw node features;
-2. over clusters, the mean, max and standard deviation of those cluster vectors;
-3. global statistics: number of clusters, log n, share of same-cluster kNN edges,
-   normalised size entropy, smallest and largest cluster share.
+2. over clusters, the mean, max, min and standard deviation of those cluster vectors;
+3. whole-clustering statistics (:func:`tdml_lib.graphs.clustering_statistics`): log of
+   the number of clusters, size shares, quantiles of the silhouette-like score and of
+   the kNN agreement, centroid side against kNN majority, top cuts, boundary density.
+   All are scale-free; none depends on n directly (log n was a feature once, and a
+   critic trained on small problems then misjudged large ones).
 
 Including the pooled *raw* node features beside the learned codes is a replication
 choice: it keeps the silhouette-like statistics in the embedding verbatim, so the critic
@@ -33,8 +36,9 @@ from .io import load_torch, save_torch
 from .validation import check_labelings, check_points
 
 MAX_NODES_PER_PASS = 2 ** 18   # nodes (clusterings x points) per forward pass: bounds memory
-GLOBAL_FEATURES = ("n_clusters", "log_n", "intra_edges", "size_entropy", "min_size", "max_size")
-FORMAT_VERSION = 1
+GLOBAL_FEATURES = graphs.STATISTICS
+_POOLS = ("mean", "max", "min", "std")
+FORMAT_VERSION = 2   # 2: scale-free node features, min pooling, clustering statistics
 
 
 class GCNEncoder(nn.Module):
@@ -90,28 +94,17 @@ class GCNEncoder(nn.Module):
 
 
 def _pool_over_clusters(values: torch.Tensor, onehot: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """(B, n, h) node values -> (B, 3h): per-cluster means, then mean/max/std over clusters."""
+    """(B, n, h) node values -> (B, 4h): per-cluster means, then their mean, max, min and
+    standard deviation over clusters (every cluster counts once, whatever its size)."""
     present = counts > 0                                                  # (B, K)
     cluster_means = onehot.transpose(1, 2) @ values / counts.clamp(min=1)[..., None]   # (B, K, h)
     w = present.to(values.dtype)[..., None]
     n_present = w.sum(1)                                                  # (B, 1)
     mean = (cluster_means * w).sum(1) / n_present
     mx = cluster_means.masked_fill(~present[..., None], float("-inf")).amax(1)
+    mn = cluster_means.masked_fill(~present[..., None], float("inf")).amin(1)
     var = (((cluster_means - mean[:, None]) ** 2) * w).sum(1) / n_present
-    return torch.cat([mean, mx, var.clamp(min=0).sqrt()], dim=1)
-
-
-def _global_features(feats: graphs.ClusteringFeatures) -> torch.Tensor:
-    counts = feats.counts
-    n = counts.sum(1, keepdim=True)
-    present = counts > 0
-    k = present.sum(1, keepdim=True).to(counts.dtype)
-    p = counts / n
-    entropy = -(p * torch.log(p.clamp(min=1e-12))).sum(1, keepdim=True)
-    entropy = torch.where(k > 1, entropy / torch.log(k.clamp(min=2)), torch.ones_like(entropy))
-    share = p.masked_fill(~present, float("inf")).amin(1, keepdim=True)
-    intra = feats.same.to(counts.dtype).mean((1, 2))[:, None]
-    return torch.cat([k, torch.log(n), intra, entropy, share, p.amax(1, keepdim=True)], dim=1)
+    return torch.cat([mean, mx, mn, var.clamp(min=0).sqrt()], dim=1)
 
 
 class ClusteringEmbedder(nn.Module):
@@ -132,7 +125,7 @@ class ClusteringEmbedder(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
-        return 3 * (self.code_dim + len(graphs.NODE_FEATURES)) + len(GLOBAL_FEATURES)
+        return len(_POOLS) * (self.code_dim + len(graphs.NODE_FEATURES)) + len(GLOBAL_FEATURES)
 
     @property
     def device(self) -> torch.device:
@@ -145,7 +138,7 @@ class ClusteringEmbedder(nn.Module):
     def encode(self, ps: graphs.PointSet, labels: torch.Tensor) -> tuple[torch.Tensor, graphs.ClusteringFeatures]:
         """Node codes (B, n, code_dim) of B clusterings (B, n), with their features."""
         feats = graphs.clustering_features(ps, labels)
-        weight = feats.same.to(ps.X.dtype) * torch.exp(-ps.knn_dist)[None]
+        weight = feats.same.to(ps.X.dtype) * graphs.edge_weights(ps)[None]
         return self.gae.encoder.forward_knn(feats.x, ps.knn, weight), feats
 
     def embed_prepared(self, ps: graphs.PointSet, labels: torch.Tensor) -> torch.Tensor:
@@ -153,7 +146,7 @@ class ClusteringEmbedder(nn.Module):
         codes, feats = self.encode(ps, labels)
         return torch.cat([_pool_over_clusters(codes, feats.onehot, feats.counts),
                           _pool_over_clusters(feats.x, feats.onehot, feats.counts),
-                          _global_features(feats)], dim=1)
+                          graphs.clustering_statistics(ps, labels, feats)], dim=1)
 
     # -- public ----------------------------------------------------------------------
     def prepare(self, X: object) -> graphs.PointSet:
@@ -226,7 +219,7 @@ def _sample_loss(embedder: ClusteringEmbedder, ps: graphs.PointSet, labels: torc
     (weight 0, which is the same as removing the edge) and returned as the positives.
     """
     feats = graphs.clustering_features(ps, labels)
-    weight = feats.same.to(ps.X.dtype) * torch.exp(-ps.knn_dist)[None]        # (B, n, k)
+    weight = feats.same.to(ps.X.dtype) * graphs.edge_weights(ps)[None]        # (B, n, k)
     edge_index, _ = graphs.edge_batch(ps, feats.same)
     positive = feats.same.reshape(-1)
     if holdout > 0:
@@ -309,7 +302,7 @@ def embedding_feature_names(embedder: ClusteringEmbedder) -> list[str]:
     names = []
     for prefix, dims in (("code", [f"z{i}" for i in range(embedder.code_dim)]),
                          ("feat", list(graphs.NODE_FEATURES))):
-        for stat in ("mean", "max", "std"):
+        for stat in _POOLS:
             names += [f"{prefix}:{d}:{stat}" for d in dims]
     return names + list(GLOBAL_FEATURES)
 

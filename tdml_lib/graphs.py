@@ -2,26 +2,33 @@
 
 Nodes are the points; edges are the k nearest neighbours of each point (computed once
 per point set, since only labels change between candidate clusterings); each edge is
-marked same-cluster or not and carries its distance. Node features are geometric and
-dimension-free (DESIGN.md "Graph (block B)"):
+marked same-cluster or not and carries its distance. Node features are geometric,
+dimension-free, **scale-free** (ratios of distances, shares, ranks) and close to
+invariant when the point set is subsampled, so that a critic learned on one dataset
+meets the same ranges on another (chapter 2; the glossary lists them):
 
 ====================  =================================================================
-``d_own``             distance to own centroid
-``d_other``           distance to the nearest other centroid
-``a``                 root mean squared distance to the own cluster (silhouette's a(i))
-``b``                 the same to the nearest other cluster (silhouette's b(i))
-``s``                 silhouette-like (b - a) / max(a, b); 0 when there is one cluster
-``density``           mean distance to the k nearest neighbours (label-free)
+``s``                 silhouette-like (b - a) / max(a, b): a = RMS distance to the own
+                      cluster, b = to the nearest other cluster; 0 for a point alone in
+                      its cluster or when there is one cluster (as scikit-learn does)
+``ratio``             distance to own centroid / to the nearest other centroid (cut at 3)
+``wrong_side``        1 when the point is nearer another cluster's centroid
+``a_ratio``           a / b (cut at 3)
 ``size``              own cluster's share of the points
 ``agree``             share of the k nearest neighbours in the own cluster
 ``agree_near``        the same for the k/2 nearest
+``rel_density``       log of the point's mean kNN distance over its cluster's mean
 ====================  =================================================================
 
 Replication choices (the poster gives none of these):
 
 * Distances are divided by the point set's RMS pairwise distance
-  ``sqrt(2 * mean ||x_i - mean(x)||^2)`` instead of the median distance of DESIGN.md:
-  exact, O(n d), and invariant to point order, translation and scale.
+  ``sqrt(2 * mean ||x_i - mean(x)||^2)`` (exact, O(n d), invariant to point order,
+  translation and scale), and edge weights use distances relative to the point set's
+  mean kNN distance, so they do not drift when n changes.
+* No absolute distance or density is a feature. An earlier version had them (distance to
+  the centroids, a(i), b(i), kNN distance); on Fashion they sat 3-6 standard deviations
+  away from their Numbers range and a Numbers-trained critic did not transfer (chapter 3).
 * a(i) and b(i) use *squared* distances, because the mean squared distance to a
   cluster is ``||x_i - c||^2 + var(cluster)``: O(n K d) per clustering instead of the
   O(n^2) of the true silhouette, so that thousands of clusterings are cheap.
@@ -41,7 +48,8 @@ import torch.nn.functional as F
 from .device import resolve_device
 from .validation import scaled_points
 
-NODE_FEATURES = ("d_own", "d_other", "a", "b", "s", "density", "size", "agree", "agree_near")
+NODE_FEATURES = ("s", "ratio", "wrong_side", "a_ratio", "size", "agree", "agree_near", "rel_density")
+_RATIO_CAP = 3.0
 DEFAULT_K = 10
 _CDIST_CHUNK = 4096
 
@@ -129,11 +137,19 @@ class ClusteringFeatures:
     same: torch.Tensor       # (B, n, k) bool, neighbour in the same cluster
 
 
+def edge_weights(ps: PointSet) -> torch.Tensor:
+    """(n, k) weights ``exp(-d / mean d)`` of the kNN edges: distances relative to the
+    point set's mean kNN distance, so that subsampling (larger kNN distances) leaves
+    them about the same."""
+    return torch.exp(-ps.knn_dist / ps.knn_dist.mean().clamp(min=1e-12))
+
+
 def clustering_features(ps: PointSet, labels: torch.Tensor) -> ClusteringFeatures:
     """Node features of B clusterings ``labels`` (B, n) of the point set ``ps``."""
     B, n = labels.shape
     K = int(labels.max()) + 1
-    onehot = F.one_hot(labels, K).to(ps.X.dtype)                       # (B, n, K)
+    dtype = ps.X.dtype
+    onehot = F.one_hot(labels, K).to(dtype)                            # (B, n, K)
     counts = onehot.sum(1)                                             # (B, K)
     present = counts > 0
     centroids = onehot.transpose(1, 2) @ ps.X / counts.clamp(min=1)[..., None]   # (B, K, d)
@@ -149,25 +165,108 @@ def clustering_features(ps: PointSet, labels: torch.Tensor) -> ClusteringFeature
     a = mean_sq.gather(2, own).squeeze(2).sqrt()
     other = onehot.bool() | ~present[:, None, :]                       # own or unused -> excluded
     has_other = (present.sum(1) > 1)[:, None].expand(B, n)
-    inf = torch.tensor(float("inf"), device=ps.device, dtype=ps.X.dtype)
-    d_other = torch.where(has_other, sq_dist.masked_fill(other, inf).amin(2).sqrt(), d_own)
-    b = torch.where(has_other, mean_sq.masked_fill(other, inf).amin(2).sqrt(), a)
-    s = torch.where(has_other, (b - a) / torch.maximum(a, b).clamp(min=1e-12), torch.zeros_like(a))
-    size = counts.gather(1, labels) / n
+    inf = torch.tensor(float("inf"), device=ps.device, dtype=dtype)
+    d_other = sq_dist.masked_fill(other, inf).amin(2).sqrt()
+    b = mean_sq.masked_fill(other, inf).amin(2).sqrt()
+    size_count = counts.gather(1, labels)                              # (B, n)
+    # a point alone in its cluster, or a single cluster: no silhouette (scikit-learn's 0),
+    # ratios of 1 (neither side), so that splitting off singletons earns nothing
+    defined = has_other & (size_count > 1)
+    one = torch.ones_like(a)
+    s = torch.where(defined, (b - a) / torch.maximum(a, b).clamp(min=1e-12), torch.zeros_like(a))
+    ratio = torch.where(defined, (d_own / d_other.clamp(min=1e-12)).clamp(max=_RATIO_CAP), one)
+    a_ratio = torch.where(defined, (a / b.clamp(min=1e-12)).clamp(max=_RATIO_CAP), one)
+    wrong_side = (defined & (d_own > d_other)).to(dtype)
+    size = size_count / n
     same = labels[:, ps.knn] == labels[..., None]                      # (B, n, k)
     near = max(1, ps.k // 2)
-    agree = same.to(ps.X.dtype).mean(2)
-    agree_near = same[..., :near].to(ps.X.dtype).mean(2)
-    density = ps.density[None].expand(B, n)
-    x = torch.stack([d_own, d_other, a, b, s, density, size, agree, agree_near], dim=2)
+    agree = same.to(dtype).mean(2)
+    agree_near = same[..., :near].to(dtype).mean(2)
+    dens = ps.density.clamp(min=1e-12)[None].expand(B, n)
+    cluster_dens = (onehot.transpose(1, 2) @ dens[..., None]).squeeze(-1) / counts.clamp(min=1)   # (B, K)
+    rel_density = torch.log(dens / cluster_dens.gather(1, labels).clamp(min=1e-12)).clamp(-3.0, 3.0)
+    x = torch.stack([s, ratio, wrong_side, a_ratio, size, agree, agree_near, rel_density], dim=2)
     return ClusteringFeatures(x, onehot, counts, same)
+
+
+#: Per-clustering statistics of :func:`clustering_statistics`, in order.
+STATISTICS = ("log_k", "intra_edges", "size_entropy", "min_size", "max_size",
+              "s_q05", "s_q25", "s_q50", "agree_q10", "agree_q25", "agree_q50",
+              "wrong_agreeing", "right_disagreeing", "wrong_disagreeing",
+              "top_cut_max", "top_cut_mean", "boundary_density")
+
+
+def _top_cut(ps: PointSet, labels: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Per cluster, the share of its kNN edges that go to the one other cluster it touches
+    most (B, K): high for a cluster cut out of a larger one (a *split*). Counted by sorting
+    the cross-cluster edges, so memory is O(B n k) whatever K is."""
+    B, n = labels.shape
+    K = counts.shape[1]
+    nb = labels[:, ps.knn]                                              # (B, n, k)
+    own = labels[..., None].expand_as(nb)
+    cross = nb != own
+    batch = torch.arange(B, device=labels.device)[:, None, None].expand_as(nb)
+    key = ((batch * K + own) * K + nb)[cross]
+    out = torch.zeros(B * K, dtype=counts.dtype, device=labels.device)
+    if key.numel():
+        pairs, pair_counts = torch.unique(key, return_counts=True)
+        out.scatter_reduce_(0, pairs // K, pair_counts.to(counts.dtype), reduce="amax")
+    return out.reshape(B, K) / (counts * ps.k).clamp(min=1)
+
+
+def clustering_statistics(ps: PointSet, labels: torch.Tensor, feats: ClusteringFeatures) -> torch.Tensor:
+    """Whole-clustering statistics (B, len(STATISTICS)), all scale-free and batched with no
+    O(n^2) pass (chapter 2; the glossary defines each):
+
+    * ``log_k`` and the size shares: log of the number of clusters, the share of kNN edges
+      inside clusters, the normalised entropy of the cluster sizes, the smallest and
+      largest cluster's share;
+    * quantiles of the silhouette-like ``s`` and of the kNN agreement over points;
+    * how the centroid side and the kNN majority agree: points nearer another centroid
+      whose neighbours mostly share their cluster (a true clustering keeps many), points
+      on their centroid's side whose neighbours mostly do not (what moving boundary
+      points to the nearest centroid creates), and both;
+    * the largest and mean *top cut* (:func:`_top_cut`);
+    * the density at cross-cluster edges relative to the mean density (true classes are
+      often cut along low-density valleys, k-means cuts through dense regions).
+    """
+    counts = feats.counts
+    present = counts > 0
+    n = counts.sum(1, keepdim=True)
+    k = present.sum(1, keepdim=True).to(counts.dtype)
+    p = counts / n
+    entropy = -(p * torch.log(p.clamp(min=1e-12))).sum(1, keepdim=True)
+    entropy = torch.where(k > 1, entropy / torch.log(k.clamp(min=2)), torch.ones_like(entropy))
+    min_share = p.masked_fill(~present, float("inf")).amin(1, keepdim=True)
+    intra = feats.same.to(counts.dtype).mean((1, 2))[:, None]
+    col = {name: feats.x[..., i] for i, name in enumerate(NODE_FEATURES)}
+    qs = torch.tensor([0.05, 0.25, 0.5], dtype=counts.dtype, device=counts.device)
+    qa = torch.tensor([0.1, 0.25, 0.5], dtype=counts.dtype, device=counts.device)
+    s_q = torch.quantile(col["s"], qs, dim=1).T
+    a_q = torch.quantile(col["agree"], qa, dim=1).T
+    wrong = col["wrong_side"]
+    disagree = (col["agree"] < 0.5).to(counts.dtype)
+    joint = torch.stack([(wrong * (1 - disagree)).mean(1), ((1 - wrong) * disagree).mean(1),
+                         (wrong * disagree).mean(1)], 1)
+    cut = _top_cut(ps, labels, counts)
+    cut_max = cut.amax(1, keepdim=True)
+    cut_mean = (cut * present).sum(1, keepdim=True) / k
+    inv = 1.0 / ps.density.clamp(min=1e-12)
+    inv = inv / inv.mean()
+    edge_density = 0.5 * (inv[:, None] + inv[ps.knn])                   # (n, k)
+    crossing = (~feats.same).to(counts.dtype)
+    n_cross = crossing.sum((1, 2))
+    boundary = torch.where(n_cross > 0, (crossing * edge_density[None]).sum((1, 2)) / n_cross.clamp(min=1),
+                           torch.ones_like(n_cross))[:, None]
+    return torch.cat([torch.log(k), intra, entropy, min_share, p.amax(1, keepdim=True), s_q, a_q, joint,
+                      cut_max, cut_mean, boundary], dim=1)
 
 
 def edge_batch(ps: PointSet, same: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Edges of B clustering graphs of one point set as one disjoint union.
 
     Messages flow from each neighbour to the point (PyG's source -> target). An edge's
-    weight is ``exp(-distance)`` when it joins two points of the same cluster and 0
+    weight is ``exp(-distance / mean kNN distance)`` when it joins two points of the same cluster and 0
     otherwise, so the GCN propagates only inside clusters while the kNN structure, and
     with it ``edge_index``, stays the same for every clustering of the point set.
 
@@ -179,7 +278,7 @@ def edge_batch(ps: PointSet, same: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     dst = torch.arange(n, device=ps.device).repeat_interleave(k)
     offsets = (torch.arange(B, device=ps.device) * n)[:, None]
     edge_index = torch.stack([(src[None] + offsets).reshape(-1), (dst[None] + offsets).reshape(-1)])
-    weight = (same.to(ps.X.dtype) * torch.exp(-ps.knn_dist)[None]).reshape(-1)
+    weight = (same.to(ps.X.dtype) * edge_weights(ps)[None]).reshape(-1)
     return edge_index, weight
 
 

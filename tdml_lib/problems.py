@@ -3,7 +3,7 @@
 A *problem* is what every block of the book takes: the GAE embeds clusterings of its
 ``X``, the critic grades them, the agent searches them. Problems are sampled from a
 labelled source (K classes, a varying number of points per class, features standardised
-per problem, DESIGN.md) or generated from synthetic families. Explained in chapter 1.
+per problem; the book's replication-choices page) or generated from synthetic families. Explained in chapter 1.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ paper's description and its public code (github.com/aioz-ai/BMVC20_CBSwR, ``trai
 * total: ``L = 0.9 L_m + 0.001 L_rec + 0.3 L_rim`` (the code's defaults ``--ml``,
   ``--recon``, ``--rim``).
 
-Replication choices (DESIGN.md; chapter 7 states each):
+Replication choices (chapter 7 states each):
 
 * The clustering module is a cosine classifier: K learnable centroid vectors w_k,
   ``p_ik = softmax_k(f_i . w_k / |w_k| / tau_c)``, initialised by k-means on the

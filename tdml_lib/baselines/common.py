@@ -4,7 +4,7 @@
 * :func:`prepare_inputs` -- images (N, H, W) or features (N, d) checked at the door and
   scaled for a network;
 * :class:`ConvAutoEncoder` / :class:`MLPAutoEncoder` and :func:`make_autoencoder` -- the
-  one small auto-encoder both baselines build on (a shallow conv AE, DESIGN.md);
+  one small auto-encoder both baselines build on (a shallow conv AE);
 * :func:`seeded`, :func:`batches`, :func:`augment`, :func:`encode_all`,
   :func:`pretrain_autoencoder` -- training helpers;
 * :func:`kmeans_labels` -- the k-means reference row of the comparison tables;
@@ -128,7 +128,7 @@ class ConvAutoEncoder(nn.Module):
     ReLU (slope 0.3, as in the SPC code), then a linear map to the latent code.
     Decoder: the mirror image with 4x4 transposed convolutions, cropped to (H, W),
     sigmoid output (pixels in [0, 1]). Small on purpose: the baselines must train in
-    seconds on a CPU (replication choice, DESIGN.md; the papers' networks are deeper).
+    seconds on a CPU (replication choice; the papers' networks are deeper).
     """
 
     def __init__(self, image_shape: tuple[int, int], latent_dim: int = 50, channels: Sequence[int] = (16, 32)):

@@ -14,7 +14,7 @@ The method, as their code (github.com/Lou1sM/clustering, ``multi_ae.py``) runs i
 5. each member is trained with a classification head on the confident points only
    (cross-entropy on the ensemble labels) plus reconstruction, then steps 2-4 repeat.
 
-Replication choices (DESIGN.md; the chapter states each):
+Replication choices (the chapter states each; see the book's replication-choices page):
 
 * UMAP is used only if ``umap-learn`` is importable. It is not installed in the book's
   environment, so the default reduction is scikit-learn's ``SpectralEmbedding`` of the

@@ -1,7 +1,7 @@
 """Training the critic: labelled problems of a domain, the adversarial loop, the CLI.
 
 These functions use ground-truth labels, since they build the *labelled training
-problems* of the critic (DESIGN: Numbers problems, K 2..10, 20..100 points per class)
+problems* of the critic (Numbers problems, K 2..10, 20..100 points per class)
 and pick the agent's wrong proposals on them. They sit in the experiments layer
 because they join blocks C and A: the critic module never imports the agent.
 Explained in chapter 3 (training) and chapter 5 (the adversarial row).
@@ -24,13 +24,13 @@ from ..critic import ClusteringCritic, CriticConfig, TrainingSet, fit_critic, tr
 from ..features import domain_problems
 from ..io import provenance
 from ..metrics import clustering_accuracy
-from ..problems import Problem, few_shot_problems, synthetic_problems
+from ..problems import Problem, few_shot_problems, standardize, synthetic_problems
 from ..validation import check_positive_int
 
 
 def training_problems(domain: str, n_problems: int, seed: int = 0, split: str = "train",
                       feature_map: Any = None, examples_per_class: int | None = None) -> list[Problem]:
-    """Labelled problems of a domain (K 2..10, 20..100 points per class, DESIGN.md).
+    """Labelled problems of a domain (K 2..10, 20..100 points per class).
 
     Args:
         domain: a dataset name of :func:`tdml_lib.data.load`, or ``"synthetic"``.
@@ -46,6 +46,25 @@ def training_problems(domain: str, n_problems: int, seed: int = 0, split: str = 
     fmap = feature_map if feature_map is not None else features.fit_feature_map("numbers", seed=0)
     return few_shot_problems(fmap.transform(ds.images), ds.labels, n_problems, examples_per_class,
                              seed=seed, source=domain)
+
+
+def noise_augmented(problems: Sequence[Problem], max_noise: float = 1.5, seed: int = 0) -> list[Problem]:
+    """Copies of labelled problems with Gaussian noise added to the (standardised)
+    features, at a noise level drawn uniformly in ``[0, max_noise]`` per problem, then
+    standardised again. The labels stay: the truth becomes *messier* (more points nearer
+    another class's centroid), so a critic trained on these does not learn one domain's
+    typical class overlap as the mark of a correct clustering (chapter 3 measures it:
+    Fashion's classes overlap far more than Numbers'). Uses no data of any test domain.
+    """
+    if not np.isfinite(max_noise) or max_noise < 0:
+        raise ValueError(f"max_noise must be a finite number >= 0, got {max_noise!r}.")
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in problems:
+        sigma = rng.uniform(0, max_noise)
+        X = standardize(p.X + sigma * rng.normal(size=p.X.shape))
+        out.append(Problem(X, p.labels, f"{p.source} + noise {sigma:.2f}"))
+    return out
 
 
 def adversarial_training(critic: ClusteringCritic, problems: Sequence[Problem], ts: TrainingSet,
