@@ -261,7 +261,7 @@ def run_book_benchmarks(progress: bool = True) -> dict[str, Any]:
 
 #: kNN grid of the limits benchmark: points, dimensions, methods.
 KNN_SIZES = (4096, 10_000, 70_000, 200_000)
-KNN_DIMS = (2, 10, 32)
+KNN_DIMS = (2, 8, 10, 32)
 KNN_COMPARED = ("cdist", "kd_tree", "ball_tree", "brute")
 #: Bytes per element of a pass (:data:`tdml_lib.graphs.MAX_ELEMENTS_PER_PASS`) assumed
 #: by the stated memory bound; measured below in :func:`memory_case`.
@@ -427,8 +427,8 @@ def limit_parameters() -> dict[str, Any]:
     from . import graphs, validation
 
     return {name: getattr(graphs, name) for name in
-            ("MAX_ELEMENTS_PER_PASS", "PASS_NODE_WIDTH", "MAX_POINTS", "TREE_MAX_DIM", "MAX_BRUTE_WORK",
-             "CDIST_MAX_POINTS")} | {"MAX_MERGED_SHARE": validation.MAX_MERGED_SHARE,
+            ("MAX_ELEMENTS_PER_PASS", "PASS_NODE_WIDTH", "MAX_POINTS", "TREE_MAX_DIM", "BRUTE_MIN_DIM",
+             "MAX_KNN_WORK", "CDIST_MAX_POINTS")} | {"MAX_MERGED_SHARE": validation.MAX_MERGED_SHARE,
                                      "SCORE_MEMORY_BOUND_MB": SCORE_MEMORY_BOUND_MB}
 
 
@@ -482,6 +482,75 @@ def limits_tables(limits: dict[str, Any]) -> dict[str, Any]:
     if "message" in precision:
         precision["message"] = precision["message"].fillna("").str.slice(0, 90)
     return {"knn": knn, "memory": memory, "precision": precision.fillna("")}
+
+
+def limits_summary(limits: dict[str, Any]) -> Any:
+    """One row per documented limit: the library's value, what the stored benchmark
+    measured about it, and the function and command that measured it (``book/limits.md``)."""
+    import pandas as pd
+
+    par, ck = limits["parameters"], limits["checkpoints"]
+    command = limits["provenance"].get("command", "python -m tdml_lib bench --limits-only")
+    knn = pd.DataFrame(limits["knn"])
+
+    def knn_time(n: int, d: int) -> str:
+        row = knn[(knn.n_points == n) & (knn.n_features == d) & knn.chosen] if len(knn) else knn
+        if not len(row) or pd.isna(row.wall_s.iloc[0]):
+            return "not measured"
+        return f"{row.wall_s.iloc[0]:.1f} s ({row.method.iloc[0]}) for {n:,} points in {d}-D"
+
+    from .graphs import knn_work
+
+    big = knn[knn.chosen & knn.wall_s.notna()].sort_values("n_points").iloc[-1] if len(knn) else None
+    # each picked search at its largest measured size, scaled to the work limit
+    work_rows = []
+    if len(knn):
+        picked = knn[knn.chosen & knn.wall_s.notna()]
+        for d, rows in picked.groupby("n_features"):
+            r = rows.sort_values("n_points").iloc[-1]
+            work = knn_work(int(r.n_points), int(d), r.method)
+            work_rows.append((r.wall_s * par["MAX_KNN_WORK"] / work, r))
+    if work_rows:
+        at_limit, r = max(work_rows, key=lambda t: t[0])
+        work_text = (f"slowest picked search: {r.wall_s:.0f} s for {r.n_points:,} points in {r.n_features}-D "
+                     f"({r.method}); scaled to the limit about {at_limit / 60:.0f} min")
+    else:
+        work_text = "not measured"
+    mem = pd.DataFrame(limits["memory"])
+    mem_text = "; ".join(f"n = {r.n_points:,}, K = {r.n_clusters:,}, {r.batch} clusterings: +{r.rise_mb:.0f} MB "
+                         f"in {r.passes} pass(es), {r.wall_s:.0f} s" for r in mem.itertuples())
+    prec = pd.DataFrame(limits["precision"])
+    exact = prec[prec.max_score_change.notna()] if "max_score_change" in prec else prec.iloc[:0]
+    refused = prec[prec.status != "ok"]
+    offset7 = exact[exact.case == "offset 1e7"].max_score_change
+    scales = exact[exact.case.str.startswith("scale")]
+    range_text = (f"largest score change: {float(offset7.iloc[0]):.1e} at an offset of 1e7, "
+                  f"{scales.max_score_change.max():.1e} at scales 1e-300 to 1e300; "
+                  f"refused: {', '.join(refused.case) or 'none'}")
+    rows = [
+        ("points per point set", f"MAX_POINTS = {par['MAX_POINTS']:,}",
+         knn_time(int(big.n_points), int(big.n_features)) if big is not None else "not measured"),
+        ("kNN work on a CPU", f"n**2 * d (tree) or n**2 * max(d, {par['BRUTE_MIN_DIM']}) (brute) <= MAX_KNN_WORK "
+                              f"= {par['MAX_KNN_WORK']:.0e}", work_text),
+        ("kNN method", f"cdist up to CDIST_MAX_POINTS = {par['CDIST_MAX_POINTS']:,} points, k-d tree up to "
+                       f"TREE_MAX_DIM = {par['TREE_MAX_DIM']}, brute force above",
+         f"{knn_time(70_000, 2)}; {knn_time(70_000, 32)}"),
+        ("memory of one pass", f"MAX_ELEMENTS_PER_PASS = 2**{int(np.log2(par['MAX_ELEMENTS_PER_PASS']))} "
+                               f"elements, B * n * (K + {par['PASS_NODE_WIDTH']}) each", mem_text),
+        ("memory of one score_many call", f"at most +{par['SCORE_MEMORY_BOUND_MB']:.0f} MB",
+         "within the bound in every case" if len(mem) and mem.within_bound.all() else "EXCEEDED in a case"),
+        ("dynamic range", f"float32 cast may merge <= MAX_MERGED_SHARE = {par['MAX_MERGED_SHARE']:.0%} "
+                          "of the distinct points", range_text),
+        ("checkpoints", f"critic hidden <= {ck['max_critic_hidden']}, GCN width <= {ck['max_gcn_width']}, "
+                        f"k <= {ck['max_k']}, file <= {ck['max_file_bytes'] / 2**30:.0f} GiB",
+         f"shipped critic: {ck['shipped_critic_bytes'] / 1024:.0f} KB" if ck.get("shipped_critic_bytes")
+         else "no shipped critic"),
+    ]
+    out = pd.DataFrame(rows, columns=["limit", "value in the library", "measured"])
+    out["measured by"] = ["knn_cases", "knn_cases", "knn_cases", "memory_case", "memory_case",
+                          "precision_cases", "checkpoint_limits"]
+    out["measured by"] = "tdml_lib.bench." + out["measured by"] + f" ({command})"
+    return out
 
 
 # --- command line ----------------------------------------------------------------------------

@@ -56,21 +56,29 @@ DEFAULT_K = 10
 MAX_ELEMENTS_PER_PASS = 2 ** 24
 #: The per-node part of a pass, in units of one (node, cluster) element (see above).
 PASS_NODE_WIDTH = 48
-#: Largest point set accepted: past it, one clustering per pass no longer fits the
-#: budget above by a wide margin (n * (K + 48) > 6e7 even at K = 10).
+#: Largest point set accepted. The memory of one clustering per pass (the floor, see
+#: :func:`pass_slices`) grows with n: at 1,000,000 points and K = 10 it is about 0.9 GB,
+#: 3.5 times the budget above; a k-d tree finds the neighbours of 1,000,000 points in
+#: 2-D in 4.5 s (``results/benchmarks/limits_cpu.json``).
 MAX_POINTS = 1_000_000
-#: Above this dimension the exact kNN search is brute force (a k-d tree degrades to it and
-#: is slower: measured in :func:`knn_graph`), whose time grows as n**2 * d.
+#: Above this dimension the exact kNN search is brute force (a k-d tree degrades towards
+#: it and is slower: measured in :func:`knn_graph`).
 TREE_MAX_DIM = 8
-#: Largest ``n**2 * d`` of a brute-force kNN search on a CPU (d > ``TREE_MAX_DIM``):
-#: about ten minutes on the book's 2-core machine (200,000 points in 32-D, n**2 * d =
-#: 1.3e12, took 2.5 minutes), i.e. up to about 300,000 points in 32-D or 60,000 in 784-D.
-MAX_BRUTE_WORK = 3 * 10 ** 12
+#: Below this dimension a brute-force search costs as much as at this one: its time is
+#: set by n**2 (choosing the nearest), not by n**2 * d (the distances). Measured: 200,000
+#: points took 133 s in 2-D, 182 s in 10-D and 120 s in 32-D.
+BRUTE_MIN_DIM = 32
+#: Largest work of an exact kNN search on a CPU, counted as n**2 * d for a k-d tree and
+#: n**2 * max(d, BRUTE_MIN_DIM) for brute force: at most about ten minutes on the book's
+#: 2-core machine (200,000 points by brute force, 1.3e12, took at most 182 s; 200,000 in
+#: 8-D by k-d tree, 3.2e11, 77 s, growing as n**1.9). That is about 300,000 points up to
+#: 32-D, 60,000 in 784-D, 610,000 in 8-D; in 2-D ``MAX_POINTS`` binds first.
+MAX_KNN_WORK = 3 * 10 ** 12
 #: Up to this many points the kNN is one ``torch.cdist`` block (as every graph of the
 #: book's chapters and of the shipped critic's training), above it scikit-learn.
 CDIST_MAX_POINTS = 4096
-_CDIST_ELEMENTS = 2 ** 24   # distances per cdist chunk on a GPU (64 MB in float32)
-KNN_METHODS = ("auto", "cdist", "kd_tree", "brute")
+_CDIST_ELEMENTS = 2 ** 24   # distances per cdist chunk (64 MB in float32)
+KNN_METHODS = ("auto", "cdist", "kd_tree", "ball_tree", "brute")
 
 
 @dataclass
@@ -104,12 +112,20 @@ class PointSet:
         return self.X.device
 
 
-def check_knn_size(n_points: int, n_features: int, method: str = "auto") -> None:
+def knn_work(n_points: int, n_features: int, method: str) -> int:
+    """The cost of an exact kNN search that :data:`MAX_KNN_WORK` bounds: n**2 * d for
+    the k-d (or ball) tree, n**2 * max(d, BRUTE_MIN_DIM) for brute force and cdist."""
+    if method in ("kd_tree", "ball_tree"):
+        return n_points ** 2 * n_features
+    return n_points ** 2 * max(n_features, BRUTE_MIN_DIM)
+
+
+def check_knn_size(n_points: int, n_features: int, method: str = "auto",
+                   device: torch.device | str = "cpu") -> None:
     """Refuse a point set whose exact kNN search is beyond the documented limits.
 
-    Checked before anything large is allocated. The limits are :data:`MAX_POINTS` for
-    every search and, for the brute-force search on a CPU (more than
-    :data:`TREE_MAX_DIM` features), :data:`MAX_BRUTE_WORK` on ``n**2 * d``.
+    Checked before anything large is allocated: :data:`MAX_POINTS` on any device and,
+    on a CPU, :data:`MAX_KNN_WORK` on :func:`knn_work` of the method used.
 
     Raises:
         ValueError: too many points (or points times dimensions), with what to do.
@@ -118,13 +134,18 @@ def check_knn_size(n_points: int, n_features: int, method: str = "auto") -> None
         raise ValueError(f"X has {n_points:,} points; this library handles at most MAX_POINTS = "
                          f"{MAX_POINTS:,} (memory of one clustering per pass). Score a random "
                          "subsample, or cluster a subsample and assign the rest to the nearest centre.")
-    if method in ("auto", "brute") and n_features > TREE_MAX_DIM and n_points ** 2 * n_features > MAX_BRUTE_WORK:
-        n_max = int((MAX_BRUTE_WORK / n_features) ** 0.5)
-        raise ValueError(f"X has {n_points:,} points in {n_features} dimensions: the exact kNN search "
-                         f"(n**2 * d = {n_points ** 2 * n_features:.1e}) is beyond MAX_BRUTE_WORK = "
-                         f"{MAX_BRUTE_WORK:.0e}, about ten minutes on a 2-core CPU. Use at most {n_max:,} "
-                         f"points in {n_features}-D, or reduce the dimension (e.g. PCA to "
-                         f"{TREE_MAX_DIM} components, searched with a k-d tree).")
+    if torch.device(device).type != "cpu":
+        return
+    if method == "auto":
+        method = choose_knn_method(n_points, n_features, device)
+    work = knn_work(n_points, n_features, method)
+    if work > MAX_KNN_WORK:
+        n_max = int((MAX_KNN_WORK * n_points ** 2 / work) ** 0.5)
+        raise ValueError(f"X has {n_points:,} points in {n_features} dimensions: its exact kNN search "
+                         f"({method}, work {work:.1e}) is beyond MAX_KNN_WORK = {MAX_KNN_WORK:.0e}, about "
+                         f"ten minutes on a 2-core CPU. Use at most {n_max:,} points in {n_features}-D, "
+                         f"reduce the dimension (e.g. PCA: up to {TREE_MAX_DIM} features a k-d tree is "
+                         "used), or pass device='cuda'.")
 
 
 def _knn_cdist(X: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +204,7 @@ def knn_graph(X: torch.Tensor | np.ndarray, k: int, method: str = "auto") -> tup
     Args:
         X: (n, d) points, a torch tensor (on any device) or a NumPy array.
         k: neighbours per point, 1 <= k < n.
-        method: ``"auto"``, ``"cdist"``, ``"kd_tree"`` or ``"brute"``.
+        method: ``"auto"``, ``"cdist"``, ``"kd_tree"``, ``"ball_tree"`` or ``"brute"``.
 
     Returns:
         (indices, distances), both (n, k), sorted by distance, on X's device (CPU for a
@@ -204,7 +225,7 @@ def knn_graph(X: torch.Tensor | np.ndarray, k: int, method: str = "auto") -> tup
         raise ValueError(f"k must be an integer between 1 and n - 1 = {n - 1}, got {k!r}.")
     if method == "auto":
         method = choose_knn_method(n, d, Xt.device)
-    check_knn_size(n, d, method if Xt.device.type == "cpu" else "cdist")
+    check_knn_size(n, d, method, Xt.device)
     if method == "cdist":
         return _knn_cdist(Xt, int(k))
     idx, dist = _knn_sklearn(Xt.detach().cpu().numpy(), int(k), method)
@@ -228,7 +249,7 @@ def prepare_point_set(X: object, k: int = DEFAULT_K, device: str | torch.device 
     dev = resolve_device(device)
     shape = getattr(X, "shape", None)
     if shape is not None and len(shape) == 2:   # refuse an oversized X before copying it
-        check_knn_size(int(shape[0]), int(shape[1]), "auto" if dev.type == "cpu" else "cdist")
+        check_knn_size(int(shape[0]), int(shape[1]), "auto", dev)
     if torch.is_tensor(X):
         X = X.detach().cpu().numpy()
     Xs, _, scale = scaled_points(X)   # centred and scaled in float64, then float32

@@ -320,8 +320,10 @@ def test_knn_excludes_self_among_duplicates():
 
 @pytest.mark.parametrize("shape,fragment", [
     ((graphs.MAX_POINTS + 1, 2), "MAX_POINTS"),
-    ((400_000, 32), "MAX_BRUTE_WORK"),
-    ((70_000, 784), "MAX_BRUTE_WORK"),
+    ((400_000, 32), "MAX_KNN_WORK"),
+    ((400_000, 10), "MAX_KNN_WORK"),          # brute force costs n**2 * 32 below 32-D
+    ((700_000, 8), "MAX_KNN_WORK"),           # k-d tree
+    ((70_000, 784), "MAX_KNN_WORK"),
 ])
 def test_point_sets_beyond_the_knn_limits_are_refused_before_any_work(shape, fragment):
     X = np.broadcast_to(np.float32(0.5), shape)               # no memory behind it
@@ -516,3 +518,22 @@ def test_bench_default_run_leaves_results_untouched(tmp_path, monkeypatch):
     assert {p: p.read_bytes() for p in bench.STORED_DIR.glob("*")} == stored
     assert main(["bench", "--device", "tpu", "--limits-only"]) == 2      # clear error, nothing written
     assert not (tmp_path / "runs" / "benchmarks" / "limits_cpu.json").exists()
+
+
+# --- the stored limits (book/limits.md reads them) -------------------------------------------------
+
+def test_stored_limits_match_the_library_and_keep_their_promises():
+    limits = bench.stored_limits()
+    assert limits is not None, "results/benchmarks/limits_cpu.json is missing: python -m tdml_lib bench --limits-only"
+    assert limits["parameters"] == bench.limit_parameters(), (
+        "a documented limit changed since it was measured: rerun "
+        "python -m tdml_lib bench --limits-only --out results/benchmarks")
+    cases = {(m["n_points"], m["n_clusters"]) for m in limits["memory"]}
+    assert {(4000, 4000), (200_000, 10)} <= cases
+    assert all(m["within_bound"] and m["rise_mb"] <= bench.SCORE_MEMORY_BOUND_MB for m in limits["memory"])
+    knn = [r for r in limits["knn"] if r["chosen"] and r["status"] == "ok"]
+    assert max(r["n_points"] for r in knn) == graphs.MAX_POINTS
+    assert {r["n_features"] for r in knn if r["n_points"] == 200_000} >= {2, 10, 32}
+    summary = bench.limits_summary(limits)
+    assert len(summary) == 7 and not summary["measured"].str.contains("not measured").any()
+    assert set(bench.limits_tables(limits)) == {"knn", "memory", "precision"}
