@@ -486,11 +486,11 @@ def limits_tables(limits: dict[str, Any]) -> dict[str, Any]:
 
 def limits_summary(limits: dict[str, Any]) -> Any:
     """One row per documented limit: the library's value, what the stored benchmark
-    measured about it, and the function and command that measured it (``book/limits.md``)."""
+    measured about it, and the function of this module that measured it (called by
+    ``python -m tdml_lib bench --limits-only``; shown in ``book/limits.md``)."""
     import pandas as pd
 
     par, ck = limits["parameters"], limits["checkpoints"]
-    command = limits["provenance"].get("command", "python -m tdml_lib bench --limits-only")
     knn = pd.DataFrame(limits["knn"])
 
     def knn_time(n: int, d: int) -> str:
@@ -549,7 +549,7 @@ def limits_summary(limits: dict[str, Any]) -> Any:
     out = pd.DataFrame(rows, columns=["limit", "value in the library", "measured"])
     out["measured by"] = ["knn_cases", "knn_cases", "knn_cases", "memory_case", "memory_case",
                           "precision_cases", "checkpoint_limits"]
-    out["measured by"] = "tdml_lib.bench." + out["measured by"] + f" ({command})"
+    out["measured by"] = "tdml_lib.bench." + out["measured by"]
     return out
 
 

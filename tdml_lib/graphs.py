@@ -59,20 +59,21 @@ PASS_NODE_WIDTH = 48
 #: Largest point set accepted. The memory of one clustering per pass (the floor, see
 #: :func:`pass_slices`) grows with n: at 1,000,000 points and K = 10 it is about 0.9 GB,
 #: 3.5 times the budget above; a k-d tree finds the neighbours of 1,000,000 points in
-#: 2-D in 4.5 s (``results/benchmarks/limits_cpu.json``).
+#: 2-D in 6.6 s (``results/benchmarks/limits_cpu.json``).
 MAX_POINTS = 1_000_000
-#: Above this dimension the exact kNN search is brute force (a k-d tree degrades towards
-#: it and is slower: measured in :func:`knn_graph`).
+#: Up to this dimension the exact kNN search uses a k-d tree, above it brute force (the
+#: tree degrades towards brute force and is slower: measured in :func:`knn_graph`).
 TREE_MAX_DIM = 8
-#: Below this dimension a brute-force search costs as much as at this one: its time is
-#: set by n**2 (choosing the nearest), not by n**2 * d (the distances). Measured: 200,000
-#: points took 133 s in 2-D, 182 s in 10-D and 120 s in 32-D.
+#: Below this dimension a brute-force search costs about as much as at this one: its
+#: time is set by n**2 (choosing the nearest), not by n**2 * d (the distances). Measured
+#: at 70,000 points: 9.9 s in 2-D, 10.8 s in 8-D, 11.4 s in 10-D, 15.5 s in 32-D.
 BRUTE_MIN_DIM = 32
 #: Largest work of an exact kNN search on a CPU, counted as n**2 * d for a k-d tree and
-#: n**2 * max(d, BRUTE_MIN_DIM) for brute force: at most about ten minutes on the book's
-#: 2-core machine (200,000 points by brute force, 1.3e12, took at most 182 s; 200,000 in
-#: 8-D by k-d tree, 3.2e11, 77 s, growing as n**1.9). That is about 300,000 points up to
-#: 32-D, 60,000 in 784-D, 610,000 in 8-D; in 2-D ``MAX_POINTS`` binds first.
+#: n**2 * max(d, BRUTE_MIN_DIM) for brute force (:func:`knn_work`): about ten minutes at
+#: most on the book's 2-core machine. Measured: 200,000 points in 32-D by brute force
+#: (1.3e12) in 128 s, in 8-D by k-d tree (3.2e11) in 52 s; scaled to the limit, at most
+#: about 8 minutes. That allows about 300,000 points up to 32-D, 60,000 in 784-D and
+#: 610,000 in 8-D; in 2-D ``MAX_POINTS`` binds first.
 MAX_KNN_WORK = 3 * 10 ** 12
 #: Up to this many points the kNN is one ``torch.cdist`` block (as every graph of the
 #: book's chapters and of the shipped critic's training), above it scikit-learn.
@@ -185,20 +186,27 @@ def choose_knn_method(n_points: int, n_features: int, device: torch.device | str
 def knn_graph(X: torch.Tensor | np.ndarray, k: int, method: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest neighbours of every point, self excluded.
 
-    ``method="auto"`` picks by measurement (``python -m tdml_lib bench --limits``,
-    ``results/benchmarks/limits_cpu.json``, Gaussian points, k = 10, 2 shared cores):
+    ``method="auto"`` picks by measurement (``python -m tdml_lib bench --limits-only``,
+    stored in ``results/benchmarks/limits_cpu.json``: Gaussian points, the worst case for
+    trees, k = 10, a 2-core CPU shared with other jobs):
 
     ==============  ==========================================================================
     GPU tensor      ``"cdist"``: ``torch.cdist`` + ``topk`` in row chunks on the device.
-    n <= 4,096      ``"cdist"``: one block; fast at this size, and the numerics every graph of
-                    the chapters and of the shipped critic's training was built with.
-    d <= 8          ``"kd_tree"`` (scikit-learn): 70,000 points in 2-D in 0.2 s against
-                    39 s for chunked cdist (whose ``topk`` over n columns per row is O(n**2)
-                    whatever d); 1,000,000 points in 2-D in 5 s; 200,000 in 8-D in 77 s.
+    n <= 4,096      ``"cdist"``: one block; every method takes at most a fraction of a second
+                    here, and these are the numerics every graph of the chapters and of the
+                    shipped critic's training was built with.
+    d <= 8          ``"kd_tree"`` (scikit-learn): 70,000 points in 2-D in 0.2 s against 43 s
+                    for chunked cdist (whose ``topk`` over n columns per row is O(n**2)
+                    whatever d) and 1.4 s for a ball tree; 1,000,000 points in 2-D in 6.6 s;
+                    70,000 points in 8-D in 8.5 s against 10.8 s by brute force; 200,000 in
+                    8-D in 52 s.
     d > 8           ``"brute"`` (scikit-learn's chunked, multi-threaded exact search): 70,000
-                    points in 10-D in 18 s against 32 s for a k-d tree and 35 s for cdist;
-                    60,000 MNIST images as 32-D PCA features in 23 s against 236 s
-                    (k-d tree) and 261 s (ball tree).
+                    points in 10-D in 11 s against 39 s for cdist and 42 s for a ball tree
+                    (a k-d tree took 25 s against 10 s in an earlier run); in 32-D 15.5 s
+                    against 39 s for cdist; 200,000 points in 32-D in 128 s. On real data
+                    the trees do no better: 60,000 MNIST images as 32-D PCA features took
+                    23 s by brute force, 236 s by k-d tree and 261 s by ball tree (a one-off
+                    measurement, not in the stored file).
     ==============  ==========================================================================
 
     Args:
