@@ -537,3 +537,44 @@ def test_stored_limits_match_the_library_and_keep_their_promises():
     summary = bench.limits_summary(limits)
     assert len(summary) == 7 and not summary["measured"].str.contains("not measured").any()
     assert set(bench.limits_tables(limits)) == {"knn", "memory", "precision"}
+
+
+# --- the validation layer itself (used by the library and the command line) -----------------------
+from tdml_lib import validation as V  # noqa: E402
+
+VALIDATOR_CASES = [
+    (lambda: V.check_int(3.0, "n", 1), "n must be an integer >= 1, got 3.0"),
+    (lambda: V.check_int(np.bool_(True), "n", 1), "n must be an integer"),
+    (lambda: V.check_int(11, "n", 1, 10), "between 1 and 10"),
+    (lambda: V.check_real(float("inf"), "rate", 0, 1), "finite"),
+    (lambda: V.check_real(True, "rate", 0, 1), "real number"),
+    (lambda: V.check_real(0.0, "rate", 0, 1, low_open=True), r"in \(0, 1\]"),
+    (lambda: V.check_choice("cpu ", "device", ["cpu", "cuda"]), "one of"),
+    (lambda: V.check_choice(1.0, "k", [1, 2]), "one of"),
+    (lambda: V.check_nonempty((), "sizes"), "empty"),
+    (lambda: V.check_nonempty(5, "sizes"), "must be a list"),
+    (lambda: V.check_index(2, "i", 2), "outside 0..1"),
+]
+
+
+@pytest.mark.parametrize("call,fragment", VALIDATOR_CASES)
+def test_validators_refuse_with_the_name_and_the_range(call, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        call()
+
+
+def test_validators_pass_good_values_through():
+    assert V.check_int(np.int16(4), "n", 1, 10) == 4 and type(V.check_int(np.int16(4), "n")) is int
+    assert V.check_real(np.float32(0.25), "rate", 0, 1) == 0.25
+    assert V.check_choice("cuda", "device", ["cpu", "cuda"]) == "cuda"
+    assert V.check_nonempty(iter("ab"), "x") == ["a", "b"]
+
+
+def test_argparse_type_turns_a_check_into_a_command_line_error():
+    import argparse
+
+    parse = V.argparse_type(V.check_int, "--epochs", 1)
+    assert parse("5") == 5
+    for text in ("0", "2.5", "five"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
