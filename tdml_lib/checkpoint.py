@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .io import save_torch
+from .io import load_torch, save_torch
 
 #: Identifies a file as a tdml_lib checkpoint.
 FORMAT = "tdml-checkpoint"
@@ -106,11 +106,8 @@ class Checkpointer:
         """
         if not self.exists():
             return None
-        try:
-            data = torch.load(self.path, map_location=map_location, weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"cannot read checkpoint {self.path} with weights_only=True "
-                             f"({type(exc).__name__}: {exc}); delete it to start afresh.") from exc
+        data = load_torch(self.path, "checkpoint", "nothing to resume", map_location=map_location,
+                          remedy="Delete it to start afresh.")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{self.path} is not a tdml_lib checkpoint; delete it or choose "
                              "another path.")

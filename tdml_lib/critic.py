@@ -26,10 +26,10 @@ from torch import nn
 
 from . import graphs
 from .device import deterministic_algorithms, resolve_device
-from .gae import MAX_NODES_PER_PASS, ClusteringEmbedder, train_gae
+from .gae import ClusteringEmbedder, train_gae
 from .io import load_torch, save_torch
 from .problems import Problem
-from .validation import check_labelings, check_labels, check_points
+from .validation import check_labelings, check_labels, check_points, check_positive_int
 
 FORMAT_VERSION = 1
 PRETRAINED_PATH = Path(__file__).resolve().parent / "pretrained" / "critic_numbers.pt"
@@ -83,20 +83,23 @@ class ClusteringCritic(nn.Module):
         (the agent's hot path: no host copies, no validation).
 
         Args:
-            batch_size: clusterings per forward pass; default keeps about
-                ``MAX_NODES_PER_PASS`` nodes per pass, so memory stays bounded for any n.
+            batch_size: at most this many clusterings per forward pass. Passes are
+                also split so that each holds at most ``graphs.MAX_ELEMENTS_PER_PASS``
+                (clusterings x points x (clusters + ``graphs.PASS_NODE_WIDTH``)) elements:
+                memory stays bounded for any n and any number of clusters, down to one
+                clustering per pass (:func:`tdml_lib.graphs.pass_slices`).
             precision: ``"fp32"``, or ``"bf16"``/``"fp16"`` to run block B and C under
                 ``torch.autocast`` (rankings agree with fp32: tested in tests/test_bench.py).
         """
         if precision not in _AUTOCAST:
             raise ValueError(f"precision must be one of {sorted(_AUTOCAST)}, got {precision!r}.")
-        if batch_size is None:
-            batch_size = max(1, MAX_NODES_PER_PASS // ps.n_points)
+        if batch_size is not None:
+            batch_size = check_positive_int(batch_size, "batch_size")
         dtype = _AUTOCAST[precision]
         out = []
         with torch.autocast(ps.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            for i in range(0, labels.shape[0], batch_size):
-                out.append(self.reward(self.embedder.embed_prepared(ps, labels[i:i + batch_size])).float())
+            for s in graphs.pass_slices(labels, ps.n_points, batch_size):
+                out.append(self.reward(self.embedder.embed_prepared(ps, labels[s])).float())
         return torch.cat(out)
 
     def score_many(self, X: object, labelings: Sequence[object] | np.ndarray,
@@ -127,12 +130,20 @@ class ClusteringCritic(nn.Module):
                 "metadata": _plain(self.metadata)}
 
     @classmethod
-    def from_state(cls, state: dict, device: str | torch.device | None = "auto") -> "ClusteringCritic":
-        if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-            found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"critic checkpoint has format {found!r}; this version of tdml_lib reads "
-                             f"format {FORMAT_VERSION}. Retrain it (python -m tdml_lib train-critic).")
-        emb = ClusteringEmbedder.from_state(state["embedder"], "cpu")
+    def from_state(cls, state: dict, device: str | torch.device | None = "auto",
+                   source: str = "critic state") -> "ClusteringCritic":
+        """A critic from :meth:`state`'s dict, checked first (:func:`_check_critic_state`).
+
+        Args:
+            source: the file it came from, for error messages.
+
+        Raises:
+            ValueError: another format, a missing field, a size beyond the limits, a
+                tensor of the wrong shape or holding NaN/inf, ``emb_std`` <= 0; the
+                message names the field and says how to retrain.
+        """
+        _check_critic_state(state, source)
+        emb = ClusteringEmbedder.from_state(state["embedder"], "cpu", source=f"{source}: field 'embedder'")
         critic = cls(emb, state["hidden"], state.get("metadata"))
         critic.net.load_state_dict(state["net"])
         critic.emb_mean.copy_(state["emb_mean"])
@@ -147,7 +158,56 @@ class ClusteringCritic(nn.Module):
     def load(cls, path: str | Path, device: str | torch.device | None = "auto") -> "ClusteringCritic":
         """Load with ``torch.load(weights_only=True)``: a checkpoint cannot run code."""
         state = load_torch(path, "critic", "train one with `python -m tdml_lib train-critic`")
-        return cls.from_state(state, device)
+        return cls.from_state(state, device, source=str(path))
+
+
+#: Largest MLP width a saved critic may declare, checked before the model is built (a
+#: corrupt ``hidden=1e9`` would otherwise try to allocate tens of gigabytes).
+MAX_HIDDEN = 4096
+_RETRAIN_CRITIC = "Retrain it: python -m tdml_lib train-critic --out runs/critic.pt, then load_critic('runs/critic.pt')."
+#: Fields of a critic state (key -> what it holds). Extra keys are ignored (newer formats
+#: add fields); add a row here when a new field becomes required.
+CRITIC_FIELDS = {"format": f"the format version, {FORMAT_VERSION}",
+                 "hidden": f"the MLP's width, an int in 1..{MAX_HIDDEN}",
+                 "embedder": "block B's state, a dict",
+                 "net": "the MLP's weights, a dict of tensors",
+                 "emb_mean": "the embedding's mean, a tensor (embedding_dim,)",
+                 "emb_std": "the embedding's standard deviation, a positive tensor (embedding_dim,)"}
+
+
+def _check_critic_state(state: object, source: str = "critic state") -> None:
+    """Check a loaded critic state before anything is built from it.
+
+    Fields (:data:`CRITIC_FIELDS`), ``hidden`` within :data:`MAX_HIDDEN`, the embedder
+    (:func:`tdml_lib.gae._check_embedder_state`), the MLP's weights against a model of
+    that size, finite ``emb_mean`` and a finite, positive ``emb_std`` of the embedding's
+    size, and ``metadata`` (if any) a dict.
+
+    Raises:
+        ValueError: naming ``source``, the field and how to retrain.
+    """
+    from .gae import _check_embedder_state
+    from .validation import check_int, check_state_fields, check_tensors
+
+    fix = _RETRAIN_CRITIC
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{source} has format {found!r}; this version of tdml_lib reads "
+                         f"format {FORMAT_VERSION}. {fix}")
+    check_state_fields(state, CRITIC_FIELDS, source, fix)
+    try:
+        hidden = check_int(state["hidden"], "field 'hidden'", 1, MAX_HIDDEN)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {str(exc).rstrip('.')} (limit: tdml_lib.critic.MAX_HIDDEN). {fix}") from None
+    config = _check_embedder_state(state["embedder"], f"{source}: field 'embedder'")
+    dim = ClusteringEmbedder(**config).embedding_dim
+    expected = {k: tuple(v.shape) for k, v in CriticNet(dim, hidden).state_dict().items()}
+    check_tensors(state["net"], expected, f"{source}: field 'net'", fix)
+    check_tensors(state["emb_mean"], {"": (dim,)}, f"{source}: field 'emb_mean'", fix)
+    check_tensors(state["emb_std"], {"": (dim,)}, f"{source}: field 'emb_std'", fix, positive=True)
+    if state.get("metadata") is not None and not isinstance(state["metadata"], dict):
+        raise ValueError(f"{source}: field 'metadata' should be a dict, got "
+                         f"{type(state['metadata']).__name__}. {fix}")
 
 
 def _plain(obj: Any) -> Any:

@@ -7,22 +7,57 @@ from typing import Iterator
 import torch
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def available_devices() -> list[str]:
+    """The device strings :func:`resolve_device` accepts on this machine."""
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if _mps_available():
+        out.append("mps")
+    return out
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Return a torch device: ``"auto"``/None picks CUDA, then MPS, then CPU.
 
+    Only the devices the library is tested on are accepted (CPU, CUDA, MPS), and only
+    when present: ``"tpu"``, ``"cuda:7"`` on a one-GPU machine or ``"mps"`` off a Mac
+    are refused here rather than failing later inside torch.
+
     Raises:
-        ValueError: a CUDA device is asked for on a machine without one.
+        ValueError: an unknown or absent device, with the list of available ones.
     """
-    if device is None or device == "auto":
+    if device is None or (isinstance(device, str) and device == "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} asked for, but CUDA is not available here; use 'auto' or 'cpu'.")
-    return dev
+    here = f"available here: {', '.join(available_devices())}"
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda:0', got {device!r}; {here}.")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a device name; {here}.") from exc
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} asked for, but CUDA is not available here; {here}.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r} asked for, but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s); {here}.")
+        return dev
+    if dev.type == "mps":
+        if not _mps_available():
+            raise ValueError(f"device={device!r} asked for, but MPS (Apple GPU) is not available here; {here}.")
+        return dev
+    raise ValueError(f"device={device!r}: the library runs on CPU, CUDA or MPS only; {here}.")
 
 
 def seed_everything(seed: int) -> None:

@@ -33,9 +33,8 @@ from torch import nn
 from . import graphs
 from .device import deterministic_algorithms, resolve_device
 from .io import load_torch, save_torch
-from .validation import check_labelings, check_points
+from .validation import check_labelings, check_points, check_positive_int
 
-MAX_NODES_PER_PASS = 2 ** 18   # nodes (clusterings x points) per forward pass: bounds memory
 GLOBAL_FEATURES = graphs.STATISTICS
 _POOLS = ("mean", "max", "min", "std")
 FORMAT_VERSION = 2   # 2: scale-free node features, min pooling, clustering statistics
@@ -162,15 +161,19 @@ class ClusteringEmbedder(nn.Module):
             X: point set (n, d).
             labelings: B label vectors of length n (any integer ids).
             point_set: the result of :meth:`prepare` for X, to skip recomputing the kNN.
-            batch_size: clusterings per forward pass (default: about 2**18 nodes per pass,
-                so memory stays bounded for any n).
+            batch_size: at most this many clusterings per forward pass. Passes are
+                also split so that each holds at most ``graphs.MAX_ELEMENTS_PER_PASS``
+                (clusterings x points x (clusters + ``graphs.PASS_NODE_WIDTH``)) elements:
+                memory stays bounded for any n and any number of clusters, down to one
+                clustering per pass (:func:`tdml_lib.graphs.pass_slices`).
         """
         Xc = check_points(X)
         labs = check_labelings(labelings, Xc.shape[0])
         ps = point_set if point_set is not None else self.prepare(Xc)
-        batch_size = batch_size or max(1, MAX_NODES_PER_PASS // ps.n_points)
-        out = [self.embed_prepared(ps, graphs.as_label_tensor(labs[i:i + batch_size], ps.device))
-               for i in range(0, len(labs), batch_size)]
+        if batch_size is not None:
+            batch_size = check_positive_int(batch_size, "batch_size")
+        out = [self.embed_prepared(ps, graphs.as_label_tensor(labs[s], ps.device))
+               for s in graphs.pass_slices(labs, ps.n_points, batch_size)]
         return torch.cat(out)
 
     def embed(self, X: object, labels: object) -> torch.Tensor:
@@ -183,11 +186,19 @@ class ClusteringEmbedder(nn.Module):
                 "weights": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
 
     @classmethod
-    def from_state(cls, state: dict, device: str | torch.device | None = "auto") -> "ClusteringEmbedder":
-        if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-            raise ValueError(f"embedder state has format {state.get('format') if isinstance(state, dict) else None!r}, "
-                             f"this library reads format {FORMAT_VERSION}: retrain or use a matching version.")
-        emb = cls(**state["config"])
+    def from_state(cls, state: dict, device: str | torch.device | None = "auto",
+                   source: str = "embedder state") -> "ClusteringEmbedder":
+        """An embedder from :meth:`state`'s dict, checked first (:func:`_check_embedder_state`).
+
+        Args:
+            source: the file or field it came from, for error messages.
+
+        Raises:
+            ValueError: another format, a missing field, a size beyond the limits, a
+                tensor of the wrong shape or holding NaN/inf; the message names the field.
+        """
+        config = _check_embedder_state(state, source)
+        emb = cls(**config)
         emb.load_state_dict(state["weights"])
         return emb.to(resolve_device(device)).eval()
 
@@ -198,7 +209,62 @@ class ClusteringEmbedder(nn.Module):
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = "auto") -> "ClusteringEmbedder":
         """Load a saved embedder (``weights_only=True``: no code runs on load)."""
-        return cls.from_state(load_torch(path, "embedder", "train one with tdml_lib.gae.train_gae"), device)
+        return cls.from_state(load_torch(path, "embedder", "train one with tdml_lib.gae.train_gae"), device,
+                              source=str(path))
+
+
+#: Largest GCN width (``hidden``, ``code_dim``) and neighbour count ``k`` a saved
+#: embedder may declare: checked before the model is built, so a corrupt ``hidden=1e9``
+#: is refused instead of allocating gigabytes. 4096-wide layers are ~64 MB of weights;
+#: the memory budget of a pass (``graphs.PASS_NODE_WIDTH``) was measured at k = 10.
+MAX_WIDTH = 4096
+MAX_K = 64
+_RETRAIN_EMBEDDER = ("Retrain it: python -m tdml_lib train-critic --out runs/critic.pt (a critic holds its "
+                     "embedder), or tdml_lib.gae.train_gae for an embedder alone.")
+#: Fields of an embedder state (key -> what it holds). Extra keys are ignored; add a row
+#: when a new field becomes required.
+EMBEDDER_FIELDS = {"format": f"the format version, {FORMAT_VERSION}",
+                   "config": "the model's sizes, a dict {k, hidden, code_dim}",
+                   "weights": "the GCN's weights, a dict of tensors"}
+#: Entries of ``config`` with their (min, max): checked before anything is allocated.
+EMBEDDER_CONFIG = {"k": (1, MAX_K), "hidden": (1, MAX_WIDTH), "code_dim": (1, MAX_WIDTH)}
+
+
+def _check_embedder_state(state: object, source: str = "embedder state") -> dict:
+    """Check a saved embedder state before building the model; returns its config.
+
+    Fields (:data:`EMBEDDER_FIELDS`), sizes within :data:`EMBEDDER_CONFIG`, then every
+    weight's shape against a model of that config, and finite values.
+
+    Raises:
+        ValueError: naming ``source``, the field and how to retrain.
+    """
+    from .validation import check_int, check_state_fields, check_tensors
+
+    fix = _RETRAIN_EMBEDDER
+    if isinstance(state, dict) and state.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{source} has format {state.get('format')!r}, this library reads format "
+                         f"{FORMAT_VERSION}. {fix}")
+    check_state_fields(state, EMBEDDER_FIELDS, source, fix)
+    config = state["config"]
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: field 'config' should be a dict, got {type(config).__name__}. {fix}")
+    missing = [k for k in EMBEDDER_CONFIG if k not in config]
+    if missing:
+        raise ValueError(f"{source}: field 'config' lacks {missing}. {fix}")
+    for key, (lo, hi) in EMBEDDER_CONFIG.items():
+        try:
+            check_int(config[key], f"config[{key!r}]", lo, hi)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {str(exc).rstrip('.')} (limits: tdml_lib.gae.EMBEDDER_CONFIG). {fix}") from None
+    try:
+        model = ClusteringEmbedder(**config)
+    except TypeError as exc:
+        raise ValueError(f"{source}: field 'config' holds settings this version does not know ({exc}). "
+                         f"{fix}") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_tensors(state["weights"], expected, f"{source}: field 'weights'", fix)
+    return dict(config)
 
 
 # --- training ---------------------------------------------------------------------------

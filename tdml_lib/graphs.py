@@ -46,12 +46,48 @@ import torch
 import torch.nn.functional as F
 
 from .device import resolve_device
-from .validation import scaled_points
+from .validation import check_positive_int, scaled_points
 
 NODE_FEATURES = ("s", "ratio", "wrong_side", "a_ratio", "size", "agree", "agree_near", "rel_density")
 _RATIO_CAP = 3.0
 DEFAULT_K = 10
-_CDIST_CHUNK = 4096
+
+# --- limits (measured by ``python -m tdml_lib bench --limits``, shown in book/limits.md) ---
+#: Budget of one forward pass of block B, in *elements*: a pass over B clusterings of n
+#: points with at most K clusters holds about ``B * n * (K + PASS_NODE_WIDTH)`` of them
+#: (the (B, n, K) one-hot and squared-distance tensors, plus per-node features, kNN
+#: weights and GCN codes), about 16 bytes each on a CPU (measured with
+#: ``tdml_lib.bench``: roughly 4 float32 (B, n, K) tensors and 170 floats per node are
+#: alive at the peak). 2**24 elements is about 270 MB per pass; it keeps the earlier
+#: ~2**18 nodes per pass at K = 10 and fits one clustering of n = 4,000 points into 4,000
+#: clusters (n * (K + 48) = 16.2M) in one pass.
+MAX_ELEMENTS_PER_PASS = 2 ** 24
+#: The per-node part of a pass, in units of one (node, cluster) element (see above).
+PASS_NODE_WIDTH = 48
+#: Largest point set accepted. The memory of one clustering per pass (the floor, see
+#: :func:`pass_slices`) grows with n: at 1,000,000 points and K = 10 it is about 0.9 GB,
+#: 3.5 times the budget above; a k-d tree finds the neighbours of 1,000,000 points in
+#: 2-D in 6.6 s (``results/benchmarks/limits_cpu.json``).
+MAX_POINTS = 1_000_000
+#: Up to this dimension the exact kNN search uses a k-d tree, above it brute force (the
+#: tree degrades towards brute force and is slower: measured in :func:`knn_graph`).
+TREE_MAX_DIM = 8
+#: Below this dimension a brute-force search costs about as much as at this one: its
+#: time is set by n**2 (choosing the nearest), not by n**2 * d (the distances). Measured
+#: at 70,000 points: 9.9 s in 2-D, 10.8 s in 8-D, 11.4 s in 10-D, 15.5 s in 32-D.
+BRUTE_MIN_DIM = 32
+#: Largest work of an exact kNN search on a CPU, counted as n**2 * d for a k-d tree and
+#: n**2 * max(d, BRUTE_MIN_DIM) for brute force (:func:`knn_work`): about ten minutes at
+#: most on the book's 2-core machine. Measured: 200,000 points in 32-D by brute force
+#: (1.3e12) in 128 s, in 8-D by k-d tree (3.2e11) in 52 s; scaled to the limit, at most
+#: about 8 minutes. That allows about 300,000 points up to 32-D, 60,000 in 784-D and
+#: 610,000 in 8-D; in 2-D ``MAX_POINTS`` binds first.
+MAX_KNN_WORK = 3 * 10 ** 12
+#: Up to this many points the kNN is one ``torch.cdist`` block (as every graph of the
+#: book's chapters and of the shipped critic's training), above it scikit-learn.
+CDIST_MAX_POINTS = 4096
+_CDIST_ELEMENTS = 2 ** 24   # distances per cdist chunk (64 MB in float32)
+KNN_METHODS = ("auto", "cdist", "kd_tree", "ball_tree", "brute")
 
 
 @dataclass
@@ -85,14 +121,50 @@ class PointSet:
         return self.X.device
 
 
-def knn_graph(X: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact k nearest neighbours by ``torch.cdist`` + ``topk``, in row chunks so that
-    memory stays O(chunk * n) (PyG's ``knn_graph`` needs torch-cluster, not installed
-    on CPU-only set-ups). Returns (indices, distances), both (n, k), self excluded."""
+def knn_work(n_points: int, n_features: int, method: str) -> int:
+    """The cost of an exact kNN search that :data:`MAX_KNN_WORK` bounds: n**2 * d for
+    the k-d (or ball) tree, n**2 * max(d, BRUTE_MIN_DIM) for brute force and cdist."""
+    if method in ("kd_tree", "ball_tree"):
+        return n_points ** 2 * n_features
+    return n_points ** 2 * max(n_features, BRUTE_MIN_DIM)
+
+
+def check_knn_size(n_points: int, n_features: int, method: str = "auto",
+                   device: torch.device | str = "cpu") -> None:
+    """Refuse a point set whose exact kNN search is beyond the documented limits.
+
+    Checked before anything large is allocated: :data:`MAX_POINTS` on any device and,
+    on a CPU, :data:`MAX_KNN_WORK` on :func:`knn_work` of the method used.
+
+    Raises:
+        ValueError: too many points (or points times dimensions), with what to do.
+    """
+    if n_points > MAX_POINTS:
+        raise ValueError(f"X has {n_points:,} points; this library handles at most MAX_POINTS = "
+                         f"{MAX_POINTS:,} (memory of one clustering per pass). Score a random "
+                         "subsample, or cluster a subsample and assign the rest to the nearest centre.")
+    if torch.device(device).type != "cpu":
+        return
+    if method == "auto":
+        method = choose_knn_method(n_points, n_features, device)
+    work = knn_work(n_points, n_features, method)
+    if work > MAX_KNN_WORK:
+        n_max = int((MAX_KNN_WORK * n_points ** 2 / work) ** 0.5)
+        raise ValueError(f"X has {n_points:,} points in {n_features} dimensions: its exact kNN search "
+                         f"({method}, work {work:.1e}) is beyond MAX_KNN_WORK = {MAX_KNN_WORK:.0e}, about "
+                         f"ten minutes on a 2-core CPU. Use at most {n_max:,} points in {n_features}-D, "
+                         f"reduce the dimension (e.g. PCA: up to {TREE_MAX_DIM} features a k-d tree is "
+                         "used), or pass device='cuda'.")
+
+
+def _knn_cdist(X: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact kNN by ``torch.cdist`` + ``topk`` in row chunks of about ``_CDIST_ELEMENTS``
+    distances, so memory stays bounded for any n."""
     n = X.shape[0]
+    chunk = max(1, min(n, _CDIST_ELEMENTS // n))
     idx, dist = [], []
-    for start in range(0, n, _CDIST_CHUNK):
-        rows = X[start:start + _CDIST_CHUNK]
+    for start in range(0, n, chunk):
+        rows = X[start:start + chunk]
         d = torch.cdist(rows, X)
         d[torch.arange(rows.shape[0], device=X.device), torch.arange(start, start + rows.shape[0],
                                                                         device=X.device)] = float("inf")
@@ -100,6 +172,81 @@ def knn_graph(X: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx.append(ii)
         dist.append(dd)
     return torch.cat(idx), torch.cat(dist)
+
+
+def _knn_sklearn(X: np.ndarray, k: int, algorithm: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN by scikit-learn's ``NearestNeighbors`` (self excluded by ``kneighbors()``
+    without a query), on every core."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=k, algorithm=algorithm, n_jobs=-1).fit(X)
+    dist, idx = nn.kneighbors()
+    return idx, dist
+
+
+def choose_knn_method(n_points: int, n_features: int, device: torch.device | str = "cpu") -> str:
+    """The kNN search :func:`knn_graph` uses for ``method="auto"``; see its table."""
+    if torch.device(device).type != "cpu" or n_points <= CDIST_MAX_POINTS:
+        return "cdist"
+    return "kd_tree" if n_features <= TREE_MAX_DIM else "brute"
+
+
+def knn_graph(X: torch.Tensor | np.ndarray, k: int, method: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k nearest neighbours of every point, self excluded.
+
+    ``method="auto"`` picks by measurement (``python -m tdml_lib bench --limits-only``,
+    stored in ``results/benchmarks/limits_cpu.json``: Gaussian points, the worst case for
+    trees, k = 10, a 2-core CPU shared with other jobs):
+
+    ==============  ==========================================================================
+    GPU tensor      ``"cdist"``: ``torch.cdist`` + ``topk`` in row chunks on the device.
+    n <= 4,096      ``"cdist"``: one block; every method takes at most a fraction of a second
+                    here, and these are the numerics every graph of the chapters and of the
+                    shipped critic's training was built with.
+    d <= 8          ``"kd_tree"`` (scikit-learn): 70,000 points in 2-D in 0.2 s against 43 s
+                    for chunked cdist (whose ``topk`` over n columns per row is O(n**2)
+                    whatever d) and 1.4 s for a ball tree; 1,000,000 points in 2-D in 6.6 s;
+                    70,000 points in 8-D in 8.5 s against 10.8 s by brute force; 200,000 in
+                    8-D in 52 s.
+    d > 8           ``"brute"`` (scikit-learn's chunked, multi-threaded exact search): 70,000
+                    points in 10-D in 11 s against 39 s for cdist and 42 s for a ball tree
+                    (a k-d tree took 25 s against 10 s in an earlier run); in 32-D 15.5 s
+                    against 39 s for cdist; 200,000 points in 32-D in 128 s. On real data
+                    the trees do no better: 60,000 MNIST images as 32-D PCA features took
+                    23 s by brute force, 236 s by k-d tree and 261 s by ball tree (a one-off
+                    measurement, not in the stored file).
+    ==============  ==========================================================================
+
+    Args:
+        X: (n, d) points, a torch tensor (on any device) or a NumPy array.
+        k: neighbours per point, 1 <= k < n.
+        method: ``"auto"``, ``"cdist"``, ``"kd_tree"``, ``"ball_tree"`` or ``"brute"``.
+
+    Returns:
+        (indices, distances), both (n, k), sorted by distance, on X's device (CPU for a
+        NumPy X); indices int64, distances in X's float dtype (float32 for a NumPy X).
+        Among equally distant neighbours the methods may pick differently.
+
+    Raises:
+        ValueError: unknown method, k outside 1..n-1, or a point set beyond the limits of
+            :func:`check_knn_size`.
+    """
+    if method not in KNN_METHODS:
+        raise ValueError(f"method must be one of {KNN_METHODS}, got {method!r}.")
+    Xt = X if torch.is_tensor(X) else torch.as_tensor(np.asarray(X, dtype=np.float32))
+    if Xt.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_points, n_features), got shape {tuple(Xt.shape)}.")
+    n, d = Xt.shape
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise ValueError(f"k must be an integer between 1 and n - 1 = {n - 1}, got {k!r}.")
+    if method == "auto":
+        method = choose_knn_method(n, d, Xt.device)
+    check_knn_size(n, d, method, Xt.device)
+    if method == "cdist":
+        return _knn_cdist(Xt, int(k))
+    idx, dist = _knn_sklearn(Xt.detach().cpu().numpy(), int(k), method)
+    return (torch.as_tensor(idx, dtype=torch.long, device=Xt.device),
+            torch.as_tensor(dist, dtype=Xt.dtype, device=Xt.device))
 
 
 def prepare_point_set(X: object, k: int = DEFAULT_K, device: str | torch.device | None = "auto") -> PointSet:
@@ -111,14 +258,60 @@ def prepare_point_set(X: object, k: int = DEFAULT_K, device: str | torch.device 
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
 
     Raises:
-        ValueError: bad X (see :func:`tdml_lib.validation.check_points`).
+        ValueError: bad X (see :func:`tdml_lib.validation.scaled_points`), a bad ``k``, or a
+            point set beyond the limits of :func:`check_knn_size`.
     """
-    Xs, _, scale = scaled_points(X)   # centred and scaled in float64, then float32
+    k = check_positive_int(k, "k")
     dev = resolve_device(device)
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) == 2:   # refuse an oversized X before copying it
+        check_knn_size(int(shape[0]), int(shape[1]), "auto", dev)
+    if torch.is_tensor(X):
+        X = X.detach().cpu().numpy()
+    Xs, _, scale = scaled_points(X)   # centred and scaled in float64, then float32
     Xt = torch.as_tensor(Xs, device=dev)
-    k = int(min(k, Xt.shape[0] - 1))
-    knn, knn_dist = knn_graph(Xt, k)
+    knn, knn_dist = knn_graph(Xt, int(min(k, Xt.shape[0] - 1)))
     return PointSet(Xt, knn, knn_dist, knn_dist.mean(1), scale)
+
+
+def pass_slices(labels: np.ndarray | torch.Tensor, n_points: int, max_batch: int | None = None,
+                max_elements: int | None = None) -> list[slice]:
+    """Split B clusterings (B, n) into consecutive passes that fit the memory budget.
+
+    A pass over the rows ``s`` holds about ``len(s) * n * (K_s + PASS_NODE_WIDTH)``
+    elements, K_s being the largest cluster id + 1 among those rows (the width of their
+    one-hot tensors). Rows are added to a pass while that stays within ``max_elements``
+    (and ``max_batch`` rows). One clustering is the floor: a single clustering larger
+    than the budget (n * (K + 48) > 2**24, e.g. 10,000 points in 2,000 clusters) still
+    gets a pass of its own, and its memory is then about ``16 * n * (K + 48)`` bytes.
+
+    Args:
+        labels: canonical label vectors (B, n), NumPy or torch.
+        n_points: n.
+        max_batch: at most this many clusterings per pass (None: no limit).
+        max_elements: the budget (None: :data:`MAX_ELEMENTS_PER_PASS`, read at each call).
+
+    Returns:
+        Slices covering ``range(B)`` in order.
+    """
+    if torch.is_tensor(labels):
+        ks = (labels.amax(1) + 1).cpu().numpy() if labels.numel() else np.zeros(labels.shape[0], np.int64)
+    else:
+        labels = np.asarray(labels)
+        ks = labels.max(1) + 1 if labels.size else np.zeros(labels.shape[0], np.int64)
+    budget = MAX_ELEMENTS_PER_PASS if max_elements is None else max_elements
+    cap = max_batch if max_batch is not None else len(ks)
+    slices, start, k_pass = [], 0, 0
+    for i, k in enumerate(ks.tolist()):
+        k_new = max(k_pass, k)
+        if i > start and ((i - start + 1) * n_points * (k_new + PASS_NODE_WIDTH) > budget
+                          or i - start + 1 > cap):
+            slices.append(slice(start, i))
+            start, k_new = i, k
+        k_pass = k_new
+    if len(ks):
+        slices.append(slice(start, len(ks)))
+    return slices
 
 
 def as_label_tensor(labelings: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:

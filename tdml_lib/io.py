@@ -80,28 +80,52 @@ def save_torch(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
-def load_torch(path: str | os.PathLike, what: str, how_to_make: str) -> Any:
+#: Largest file :func:`load_torch` reads (1 GiB). The largest critic the library accepts
+#: (``critic.MAX_HIDDEN`` and ``gae.MAX_WIDTH`` layers) is about 140 MB; a bigger file is
+#: not one of its checkpoints, and reading it would only fill the memory.
+MAX_LOAD_BYTES = 2 ** 30
+
+
+def load_torch(path: str | os.PathLike, what: str, how_to_make: str,
+               map_location: Any = "cpu", remedy: str = "Retrain or re-download it.",
+               max_bytes: int = MAX_LOAD_BYTES) -> Any:
     """``torch.load(weights_only=True)`` (a file cannot run code) with clear errors.
+
+    The one reader of torch files in the library (critics, embedders, training
+    checkpoints); what a file holds is checked by its caller (e.g.
+    ``ClusteringCritic.from_state``).
 
     Args:
         path: the file.
-        what: what it should hold, for messages ("critic", "embedder").
+        what: what it should hold, for messages ("critic", "embedder", "checkpoint").
         how_to_make: how a user makes one, for the missing-file message.
+        map_location: where tensors are loaded (default the CPU).
+        remedy: what to do with an unreadable file, appended to the message.
+        max_bytes: refuse larger files before reading them.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is truncated, corrupt or not a weights-only torch file.
+        ValueError: the file is larger than ``max_bytes``, truncated, corrupt or not a
+            weights-only torch file.
     """
     import torch
 
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"no {what} at {path}; {how_to_make}.")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path} holds {size / 2**20:,.0f} MB, more than any {what} of this library "
+                         f"({max_bytes / 2**20:,.0f} MB at most): it is not one. {remedy}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path} is not a readable {what} checkpoint ({exc.__class__.__name__}: {exc}); "
-                         "it may be truncated or from another program. Retrain or re-download it.") from exc
+        # torch's first line says what failed; the rest suggests weights_only=False, which
+        # would let the file run code: not advice to pass on
+        reason = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:200]
+        raise ValueError(f"cannot read {what} {path} with torch.load(weights_only=True): not a readable "
+                         f"{what} file ({exc.__class__.__name__}: {reason}); it may be truncated or from "
+                         f"another program. {remedy}") from exc
 
 
 # ------------------------------------------------------------------------- folders

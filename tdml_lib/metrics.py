@@ -13,7 +13,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
 
-from .validation import check_labelings, check_labels, check_points
+from .validation import (as_real_array, check_index, check_labelings, check_labels, check_points,
+                         check_positive_int)
 
 
 def _pair(labels_true: object, labels_pred: object) -> tuple[np.ndarray, np.ndarray]:
@@ -55,12 +56,16 @@ def external_scores(labels_true: object, labels_pred: object) -> dict[str, float
 
 def rank_of(scores: Sequence[float], correct_index: int) -> int:
     """1-based rank of ``scores[correct_index]``; ties count against it (pessimistic),
-    so a scorer that gives every candidate the same score never gets a Best."""
-    s = np.asarray(scores, dtype=np.float64)
+    so a scorer that gives every candidate the same score never gets a Best. NaN scores
+    rank last.
+
+    Raises:
+        ValueError: see :func:`best_and_topk`.
+    """
+    s = as_real_array(scores, "scores", "(n_candidates,)").astype(np.float64)
     if s.ndim != 1 or s.size == 0:
-        raise ValueError("scores must be a non-empty 1-D sequence.")
-    if not 0 <= correct_index < s.size:
-        raise ValueError(f"correct_index={correct_index} is outside 0..{s.size - 1}.")
+        raise ValueError(f"scores must be a non-empty 1-D sequence, got shape {s.shape}.")
+    correct_index = check_index(correct_index, "correct_index", s.size)
     s = np.where(np.isnan(s), -np.inf, s)
     others = np.delete(s, correct_index)
     return int(1 + np.sum(others >= s[correct_index]))
@@ -68,7 +73,14 @@ def rank_of(scores: Sequence[float], correct_index: int) -> int:
 
 def best_and_topk(scores: Sequence[float], correct_index: int, k: int = 3) -> tuple[bool, bool]:
     """The poster's criteria for one problem: is the correct clustering ranked first
-    (*Best*), and is it among the first ``k`` (*Top k*)? Higher score = better."""
+    (*Best*), and is it among the first ``k`` (*Top k*)? Higher score = better.
+
+    Raises:
+        ValueError: scores not a non-empty 1-D sequence of numbers, ``correct_index``
+            not an integer position in it (floats and bools are refused), or ``k`` not a
+            positive integer.
+    """
+    k = check_positive_int(k, "k")
     r = rank_of(scores, correct_index)
     return r == 1, r <= k
 

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .validation import canonical_labels, check_labels, check_points
+from .validation import canonical_labels, check_int, check_labels, check_nonempty, check_points, check_real
 
 SYNTHETIC_FAMILIES = ("blobs", "anisotropic", "moons", "circles", "varied_density", "spirals")
 
@@ -74,11 +74,18 @@ def standardize(X: np.ndarray) -> np.ndarray:
 
 
 def _check_range(value: int | Sequence[int], name: str, low: int) -> tuple[int, int]:
-    lo, hi = (value, value) if np.isscalar(value) else tuple(value)
-    if int(lo) != lo or int(hi) != hi or lo < low or hi < lo:
-        raise ValueError(f"{name} must be an int >= {low} or a range (lo, hi) with {low} <= lo <= hi, "
-                         f"got {value!r}.")
-    return int(lo), int(hi)
+    """An int >= ``low`` or an inclusive range (lo, hi) of them, as (lo, hi)."""
+    if isinstance(value, (bool, str, bytes)) or not (np.isscalar(value) or hasattr(value, "__len__")):
+        raise ValueError(f"{name} must be an int >= {low} or a range (lo, hi), got {value!r}.")
+    if np.isscalar(value):
+        lo = hi = check_int(value, name, low)
+    else:
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int >= {low} or a range (lo, hi) of two ints, got {value!r}.")
+        lo, hi = (check_int(v, f"{name} ({which})", low) for v, which in zip(value, ("lo", "hi")))
+        if hi < lo:
+            raise ValueError(f"{name} must be a range (lo, hi) with lo <= hi, got {value!r}.")
+    return lo, hi
 
 
 def sample_problems(features: np.ndarray, labels: np.ndarray, n_problems: int,
@@ -113,8 +120,7 @@ def sample_problems(features: np.ndarray, labels: np.ndarray, n_problems: int,
     labels = np.asarray(labels)
     if features.ndim != 2 or labels.ndim != 1 or len(features) != len(labels):
         raise ValueError(f"features (N, d) and labels (N,) must match; got {features.shape} and {labels.shape}.")
-    if int(n_problems) != n_problems or n_problems < 1:
-        raise ValueError(f"n_problems must be a positive int, got {n_problems!r}.")
+    n_problems = check_int(n_problems, "n_problems", 1)
     k_lo, k_hi = _check_range(n_clusters, "n_clusters", 2)
     s_lo, s_hi = _check_range(points_per_class, "points_per_class", 1)
     pool = np.unique(labels) if classes is None else np.asarray(sorted(set(classes)))
@@ -236,6 +242,12 @@ _FAMILIES: dict[str, Callable[[np.random.Generator, list[int]], tuple[np.ndarray
 }
 
 
+def _check_family(family: object) -> str:
+    if not isinstance(family, str) or family not in _FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose among {list(SYNTHETIC_FAMILIES)}.")
+    return family
+
+
 def synthetic_problem(family: str, n_clusters: int = 3, points_per_class: int | Sequence[int] = (20, 100),
                       n_features: int = 2, noise: float = 0.05, seed: int = 0) -> Problem:
     """One synthetic problem from a family in :data:`SYNTHETIC_FAMILIES`.
@@ -244,14 +256,14 @@ def synthetic_problem(family: str, n_clusters: int = 3, points_per_class: int | 
     projection plus Gaussian noise of scale ``noise`` (relative to the data's std).
 
     Raises:
-        ValueError: unknown family, K < 2, or n_features < 2.
+        ValueError: unknown family, K < 2, n_features < 2 (or either not an int), a bad
+            ``points_per_class``, a negative or non-finite ``noise``, or a bad ``seed``.
     """
-    if family not in _FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose one of {SYNTHETIC_FAMILIES}.")
-    if int(n_clusters) != n_clusters or n_clusters < 2:
-        raise ValueError(f"n_clusters must be an int >= 2, got {n_clusters!r}.")
-    if int(n_features) != n_features or n_features < 2:
-        raise ValueError(f"n_features must be an int >= 2, got {n_features!r}.")
+    _check_family(family)
+    n_clusters = check_int(n_clusters, "n_clusters", 2)
+    n_features = check_int(n_features, "n_features", 2)
+    noise = check_real(noise, "noise", 0.0)
+    check_int(seed, "seed", 0)
     s_lo, s_hi = _check_range(points_per_class, "points_per_class", 1)
     rng = np.random.default_rng(seed)
     sizes = [int(rng.integers(s_lo, s_hi + 1)) for _ in range(int(n_clusters))]
@@ -270,7 +282,18 @@ def synthetic_problems(n_problems: int, families: Sequence[str] = SYNTHETIC_FAMI
                        n_clusters: int | Sequence[int] = (2, 6),
                        points_per_class: int | Sequence[int] = (20, 100),
                        n_features: int | Sequence[int] = 2, seed: int = 0) -> list[Problem]:
-    """Many synthetic problems, families taken in turn, K and dimension drawn per problem."""
+    """Many synthetic problems, families taken in turn, K and dimension drawn per problem.
+
+    Raises:
+        ValueError: ``n_problems`` not a positive int, ``families`` empty or naming an
+            unknown family, or a bad range (see :func:`synthetic_problem`).
+    """
+    n_problems = check_int(n_problems, "n_problems", 1)
+    families = check_nonempty(families, "families")
+    for fam in families:
+        _check_family(fam)
+    check_int(seed, "seed", 0)
+    _check_range(points_per_class, "points_per_class", 1)
     k_lo, k_hi = _check_range(n_clusters, "n_clusters", 2)
     d_lo, d_hi = _check_range(n_features, "n_features", 2)
     rng = np.random.default_rng(seed)
