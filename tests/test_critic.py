@@ -22,9 +22,11 @@ def test_training_on_tiny_set_runs_and_logs(trained):
     critic, hist, ts, probs = trained
     assert set(hist) == {"gae", "critic"}
     assert len(hist["critic"]) == TINY.epochs
-    assert {"loss", "wgan", "gp", "hinge"} <= set(hist["critic"].columns)
-    assert hist["critic"]["hinge"].iloc[-1] < hist["critic"]["hinge"].iloc[0]
-    assert len(ts.real) == len(probs) and ts.fake[0].shape[0] == TINY.n_negatives
+    assert {"loss", "rank", "margin", "truth_first"} <= set(hist["critic"].columns)
+    assert hist["critic"]["loss"].iloc[-1] < hist["critic"]["loss"].iloc[0]
+    assert hist["critic"]["truth_first"].iloc[-1] > hist["critic"]["truth_first"].iloc[0]
+    assert len(ts.real) == len(probs)
+    assert ts.fake[0].shape[0] == TINY.n_negatives + TINY.n_degenerate
     assert critic.metadata["n_train_problems"] == len(probs)
 
 
