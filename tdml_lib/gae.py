@@ -92,7 +92,7 @@ class GCNEncoder(nn.Module):
         return (propagate(lin(self.conv2, h)) + self.conv2.bias).transpose(0, 1)
 
 
-def _pool_over_clusters(values: torch.Tensor, onehot: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+def pool_over_clusters(values: torch.Tensor, onehot: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """(B, n, h) node values -> (B, 4h): per-cluster means, then their mean, max, min and
     standard deviation over clusters (every cluster counts once, whatever its size)."""
     present = counts > 0                                                  # (B, K)
@@ -143,8 +143,8 @@ class ClusteringEmbedder(nn.Module):
     def embed_prepared(self, ps: graphs.PointSet, labels: torch.Tensor) -> torch.Tensor:
         """Embeddings (B, embedding_dim) of B clusterings (B, n) of a prepared point set."""
         codes, feats = self.encode(ps, labels)
-        return torch.cat([_pool_over_clusters(codes, feats.onehot, feats.counts),
-                          _pool_over_clusters(feats.x, feats.onehot, feats.counts),
+        return torch.cat([pool_over_clusters(codes, feats.onehot, feats.counts),
+                          pool_over_clusters(feats.x, feats.onehot, feats.counts),
                           graphs.clustering_statistics(ps, labels, feats)], dim=1)
 
     # -- public ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The probe: a pairwise ranker on hand-made statistics, the baseline the critic must beat.
 
-No graph auto-encoder, no network: each clustering is described by the
-whole-clustering statistics of :func:`tdml_lib.graphs.clustering_statistics` (kNN label
+No graph auto-encoder, no network: each clustering is described by hand-made
+statistics (:func:`statistics`: the node features pooled over clusters, and the
+whole-clustering statistics of :func:`tdml_lib.graphs.clustering_statistics`: kNN label
 agreement, silhouette-like quantiles, cluster size balance, centroid side against kNN
 majority, top cuts, boundary density) and a *linear* score ``w . f`` is learned from
 labelled problems so that, within each problem, the correct clustering scores above
@@ -18,19 +19,25 @@ import numpy as np
 import torch
 
 from . import graphs
+from .gae import pool_over_clusters
 from .problems import Problem
 from .validation import check_labelings, check_points
 
 
 def statistics(X: object, labelings: Sequence[object] | np.ndarray, k: int = graphs.DEFAULT_K) -> np.ndarray:
-    """The hand-made statistics (B, len(graphs.STATISTICS)) of many clusterings of X."""
+    """The hand-made statistics of many clusterings of X, (B, 4 * len(NODE_FEATURES) +
+    len(STATISTICS)): the node features of :mod:`tdml_lib.graphs` averaged per cluster,
+    then their mean, max, min and spread over clusters, and the whole-clustering
+    statistics. The critic's embedding holds the same numbers beside the learned GAE
+    codes, so the probe measures what the codes and the network add."""
     Xc = check_points(X)
     labs = check_labelings(labelings, Xc.shape[0])
     ps = graphs.prepare_point_set(Xc, k, device="cpu")
     labels = graphs.as_label_tensor(labs, ps.device)
     with torch.inference_mode():
         feats = graphs.clustering_features(ps, labels)
-        return graphs.clustering_statistics(ps, labels, feats).double().numpy()
+        pooled = pool_over_clusters(feats.x, feats.onehot, feats.counts)
+        return torch.cat([pooled, graphs.clustering_statistics(ps, labels, feats)], 1).double().numpy()
 
 
 class ProbeScorer:

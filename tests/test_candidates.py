@@ -174,3 +174,16 @@ def test_fast_on_a_thousand_points():
 def test_exact_kind_name_is_that_kind_only():
     assert C._check_kinds(["kmeans_K"]) == ["kmeans_K"]
     assert len(C._check_kinds(["kmeans"])) > 1  # a prefix names the family
+
+
+def test_degenerate_negatives_are_the_holes_an_optimiser_finds():
+    from tdml_lib.candidates import DEGENERATE_KINDS, degenerate_negatives
+    from tdml_lib.problems import synthetic_problem
+
+    p = synthetic_problem("blobs", 3, (20, 30), seed=0)
+    d = degenerate_negatives(p, len(DEGENERATE_KINDS), seed=0)
+    ks = sorted(int(lab.max()) + 1 for lab in d)
+    assert 1 in ks and p.n_points in ks                    # one cluster; one cluster per point
+    assert len({lab.tobytes() for lab in d}) == len(d)      # distinct
+    assert all(not np.array_equal(lab, p.labels) for lab in d)
+    assert np.array_equal(d, degenerate_negatives(p, len(DEGENERATE_KINDS), seed=0))

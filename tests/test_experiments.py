@@ -218,3 +218,33 @@ def test_agent_scale_case_is_written_with_provenance(monkeypatch, tmp_path):
     stored = json.loads(path.read_text())["agent_scale"]
     assert len(stored) == 1 and stored[0]["provenance"]["command"] == "test again"
     assert stored[0]["provenance"]["git_commit"]
+
+
+def test_transfer_table_runs_small_with_every_scorer_protocol_and_regime():
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import Recipe, run_transfer
+    from tdml_lib.experiments.transfer import NEAR_TRUTH_KINDS
+
+    res = run_transfer(train_domains=["numbers"], test_domains=["numbers"], standard=Recipe(n_problems=4, n_synthetic=2),
+                       few_shot=Recipe(n_problems=3, n_synthetic=0, noise_copies=False, examples_per_class=8),
+                       critic_config=CriticConfig(epochs=2, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8),
+                       n_eval_problems=3, eval_negatives=5, device="cpu", progress=False)
+    table = res.table()
+    assert set(table.scorer) == {"critic", "probe", "silhouette", "calinski_harabasz", "davies_bouldin"}
+    assert set(table.protocol) == {"strict", "standard"}
+    assert set(table[table.scorer == "critic"].regime) == {"standard", "few-shot"}
+    assert table.best.between(0, 100).all() and (table.n_problems == 3).all()
+    # removing the near-truth kinds can only move the truth up
+    assert (res.ranks()["rank_no_near_truth"] <= res.ranks()["rank"]).all()
+    assert set(res.kind_agreement.kind).isdisjoint({"correct"}) and len(NEAR_TRUTH_KINDS) == 5
+    assert len(res.paired("critic", "silhouette")) == 4
+    import json
+    json.dumps(res.to_metrics())
+
+
+def test_mcnemar_counts_discordant_problems():
+    from tdml_lib.experiments.transfer import mcnemar
+
+    out = mcnemar([True, True, True, False, True], [False, False, False, False, True])
+    assert (out["only_a"], out["only_b"]) == (3, 0) and out["p_value"] == pytest.approx(0.25)
+    assert mcnemar([True], [True])["p_value"] == 1.0

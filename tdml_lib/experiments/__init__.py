@@ -6,6 +6,7 @@ per experiment and explains, plots and writes what it returns.
 
 * :mod:`.training` — labelled training problems of a domain, the adversarial loop
   (agent vs critic), and the ``train-critic`` command;
+* :mod:`.transfer` — the poster's transfer table, with the probe and the internal indices;
 * :mod:`.synthetic` — the agent against k-means on synthetic families (chapter 4);
 * :mod:`.clustering` — the agent against k-means on image domains: sampled test
   problems, whole test sets, and the agent's time and memory at scale (chapters 4, 8, 9);
@@ -19,9 +20,11 @@ from .clustering import (METHODS, DomainComparison, WholeSetResult, agent_scale_
                          compare_on_domains, kmeans_silhouette_k, summarise)
 from .seeds import DEVELOPMENT, HELD_OUT, EvaluationSeeds, evaluation_seeds
 from .synthetic import SYNTHETIC_METHODS, SYNTHETIC_TEST_K, SyntheticComparison, compare_on_synthetic
-from .training import adversarial_training, training_problems
+from .training import adversarial_training, noise_augmented, training_problems
+from .transfer import Recipe, TransferResult, run_transfer
 
 __all__ = ["DEVELOPMENT", "HELD_OUT", "EvaluationSeeds", "evaluation_seeds", "SYNTHETIC_METHODS", "SYNTHETIC_TEST_K",
            "SyntheticComparison", "adversarial_training", "compare_on_synthetic", "evaluate_baseline",
            "training_problems", "METHODS", "DomainComparison", "WholeSetResult", "agent_scale_case",
-           "cluster_whole_set", "compare_on_domains", "kmeans_silhouette_k", "summarise"]
+           "cluster_whole_set", "compare_on_domains", "kmeans_silhouette_k", "summarise", "noise_augmented",
+           "Recipe", "TransferResult", "run_transfer"]

@@ -1,0 +1,329 @@
+"""The poster's transfer table: critics trained on one domain rank candidates of others.
+
+For each training domain (Numbers, Fashion) and regime (standard, few-shot) a critic is
+trained (:func:`tdml_lib.critic.fit_critic`) on a *recipe* of labelled problems; the
+probe (:class:`tdml_lib.probe.ProbeScorer`) is trained on the same problems; then every
+scorer, with silhouette, Calinski–Harabasz and Davies–Bouldin beside them, ranks the
+fixed candidate sets (:func:`tdml_lib.evaluate.evaluation_sets`) of test problems from
+every test domain, under two feature protocols:
+
+* ``"strict"``: test images go through the PCA fitted on the *training* domain's
+  training split (no test domain is seen before scoring);
+* ``"standard"``: through a PCA fitted on the *test* domain's unlabelled training
+  split, as clustering papers do. Labels of a test domain are used only to score.
+
+The same test problems (same images and classes: :func:`tdml_lib.problems.sample_problems`
+draws them from the labels and the seed) are used under both protocols; only their
+features differ. Test problems and candidate sets come from an
+:class:`~tdml_lib.experiments.seeds.EvaluationSeeds` (development seeds for the chapters,
+held-out ones for ``results/``). Every scorer's per-problem rank of the truth is kept,
+so regimes and scorers are compared problem by problem (exact McNemar test), and Best /
+Top 3 are also reported on a *tier* without the near-truth candidate kinds
+(:data:`NEAR_TRUTH_KINDS`, fixed before the held-out run). Explained in chapter 5;
+the full-scale run is read by chapter 8.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import evaluate, features
+from ..critic import CriticConfig, fit_critic
+from ..metrics import ari
+from ..probe import ProbeScorer
+from ..problems import Problem
+from ..validation import check_positive_int
+from .seeds import DEVELOPMENT, EvaluationSeeds
+from .training import adversarial_training, noise_augmented, training_problems
+
+PROTOCOLS = ("strict", "standard")
+REGIMES = ("standard", "few-shot")
+ADVERSARIAL_REGIME = "standard + adversarial"
+INDEX_SCORERS = ("silhouette", "calinski_harabasz", "davies_bouldin")
+NEAR_TRUTH_KINDS = ("noise_boundary_2", "noise_boundary_5", "noise_nearest_5", "split", "merge_closest")
+"""Candidate kinds within a few moves of the truth (2-5 % of points moved, one cluster
+split or two merged). Fixed on 2026-11-30, before the held-out run: Best/Top 3 are
+reported with and without them, so a reader sees where a scorer fails."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one critic (and the probe beside it) is trained on.
+
+    Attributes:
+        n_problems: labelled problems of the training domain.
+        noise_copies: also train on copies of them with feature noise
+            (:func:`tdml_lib.experiments.training.noise_augmented`).
+        max_noise: the largest noise level of those copies.
+        n_synthetic: synthetic problems added (labelled by construction, from no dataset).
+        examples_per_class: ``None`` for the standard regime; a number for few-shot: the
+            domain's problems are drawn from a pool of that many labelled images per class.
+    """
+
+    n_problems: int = 300
+    noise_copies: bool = True
+    max_noise: float = 1.5
+    n_synthetic: int = 300
+    examples_per_class: int | None = None
+
+    def problems(self, domain: str, feature_map: features.FeatureMap, seed: int) -> list[Problem]:
+        """The labelled training problems of this recipe for ``domain``."""
+        check_positive_int(self.n_problems, "n_problems")
+        own = training_problems(domain, self.n_problems, seed=seed, feature_map=feature_map,
+                                examples_per_class=self.examples_per_class)
+        out = list(own)
+        if self.noise_copies:
+            out += noise_augmented(own, self.max_noise, seed=seed + 1)
+        if self.n_synthetic:
+            out += training_problems("synthetic", self.n_synthetic, seed=seed + 2)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class CellEval:
+    """How one scorer ranked the candidate sets of one test domain."""
+
+    scorer: str
+    train: str
+    regime: str | None
+    protocol: str
+    test: str
+    critic_seed: int | None
+    ranks: np.ndarray              # rank of the truth per problem (1 = Best)
+    tier_ranks: np.ndarray         # the same among candidates that are not near-truth kinds
+    top_kinds: list[str | None]    # kind of the best negative at or above the truth
+
+    def row(self, k: int = 3) -> dict[str, Any]:
+        n = len(self.ranks)
+        best, topk = int(np.sum(self.ranks == 1)), int(np.sum(self.ranks <= k))
+        tb, tt = int(np.sum(self.tier_ranks == 1)), int(np.sum(self.tier_ranks <= k))
+        lo, hi = evaluate.wilson_interval(best, n)
+        return {"scorer": self.scorer, "train": self.train, "regime": self.regime, "protocol": self.protocol,
+                "test": self.test, "critic_seed": self.critic_seed,
+                "best": 100 * best / n, "best_ci_low": lo, "best_ci_high": hi, "top3": 100 * topk / n,
+                "mean_rank": float(np.mean(self.ranks)), "best_no_near_truth": 100 * tb / n,
+                "top3_no_near_truth": 100 * tt / n, "n_problems": n}
+
+
+def _tier_rank(scores: np.ndarray, kinds: Sequence[str], correct: int) -> int:
+    keep = [i for i, kind in enumerate(kinds) if kind not in NEAR_TRUTH_KINDS]
+    s = np.where(np.isnan(scores), -np.inf, scores)[keep]
+    return int(1 + np.sum(np.delete(s, keep.index(correct)) >= s[keep.index(correct)]))
+
+
+def evaluate_cell(model: Any, csets: Sequence[Any], **keys: Any) -> CellEval:
+    """Rank every candidate set with one scorer ``model`` (named ``keys["scorer"]``;
+    :func:`tdml_lib.evaluate.evaluate_scorer`) and add the rank on the tier without
+    near-truth kinds."""
+    res = evaluate.evaluate_scorer(model, csets, name=keys["scorer"], progress=False)
+    tier = [_tier_rank(s, kinds, c) for s, kinds, c in zip(res.scores, res.kinds, res.correct_indices)]
+    return CellEval(ranks=res.ranks, tier_ranks=np.asarray(tier), top_kinds=list(res.top_kinds), **keys)
+
+
+def mcnemar(a_first: np.ndarray, b_first: np.ndarray) -> dict[str, float]:
+    """Exact McNemar test of two scorers' Best on the same problems: of the problems
+    where exactly one of them ranks the truth first, how often is it ``a``? Two-sided
+    binomial test of those discordant pairs against 1/2 (``scipy.stats.binomtest``)."""
+    from scipy.stats import binomtest
+
+    a_first, b_first = np.asarray(a_first, bool), np.asarray(b_first, bool)
+    only_a, only_b = int(np.sum(a_first & ~b_first)), int(np.sum(~a_first & b_first))
+    p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+    return {"only_a": only_a, "only_b": only_b, "p_value": float(p)}
+
+
+@dataclass
+class TransferResult:
+    """Every scorer's ranks on every cell, and what produced them."""
+
+    cells: list[CellEval]
+    kind_agreement: pd.DataFrame
+    """Per (features' domain, test domain, kind): mean ARI of that kind with the truth."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Per critic: training problems, sources and final training history values."""
+
+    def to_frame(self, k: int = 3) -> pd.DataFrame:
+        """One row per (scorer, train, regime, protocol, test, critic seed)."""
+        return pd.DataFrame([c.row(k) for c in self.cells])
+
+    def table(self) -> pd.DataFrame:
+        """One row per (scorer, train, regime, protocol, test): the critic's seeds pooled
+        (mean Best and Top 3, with the lowest and highest seed beside them)."""
+        df = self.to_frame()
+        keys = ["scorer", "train", "regime", "protocol", "test"]
+        df = df.assign(regime=df["regime"].fillna(""))
+        agg = df.groupby(keys, sort=False).agg(
+            best=("best", "mean"), best_seed_min=("best", "min"), best_seed_max=("best", "max"),
+            best_ci_low=("best_ci_low", "mean"), best_ci_high=("best_ci_high", "mean"),
+            top3=("top3", "mean"), mean_rank=("mean_rank", "mean"),
+            best_no_near_truth=("best_no_near_truth", "mean"), top3_no_near_truth=("top3_no_near_truth", "mean"),
+            n_seeds=("best", "size"), n_problems=("n_problems", "first")).reset_index()
+        agg["regime"] = agg["regime"].replace("", None)
+        return agg
+
+    def ranks(self) -> pd.DataFrame:
+        """Per-problem ranks, long format (one row per cell and problem)."""
+        rows = []
+        for c in self.cells:
+            for i, (r, t) in enumerate(zip(c.ranks, c.tier_ranks)):
+                rows.append({"scorer": c.scorer, "train": c.train, "regime": c.regime, "protocol": c.protocol,
+                             "test": c.test, "critic_seed": c.critic_seed, "problem": i, "rank": int(r),
+                             "rank_no_near_truth": int(t), "top_kind": c.top_kinds[i]})
+        return pd.DataFrame(rows)
+
+    def paired(self, a: str = "critic", b: str = "probe", seed: int = 0) -> pd.DataFrame:
+        """McNemar test of scorer ``a`` (its critic seed ``seed``) against ``b``, cell by
+        cell; ``b`` is matched on training domain and regime when it is trained, on the
+        features' domain when it is an index (same candidate sets either way)."""
+        def find(name: str, cell: CellEval) -> CellEval | None:
+            for c in self.cells:
+                if (c.scorer == name and c.protocol == cell.protocol and c.test == cell.test
+                        and c.train == cell.train and c.critic_seed in (seed, None)
+                        and (c.regime == cell.regime or c.regime is None)):
+                    return c
+            return None
+
+        rows = []
+        for cell in self.cells:
+            if cell.scorer != a or cell.critic_seed not in (seed, None):
+                continue
+            other = find(b, cell)
+            if other is None:
+                continue
+            test = mcnemar(cell.ranks == 1, other.ranks == 1)
+            rows.append({"train": cell.train, "regime": cell.regime, "protocol": cell.protocol, "test": cell.test,
+                         f"best {a}": 100 * np.mean(cell.ranks == 1), f"best {b}": 100 * np.mean(other.ranks == 1),
+                         f"only {a}": test["only_a"], f"only {b}": test["only_b"], "p_value": test["p_value"]})
+        return pd.DataFrame(rows)
+
+    def to_metrics(self) -> dict[str, Any]:
+        """The JSON-ready numbers a chapter exports (the runner stores them)."""
+        table = self.table()
+        rows = [{**{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()},
+                 "best_ci": [r["best_ci_low"], r["best_ci_high"]]} for r in table.to_dict(orient="records")]
+        return {"table": rows, "per_seed": self.to_frame().to_dict(orient="records"),
+                "ranks": self.ranks().to_dict(orient="records"),
+                "kind_agreement": self.kind_agreement.to_dict(orient="records"),
+                "near_truth_kinds": list(NEAR_TRUTH_KINDS), "training": self.training}
+
+
+def evaluation_problems(test: str, n_problems: int, seeds: EvaluationSeeds,
+                  feature_map: features.FeatureMap) -> list[Problem]:
+    """The test problems of a domain (test split), through ``feature_map``."""
+    return features.domain_problems(test, n_problems, split="test", feature_map=feature_map, seed=seeds.problems)
+
+
+def _kind_agreement(csets: Sequence[Any], features_from: str, test: str) -> list[dict[str, Any]]:
+    rows = []
+    for cs in csets:
+        truth = cs.labelings[cs.correct_index]
+        for lab, kind in zip(cs.labelings, cs.kinds):
+            if kind != "correct":
+                rows.append({"features_from": features_from, "test": test, "kind": kind, "ari": ari(truth, lab)})
+    return rows
+
+
+def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
+                 test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
+                 regimes: Sequence[str] = REGIMES, protocols: Sequence[str] = PROTOCOLS,
+                 standard: Recipe = Recipe(), few_shot: Recipe = Recipe(n_problems=30, examples_per_class=20),
+                 critic_config: CriticConfig | None = None, critic_seeds: Sequence[int] = (0,),
+                 n_eval_problems: int = 100, eval_negatives: int = 19, seeds: EvaluationSeeds = DEVELOPMENT,
+                 adversarial_rounds: int = 0, adversarial_problems: int = 16, adversarial_generations: int = 15,
+                 adversarial_population: int = 32, probe: bool = True, index_scorers: Sequence[str] = INDEX_SCORERS,
+                 device: Any = "auto", progress: bool = True) -> TransferResult:
+    """Train the critics of the poster's rows and rank the candidates of every test domain.
+
+    Args:
+        train_domains, test_domains: dataset names (:func:`tdml_lib.data.load`).
+        regimes: ``"standard"`` and/or ``"few-shot"``; their recipes are ``standard`` and
+            ``few_shot``.
+        protocols: feature protocols of the test problems (:data:`PROTOCOLS`).
+        critic_config: the critic's hyper-parameters (default :class:`CriticConfig`).
+        critic_seeds: one critic per seed and regime (the spread over seeds is reported).
+        n_eval_problems, eval_negatives: test problems per domain, near misses per problem.
+        seeds: the evaluation seeds (test problems and candidate sets).
+        adversarial_rounds: rounds of the adversarial loop after the standard critic of the
+            first critic seed (0: no ``"standard + adversarial"`` row).
+        probe: train the probe on each standard recipe (first critic seed's problems).
+        index_scorers: internal indices that rank the same candidates.
+        device: for the critics.
+        progress: show progress bars.
+    """
+    from tqdm.auto import tqdm
+
+    from ..metrics import IndexScorer
+
+    for name in regimes:
+        if name not in REGIMES:
+            raise ValueError(f"unknown regime {name!r}; choose from {REGIMES}.")
+    for name in protocols:
+        if name not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {name!r}; choose from {PROTOCOLS}.")
+    if not train_domains or not test_domains or not regimes or not protocols or not critic_seeds:
+        raise ValueError("train_domains, test_domains, regimes, protocols and critic_seeds must be non-empty.")
+    cfg = critic_config or CriticConfig()
+    recipes = {"standard": standard, "few-shot": few_shot}
+    maps = {d: features.fit_feature_map(d) for d in {*train_domains, *(test_domains if "standard" in protocols else ())}}
+
+    # the fixed candidate sets: per (protocol, features' domain, test domain)
+    csets: dict[tuple[str, str], list[Any]] = {}   # (features' domain, test domain)
+    agreement: list[dict[str, Any]] = []
+    for protocol in protocols:
+        for train in train_domains:
+            for test in test_domains:
+                fdom = train if protocol == "strict" else test
+                key = (fdom, test)
+                if key not in csets:
+                    probs = evaluation_problems(test, n_eval_problems, seeds, maps[fdom])
+                    csets[key] = evaluate.evaluation_sets(probs, n_negatives=eval_negatives, seed=seeds.candidates,
+                                                          progress=progress)
+                    agreement += _kind_agreement(csets[key], fdom, test)
+
+    cells: list[CellEval] = []
+    training: dict[str, Any] = {}
+
+    def rank_all(scorer: Any, name: str, train: str, regime: str | None, seed: int | None) -> None:
+        for protocol in protocols:
+            for test in test_domains:
+                fdom = train if protocol == "strict" else test
+                cells.append(evaluate_cell(scorer, csets[(fdom, test)], scorer=name, train=train,
+                                           regime=regime, protocol=protocol, test=test, critic_seed=seed))
+
+    jobs = [(t, r, s) for t in train_domains for r in regimes for s in critic_seeds]
+    for train, regime, seed in tqdm(jobs, desc="critics", disable=not progress):
+        probs = recipes[regime].problems(train, maps[train], seed=seed)
+        critic, hist, ts = fit_critic(probs, cfg, seed=seed, device=device, progress=False)
+        training[f"{train}/{regime}/seed{seed}"] = {
+            "n_problems": len(probs), "recipe": recipes[regime].as_dict(),
+            "truth_first_last_epoch": float(hist["critic"]["truth_first"].iloc[-1]),
+            "loss_last_epoch": float(hist["critic"]["loss"].iloc[-1])}
+        rank_all(critic, "critic", train, regime, seed)
+        if regime == "standard" and seed == critic_seeds[0]:
+            if probe:
+                rank_all(ProbeScorer().fit(probs, cfg.n_negatives, cfg.n_degenerate, seed=seed), "probe",
+                         train, regime, None)
+            if adversarial_rounds:
+                adv, adv_hist = adversarial_training(
+                    critic, probs, ts, cfg, rounds=adversarial_rounds, problems_per_round=adversarial_problems,
+                    epochs_per_round=max(1, cfg.epochs // 3), generations=adversarial_generations,
+                    population_size=adversarial_population, seed=seed, progress=False)
+                training[f"{train}/{ADVERSARIAL_REGIME}/seed{seed}"] = adv_hist.to_dict(orient="records")
+                rank_all(adv, "critic", train, ADVERSARIAL_REGIME, seed)
+    for train in train_domains:
+        for name in index_scorers:
+            rank_all(IndexScorer(name), name, train, None, None)
+    kinds = pd.DataFrame(agreement)
+    if len(kinds):
+        kinds = kinds.groupby(["features_from", "test", "kind"], as_index=False)["ari"].mean()
+    return TransferResult(cells, kinds, training)
+
+
+__all__ = ["ADVERSARIAL_REGIME", "INDEX_SCORERS", "NEAR_TRUTH_KINDS", "PROTOCOLS", "REGIMES", "CellEval",
+           "Recipe", "TransferResult", "evaluate_cell", "mcnemar", "evaluation_problems", "run_transfer"]
