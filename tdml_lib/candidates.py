@@ -399,7 +399,9 @@ def training_negatives(problem: Problem, n: int, seed: int) -> np.ndarray:
 DEGENERATE_KINDS = ("one_cluster", "all_singletons", "singletons_5", "random_K", "random_large_K")
 
 
-def _degenerate(kind: str, truth: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+def degenerate_clustering(kind: str, truth: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """One degenerate clustering of kind ``kind`` (:data:`DEGENERATE_KINDS`) of a problem
+    whose correct labels are ``truth``; ``None`` when the kind does not apply."""
     n, k = len(truth), int(truth.max()) + 1
     if kind == "one_cluster":
         return np.zeros(n, dtype=np.int64)
@@ -427,7 +429,7 @@ def degenerate_negatives(problem: Problem, n: int, seed: int) -> np.ndarray:
     for i in range(4 * n):
         if len(out) == n:
             break
-        lab = _degenerate(DEGENERATE_KINDS[i % len(DEGENERATE_KINDS)], problem.labels, rng)
+        lab = degenerate_clustering(DEGENERATE_KINDS[i % len(DEGENERATE_KINDS)], problem.labels, rng)
         if lab is not None and lab.tobytes() not in seen:
             seen.add(lab.tobytes())
             out.append(lab)

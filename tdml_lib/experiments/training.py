@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import data, features
-from ..agent import make_agent_proposals
+from ..agent import cluster, make_agent_proposals
 from ..critic import ClusteringCritic, CriticConfig, TrainingSet, fit_critic, train_critic_net
 from ..features import domain_problems
 from ..io import provenance
@@ -67,22 +67,60 @@ def noise_augmented(problems: Sequence[Problem], max_noise: float = 1.5, seed: i
     return out
 
 
-def adversarial_training(critic: ClusteringCritic, problems: Sequence[Problem], ts: TrainingSet,
-                         cfg: CriticConfig, rounds: int = 2, problems_per_round: int = 8,
-                         epochs_per_round: int = 100, generations: int = 15, population_size: int = 32,
-                         seed: int = 0, progress: bool = True) -> tuple[ClusteringCritic, pd.DataFrame]:
-    """The poster's adversarial loop: the agent (block A) maximises the current critic on
-    training problems; its best proposals that are *not* the correct clustering become
-    new negatives (the set D of Eq. (1)), and the critic trains on. True labels are used
-    here only because these are labelled *training* problems.
-
-    Returns:
-        (a new critic, history with per-round counts of over-rated proposals).
-    """
-    critic = copy.deepcopy(critic)
+def agent_beats_truth(critic: ClusteringCritic, problems: Sequence[Problem], generations: int = 15,
+                      population_size: int = 32, seed: int = 0) -> pd.DataFrame:
+    """For each labelled problem, let the agent maximise the critic without K and check
+    whether its best clustering (when it is not the truth) scores at least as high as
+    the truth: a hole in the reward that an optimiser can find. One row per problem:
+    ``beats_truth``, ``K_found``, ``K_true``, the agent's ACC."""
     rng = np.random.default_rng(seed)
     rows = []
+    for i, p in enumerate(problems):
+        found = cluster(p.X, reward=critic, generations=generations, population_size=population_size,
+                        seed=int(rng.integers(2**31)))
+        acc = clustering_accuracy(p.labels, found.labels)
+        truth_score = critic.score(p.X, p.labels)
+        rows.append({"problem": i, "beats_truth": bool(acc < 1.0 and found.reward >= truth_score),
+                     "K_found": int(found.labels.max()) + 1, "K_true": p.n_clusters, "acc": acc,
+                     "agent_reward": float(found.reward), "truth_reward": float(truth_score)})
+    return pd.DataFrame(rows)
+
+
+def adversarial_training(critic: ClusteringCritic, problems: Sequence[Problem], ts: TrainingSet,
+                         cfg: CriticConfig, rounds: int = 3, problems_per_round: int = 8,
+                         epochs_per_round: int = 50, generations: int = 15, population_size: int = 32,
+                         seed: int = 0, progress: bool = True,
+                         validation: Sequence[Problem] | None = None) -> tuple[ClusteringCritic, pd.DataFrame]:
+    """The poster's adversarial loop, with a stopping rule.
+
+    The agent (block A) maximises the current critic on ``problems_per_round`` training
+    problems; its best proposals that are *not* the correct clustering become new
+    negatives of those problems (the set D of Eq. (1)), and the critic trains on for
+    ``epochs_per_round`` epochs. Before each round, and after the last, the agent attacks
+    the ``validation`` problems (labelled problems held out of training,
+    :func:`agent_beats_truth`); the loop stops as soon as it no longer finds a clustering
+    that outscores the truth on any of them, or after ``rounds`` rounds. True labels are
+    used here only because these are labelled *training* problems.
+
+    Returns:
+        (a new critic, one row per round: validation problems where the agent beat the
+        truth before the round, proposals added, how many of them the critic rated at least
+        as high as the truth, the last training loss; a final row with ``round = "after"``).
+    """
+    check_positive_int(rounds, "rounds", minimum=0)
+    critic = copy.deepcopy(critic)
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+
+    def holes() -> int | None:
+        if not validation:
+            return None
+        return int(agent_beats_truth(critic, validation, generations, population_size, seed).beats_truth.sum())
+
     for r in range(rounds):
+        before = holes()
+        if before == 0:
+            break
         chosen = rng.choice(len(problems), size=min(problems_per_round, len(problems)), replace=False)
         added = overrated = 0
         for i in chosen:
@@ -97,9 +135,11 @@ def adversarial_training(critic: ClusteringCritic, problems: Sequence[Problem], 
             ts.add_negatives(int(i), critic.embedder.embed_many(p.X, wrong).to(ts.fake[int(i)].device))
             added += len(wrong)
         hist = train_critic_net(critic, ts, cfg, seed + r + 1, epochs=epochs_per_round, progress=progress)
-        rows.append({"round": r, "proposals_added": added, "overrated_before": overrated,
-                     "final_loss": float(hist["loss"].iloc[-1])})
-    critic.metadata["adversarial_rounds"] = rounds
+        rows.append({"round": r, "validation_beaten": before, "proposals_added": added,
+                     "overrated_before": overrated, "final_loss": float(hist["loss"].iloc[-1])})
+    rows.append({"round": "after", "validation_beaten": holes(), "proposals_added": 0, "overrated_before": 0,
+                 "final_loss": np.nan})
+    critic.metadata["adversarial_rounds"] = sum(1 for row in rows if row["round"] != "after")
     return critic, pd.DataFrame(rows)
 
 

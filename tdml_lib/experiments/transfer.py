@@ -236,7 +236,7 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                  critic_config: CriticConfig | None = None, critic_seeds: Sequence[int] = (0,),
                  n_eval_problems: int = 100, eval_negatives: int = 19, seeds: EvaluationSeeds = DEVELOPMENT,
                  adversarial_rounds: int = 0, adversarial_problems: int = 16, adversarial_generations: int = 15,
-                 adversarial_population: int = 32, probe: bool = True, index_scorers: Sequence[str] = INDEX_SCORERS,
+                 adversarial_population: int = 32, adversarial_validation: int = 8, probe: bool = True, index_scorers: Sequence[str] = INDEX_SCORERS,
                  device: Any = "auto", progress: bool = True) -> TransferResult:
     """Train the critics of the poster's rows and rank the candidates of every test domain.
 
@@ -249,8 +249,10 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
         critic_seeds: one critic per seed and regime (the spread over seeds is reported).
         n_eval_problems, eval_negatives: test problems per domain, near misses per problem.
         seeds: the evaluation seeds (test problems and candidate sets).
-        adversarial_rounds: rounds of the adversarial loop after the standard critic of the
-            first critic seed (0: no ``"standard + adversarial"`` row).
+        adversarial_rounds: the most rounds of the adversarial loop after the standard
+            critic of the first critic seed (0: no ``"standard + adversarial"`` row); it stops
+            earlier when the agent no longer beats the truth on ``adversarial_validation``
+            held-out labelled problems of the training domain.
         probe: train the probe on each standard recipe (first critic seed's problems).
         index_scorers: internal indices that rank the same candidates.
         device: for the critics.
@@ -313,7 +315,9 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                 adv, adv_hist = adversarial_training(
                     critic, probs, ts, cfg, rounds=adversarial_rounds, problems_per_round=adversarial_problems,
                     epochs_per_round=max(1, cfg.epochs // 3), generations=adversarial_generations,
-                    population_size=adversarial_population, seed=seed, progress=False)
+                    population_size=adversarial_population, seed=seed, progress=False,
+                    validation=training_problems(train, adversarial_validation, seed=seed + 100,
+                                                 feature_map=maps[train]))
                 training[f"{train}/{ADVERSARIAL_REGIME}/seed{seed}"] = adv_hist.to_dict(orient="records")
                 rank_all(adv, "critic", train, ADVERSARIAL_REGIME, seed)
     for train in train_domains:
