@@ -304,11 +304,9 @@ def _margin_term(r_real: torch.Tensor, r_fake: torch.Tensor, margin: float) -> t
     return torch.relu(margin - (r_real - r_fake.max()))
 
 
-def _within_problem_gp(critic: "ClusteringCritic", real: torch.Tensor, fake: torch.Tensor,
-                       gen: torch.Generator) -> torch.Tensor:
-    """Gradient penalty on points between a problem's truth and its own proposals."""
-    alpha = torch.rand(fake.shape[0], 1, generator=gen).to(real.device)
-    mix = (alpha * real[None] + (1 - alpha) * fake).detach().requires_grad_(True)
+def _gradient_penalty(critic: "ClusteringCritic", mix: torch.Tensor) -> torch.Tensor:
+    """Gulrajani et al.'s penalty ``(||grad r(x)|| - 1)^2`` at the interpolations ``mix``."""
+    mix = mix.detach().requires_grad_(True)
     grad, = torch.autograd.grad(critic.reward(mix).sum(), mix, create_graph=True)
     return ((grad.norm(dim=1) - 1) ** 2).mean()
 
@@ -334,25 +332,30 @@ def critic_loss(critic: "ClusteringCritic", ts: TrainingSet, batch: Sequence[int
     """
     parts: dict[str, list[torch.Tensor]] = {"loss": [], "rank": [], "margin": []}
     first = []
-    if cfg.objective == "wgan-gp":
-        parts["gp"] = []
-    for i in batch:
+    mixes = []
+    # one forward pass for the whole batch, then the scores of each problem apart
+    sizes = [1 + ts.fake[i].shape[0] for i in batch]
+    scores = critic.reward(torch.cat([torch.cat([ts.real[i][None], ts.fake[i]]) for i in batch]))
+    for i, r in zip(batch, scores.split(sizes)):
         real, fake = ts.real[i], ts.fake[i]
-        r = critic.reward(torch.cat([real[None], fake]))
         r_real, r_fake = r[0], r[1:]
         margin = _margin_term(r_real, r_fake, cfg.margin)
         if cfg.objective == "listwise":
             rank = -torch.log_softmax(r, 0)[0]
-            loss = rank + cfg.lambda_margin * margin
         else:
             rank = r_fake.mean() - r_real
-            gp = _within_problem_gp(critic, real, fake, gen)
-            parts["gp"].append(gp)
-            loss = rank + cfg.lambda_gp * gp + cfg.lambda_margin * margin
-        parts["loss"].append(loss)
+            alpha = torch.rand(fake.shape[0], 1, generator=gen).to(real.device)
+            mixes.append(alpha * real[None] + (1 - alpha) * fake)
+        parts["loss"].append(rank + cfg.lambda_margin * margin)
         parts["rank"].append(rank)
         parts["margin"].append(margin)
         first.append(bool(r_real.detach() > r_fake.detach().max()))
+    if mixes:
+        # one gradient-penalty pass for the whole batch: every interpolation lies between a
+        # problem's truth and one of that problem's own proposals
+        gp = _gradient_penalty(critic, torch.cat(mixes))
+        parts["gp"] = [gp]
+        parts["loss"] = [loss + cfg.lambda_gp * gp for loss in parts["loss"]]
     stacked = {name: torch.stack(v).mean() for name, v in parts.items()}
     log = {name: float(t.detach()) for name, t in stacked.items()}
     log["truth_first"] = float(np.mean(first))

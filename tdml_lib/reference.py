@@ -598,3 +598,71 @@ def plot_difference_heatmap(ax: Any, comparison: pd.DataFrame, metric: str = "be
         ax.set_ylabel("trained on")
     ax.grid(False)
     return image
+
+
+def format_scores(table: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+    """A table of :func:`tdml_lib.evaluate.compare_scorers` as the book prints it: Best and
+    Top k as ``"49 [39, 59]"`` (percent, Wilson 95 % interval), the mean rank of the truth
+    to one decimal, and the number of problems."""
+    need = ["best", "best_ci_low", "best_ci_high", f"top{k}", f"top{k}_ci_low", f"top{k}_ci_high", "mean_rank"]
+    absent = [c for c in need if c not in table]
+    if absent:
+        raise ValueError(f"format_scores needs the columns of evaluate.compare_scorers; missing {absent}.")
+    out = pd.DataFrame(index=table.index)
+    out["Best (%)"] = [format_estimate(b, (lo, hi)) for b, lo, hi in
+                       zip(table["best"], table["best_ci_low"], table["best_ci_high"])]
+    out[f"Top {k} (%)"] = [format_estimate(b, (lo, hi)) for b, lo, hi in
+                           zip(table[f"top{k}"], table[f"top{k}_ci_low"], table[f"top{k}_ci_high"])]
+    out["mean rank of the truth"] = table["mean_rank"].round(1)
+    if "n_problems" in table:
+        out["problems"] = table["n_problems"].astype(int)
+    return out
+
+
+def _row_label(train: str, regime: str) -> str:
+    return f"{train}, {regime}"
+
+
+def transfer_table(table: pd.DataFrame, scorer: str = "critic", metric: str = "best") -> pd.DataFrame:
+    """The transfer table as the book prints it: one row per (training domain, regime),
+    one column per (feature protocol, test domain), each cell ``"49 [39, 59] (poster 78)"``.
+
+    Args:
+        table: rows with ``scorer, train, regime, protocol, test, best, best_ci_low,
+            best_ci_high`` (``TransferResult.table()``, or the stored ``metrics.table``).
+        scorer: whose rows to show.
+        metric: ``"best"`` (with its interval) or ``"top3"``.
+    """
+    rows = table[table["scorer"] == scorer]
+    poster = {(c["train"], c["regime"], c["test"]): c[metric] for c in POSTER_TABLE}
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for r in rows.to_dict(orient="records"):
+        interval = (r.get("best_ci_low"), r.get("best_ci_high")) if metric == "best" else None
+        if interval is not None and any(v is None or (isinstance(v, float) and math.isnan(v)) for v in interval):
+            interval = None
+        text = format_estimate(r[metric], interval)
+        ref = poster.get((r["train"], r["regime"], r["test"]))
+        if ref is not None:
+            text += f" (poster {ref:.0f})"
+        out.setdefault((r.get("protocol") or "strict", r["test"]), {})[_row_label(r["train"], r["regime"])] = text
+    df = pd.DataFrame(out)
+    order = [c for p in ("strict", "standard") for t in TEST_DOMAINS for c in [(p, t)] if c in df.columns]
+    df = df[order + [c for c in df.columns if c not in order]]
+    df.columns = pd.MultiIndex.from_tuples(df.columns, names=["protocol", "tested on"])
+    return df.rename_axis("trained on").fillna(NOT_RUN)
+
+
+def poster_difference(table: pd.DataFrame, protocol: str = "strict", scorer: str = "critic",
+                      metric: str = "best") -> pd.DataFrame:
+    """Ours minus the poster, in percentage points, for one feature protocol: rows
+    ``"<train>, <regime>"`` of the poster's table, columns its test domains (NaN where we
+    have no number)."""
+    rows = table[(table["scorer"] == scorer) & (table.get("protocol", "strict") == protocol)]
+    ours = {(r["train"], r["regime"], r["test"]): r[metric] for r in rows.to_dict(orient="records")}
+    out = pd.DataFrame(index=[_row_label(t, r) for t in TRAIN_DOMAINS for r in REGIMES], columns=list(TEST_DOMAINS),
+                       dtype=float)
+    for cell in POSTER_TABLE:
+        value = ours.get((cell["train"], cell["regime"], cell["test"]))
+        if value is not None:
+            out.loc[_row_label(cell["train"], cell["regime"]), cell["test"]] = value - cell[metric]
+    return out

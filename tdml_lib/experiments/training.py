@@ -12,6 +12,7 @@ import argparse
 import copy
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -65,6 +66,42 @@ def noise_augmented(problems: Sequence[Problem], max_noise: float = 1.5, seed: i
         X = standardize(p.X + sigma * rng.normal(size=p.X.shape))
         out.append(Problem(X, p.labels, f"{p.source} + noise {sigma:.2f}"))
     return out
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one critic (and the probe beside it) is trained on.
+
+    Attributes:
+        n_problems: labelled problems of the training domain.
+        noise_copies: also train on copies of them with feature noise
+            (:func:`tdml_lib.experiments.training.noise_augmented`).
+        max_noise: the largest noise level of those copies.
+        n_synthetic: synthetic problems added (labelled by construction, from no dataset).
+        examples_per_class: ``None`` for the standard regime; a number for few-shot: the
+            domain's problems are drawn from a pool of that many labelled images per class.
+    """
+
+    n_problems: int = 300
+    noise_copies: bool = True
+    max_noise: float = 1.5
+    n_synthetic: int = 300
+    examples_per_class: int | None = None
+
+    def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
+        """The labelled training problems of this recipe for ``domain``."""
+        check_positive_int(self.n_problems, "n_problems")
+        own = training_problems(domain, self.n_problems, seed=seed, feature_map=feature_map,
+                                examples_per_class=self.examples_per_class)
+        out = list(own)
+        if self.noise_copies:
+            out += noise_augmented(own, self.max_noise, seed=seed + 1)
+        if self.n_synthetic:
+            out += training_problems("synthetic", self.n_synthetic, seed=seed + 2)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 def agent_beats_truth(critic: ClusteringCritic, problems: Sequence[Problem], generations: int = 15,
@@ -148,13 +185,19 @@ def adversarial_training(critic: ClusteringCritic, problems: Sequence[Problem], 
 def add_cli(sub: Any) -> None:
     p = sub.add_parser("train-critic", help="train a critic on labelled problems of one domain and save it",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--domain", default="numbers", help="training domain (numbers, fashion, letters, digits, synthetic)")
-    p.add_argument("--n-problems", type=int, default=200)
-    p.add_argument("--epochs", type=int, default=CriticConfig.epochs)
-    p.add_argument("--gae-epochs", type=int, default=CriticConfig.gae_epochs)
-    p.add_argument("--n-negatives", type=int, default=CriticConfig.n_negatives)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--domain", default="numbers",
+                   help="training domain (numbers, fashion, letters, digits, synthetic)")
+    p.add_argument("--n-problems", type=int, default=Recipe.n_problems, help="labelled problems of the domain")
+    p.add_argument("--no-noise-copies", action="store_true", help="do not add noisy copies of them")
+    p.add_argument("--n-synthetic", type=int, default=Recipe.n_synthetic, help="synthetic problems added")
+    p.add_argument("--epochs", type=int, default=CriticConfig.epochs, help="critic epochs")
+    p.add_argument("--gae-epochs", type=int, default=CriticConfig.gae_epochs, help="graph auto-encoder epochs")
+    p.add_argument("--n-negatives", type=int, default=CriticConfig.n_negatives, help="near misses per problem")
+    p.add_argument("--n-degenerate", type=int, default=CriticConfig.n_degenerate,
+                   help="degenerate negatives per problem")
+    p.add_argument("--objective", default=CriticConfig.objective, help="listwise or wgan-gp")
+    p.add_argument("--seed", type=int, default=0, help="seed of the problems and the training")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda...")
     p.add_argument("--out", default=None,
                    help="where to save the critic (.pt); default runs/critic_<domain>_seed<seed>.pt. "
                         "The shipped critic is replaced only when you pass its path here")
@@ -164,17 +207,23 @@ def add_cli(sub: Any) -> None:
 def _cli_train(args: Any) -> int:
     for name in ("n_problems", "epochs", "gae_epochs", "n_negatives"):
         check_positive_int(getattr(args, name), "--" + name.replace("_", "-"))
+    for name in ("n_synthetic", "n_degenerate", "seed"):
+        check_positive_int(getattr(args, name), "--" + name.replace("_", "-"), minimum=0)
     out = Path(args.out) if args.out else Path("runs") / f"critic_{args.domain}_seed{args.seed}.pt"
     t0 = time.time()
-    probs = training_problems(args.domain, args.n_problems, args.seed)
-    cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives)
+    recipe = Recipe(n_problems=args.n_problems, noise_copies=not args.no_noise_copies, n_synthetic=args.n_synthetic)
+    fmap = None if args.domain == "synthetic" else features.fit_feature_map(args.domain)
+    probs = recipe.problems(args.domain, fmap, seed=args.seed)
+    cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives,
+                       n_degenerate=args.n_degenerate, objective=args.objective)
     command = "python -m tdml_lib " + " ".join(sys.argv[1:]) if sys.argv[1:] else "python -m tdml_lib train-critic"
     critic, hist, _ = fit_critic(probs, cfg, seed=args.seed, device=args.device,
-                                 metadata={"domain": args.domain, "command": command})
+                                 metadata={"domain": args.domain, "command": command, "recipe": recipe.as_dict()})
     critic.metadata["provenance"] = provenance(params=vars(args) | {"func": None}, seed=args.seed,
                                                device=str(critic.device))
     critic.metadata["wall_time_s"] = round(time.time() - t0, 1)
+    critic.metadata["truth_first_last_epoch"] = float(hist["critic"]["truth_first"].iloc[-1])
     critic.save(out)
-    print(f"saved critic trained on {len(probs)} {args.domain} problems to {args.out} "
+    print(f"saved critic trained on {len(probs)} problems ({args.domain} recipe) to {out} "
           f"({critic.metadata['wall_time_s']} s)")
     return 0

@@ -35,9 +35,8 @@ from ..critic import CriticConfig, fit_critic
 from ..metrics import ari
 from ..probe import ProbeScorer
 from ..problems import Problem
-from ..validation import check_positive_int
 from .seeds import DEVELOPMENT, EvaluationSeeds
-from .training import adversarial_training, noise_augmented, training_problems
+from .training import Recipe, adversarial_training, training_problems
 
 PROTOCOLS = ("strict", "standard")
 REGIMES = ("standard", "few-shot")
@@ -47,42 +46,6 @@ NEAR_TRUTH_KINDS = ("noise_boundary_2", "noise_boundary_5", "noise_nearest_5", "
 """Candidate kinds within a few moves of the truth (2-5 % of points moved, one cluster
 split or two merged). Fixed on 2026-11-30, before the held-out run: Best/Top 3 are
 reported with and without them, so a reader sees where a scorer fails."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """What one critic (and the probe beside it) is trained on.
-
-    Attributes:
-        n_problems: labelled problems of the training domain.
-        noise_copies: also train on copies of them with feature noise
-            (:func:`tdml_lib.experiments.training.noise_augmented`).
-        max_noise: the largest noise level of those copies.
-        n_synthetic: synthetic problems added (labelled by construction, from no dataset).
-        examples_per_class: ``None`` for the standard regime; a number for few-shot: the
-            domain's problems are drawn from a pool of that many labelled images per class.
-    """
-
-    n_problems: int = 300
-    noise_copies: bool = True
-    max_noise: float = 1.5
-    n_synthetic: int = 300
-    examples_per_class: int | None = None
-
-    def problems(self, domain: str, feature_map: features.FeatureMap, seed: int) -> list[Problem]:
-        """The labelled training problems of this recipe for ``domain``."""
-        check_positive_int(self.n_problems, "n_problems")
-        own = training_problems(domain, self.n_problems, seed=seed, feature_map=feature_map,
-                                examples_per_class=self.examples_per_class)
-        out = list(own)
-        if self.noise_copies:
-            out += noise_augmented(own, self.max_noise, seed=seed + 1)
-        if self.n_synthetic:
-            out += training_problems("synthetic", self.n_synthetic, seed=seed + 2)
-        return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
