@@ -97,10 +97,12 @@ class ClusteringCritic(nn.Module):
             batch_size = check_positive_int(batch_size, "batch_size")
         dtype = _AUTOCAST[precision]
         out = []
+        order = torch.as_tensor(graphs.order_by_clusters(labels), device=labels.device)
+        labels = labels[order]
         with torch.autocast(ps.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             for s in graphs.pass_slices(labels, ps.n_points, batch_size):
                 out.append(self.reward(self.embedder.embed_prepared(ps, labels[s])).float())
-        return torch.cat(out)
+        return torch.cat(out)[torch.argsort(order)]
 
     def score_many(self, X: object, labelings: Sequence[object] | np.ndarray,
                    point_set: graphs.PointSet | None = None, precision: str = "fp32") -> np.ndarray:

@@ -324,3 +324,15 @@ def baseline_scorers() -> dict[str, IndexScorer]:
     Calinski–Harabasz and Davies–Bouldin (negated, so higher = better), all from
     scikit-learn via :class:`tdml_lib.metrics.IndexScorer`."""
     return {name: IndexScorer(name) for name in INTERNAL_INDICES}
+
+
+def mcnemar(a_first: np.ndarray, b_first: np.ndarray) -> dict[str, float]:
+    """Exact McNemar test of two scorers' Best on the same problems: of the problems
+    where exactly one of them ranks the truth first, how often is it ``a``? Two-sided
+    binomial test of those discordant pairs against 1/2 (``scipy.stats.binomtest``)."""
+    from scipy.stats import binomtest
+
+    a_first, b_first = np.asarray(a_first, bool), np.asarray(b_first, bool)
+    only_a, only_b = int(np.sum(a_first & ~b_first)), int(np.sum(~a_first & b_first))
+    p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+    return {"only_a": only_a, "only_b": only_b, "p_value": float(p)}

@@ -172,9 +172,11 @@ class ClusteringEmbedder(nn.Module):
         ps = point_set if point_set is not None else self.prepare(Xc)
         if batch_size is not None:
             batch_size = check_positive_int(batch_size, "batch_size")
-        out = [self.embed_prepared(ps, graphs.as_label_tensor(labs[s], ps.device))
-               for s in graphs.pass_slices(labs, ps.n_points, batch_size)]
-        return torch.cat(out)
+        order = graphs.order_by_clusters(labs)
+        labs = labs[order]
+        out = torch.cat([self.embed_prepared(ps, graphs.as_label_tensor(labs[s], ps.device))
+                         for s in graphs.pass_slices(labs, ps.n_points, batch_size)])
+        return out[torch.as_tensor(np.argsort(order), device=out.device)]
 
     def embed(self, X: object, labels: object) -> torch.Tensor:
         """Embedding (embedding_dim,) of one clustering."""

@@ -274,6 +274,14 @@ def prepare_point_set(X: object, k: int = DEFAULT_K, device: str | torch.device 
     return PointSet(Xt, knn, knn_dist, knn_dist.mean(1), scale)
 
 
+def order_by_clusters(labels: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A stable order of B clusterings by their number of clusters, so that
+    :func:`pass_slices` groups clusterings of similar width: one clustering with a cluster
+    per point in a batch otherwise widens every pass it joins to n clusters."""
+    ks = (labels.amax(1) + 1).cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels).max(1) + 1
+    return np.argsort(ks, kind="stable")
+
+
 def pass_slices(labels: np.ndarray | torch.Tensor, n_points: int, max_batch: int | None = None,
                 max_elements: int | None = None) -> list[slice]:
     """Split B clusterings (B, n) into consecutive passes that fit the memory budget.
@@ -304,8 +312,11 @@ def pass_slices(labels: np.ndarray | torch.Tensor, n_points: int, max_batch: int
     slices, start, k_pass = [], 0, 0
     for i, k in enumerate(ks.tolist()):
         k_new = max(k_pass, k)
+        # a clustering much wider than the pass so far starts a pass of its own: joining
+        # would pad every clustering of the pass to its width (time, not only memory)
+        wider = k_new > 2 * k_pass + PASS_NODE_WIDTH
         if i > start and ((i - start + 1) * n_points * (k_new + PASS_NODE_WIDTH) > budget
-                          or i - start + 1 > cap):
+                          or i - start + 1 > cap or wider):
             slices.append(slice(start, i))
             start, k_new = i, k
         k_pass = k_new

@@ -53,6 +53,10 @@ ADVERSARIAL_REGIME = "standard + adversarial"
 """Our extra regime (chapter 5): the standard critic after the adversarial loop. The
 poster has no such row; it answers whether the loop improves transfer."""
 TEST_DOMAINS = ("numbers", "letters", "fashion")
+ABLATION_PREFIX = "ablation: "
+"""Regimes named ``"ablation: <name>"`` are critics trained on another recipe or objective
+(chapter 5's ablations), reported beside the poster's rows."""
+PROTOCOLS = ("strict", "standard")
 
 #: Clustering scores published by other methods' authors, on the full datasets
 #: (Numbers = MNIST, Fashion = Fashion-MNIST, 70 000 images each). ``None``: not listed.
@@ -82,7 +86,8 @@ EXPERIMENTS: tuple[dict[str, str], ...] = tuple(
     for e in STORED_EXPERIMENTS if e.kind == "chapter")
 
 #: Methods and datasets the clustering table reports (ours; missing ones show NOT_RUN).
-OUR_METHODS = ("agent", "kmeans", "kmeans_silhouette_k", "spc", "udml")
+OUR_METHODS = ("agent", "agent_true_k", "kmeans", "kmeans_silhouette_k", "agent_whole_test_set",
+               "kmeans_whole_test_set", "spc", "udml")
 CLUSTERING_DATASETS = ("numbers", "letters", "fashion")
 
 
@@ -99,7 +104,9 @@ def _check_transfer_row(row: Any, where: str) -> dict[str, Any]:
         if not isinstance(row.get(key), str) or not row.get(key):
             raise ValueError(f"{where}: '{key}' must be a domain name such as 'numbers', "
                              f"got {row.get(key)!r}.")
-    if row.get("regime") not in (*REGIMES, ADVERSARIAL_REGIME, None):
+    regime = row.get("regime")
+    if regime not in (*REGIMES, ADVERSARIAL_REGIME, None) and not (
+            isinstance(regime, str) and regime.startswith(ABLATION_PREFIX)):
         raise ValueError(f"{where}: 'regime' must be one of {(*REGIMES, ADVERSARIAL_REGIME)} (or null for a scorer "
                          f"that is not trained), got {row.get('regime')!r}.")
     for key in ("best", "top3"):
@@ -227,13 +234,15 @@ def transfer_rows(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """All transfer-table rows of all results, long format, with their experiment.
 
     Raises:
-        ValueError: two results report the same (scorer, train, regime, test) cell.
+        ValueError: two results report the same (scorer, train, regime, protocol, test)
+            cell. Rows without a feature protocol are the strict protocol (the only one
+            before chapter 5 had two).
     """
-    rows = [{"experiment": name, **row} for name, res in results.items()
+    rows = [{"experiment": name, "protocol": "strict", **row} for name, res in results.items()
             if res.get("status") == "ok" for row in res["metrics"]["table"]]
-    cols = ["experiment", "scorer", "train", "regime", "test", "best", "top3"]
+    cols = ["experiment", "scorer", "train", "regime", "protocol", "test", "best", "top3"]
     df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
-    key = ["scorer", "train", "regime", "test"]
+    key = ["scorer", "train", "regime", "protocol", "test"]
     dup = df[df.duplicated(key, keep=False)]
     if len(dup):
         raise ValueError("the same transfer cell is reported twice: "
@@ -252,8 +261,8 @@ def adversarial_effect(results: Mapping[str, Mapping[str, Any]], scorer: str = "
     rows = transfer_rows(results)
     rows = rows[rows["scorer"] == scorer]
     cols = [c for c in ("best", "top3", "mean_rank") if c in rows]
-    before = rows[rows["regime"] == "standard"].set_index(["train", "test"])[cols]
-    after = rows[rows["regime"] == ADVERSARIAL_REGIME].set_index(["train", "test"])[cols]
+    before = rows[rows["regime"] == "standard"].set_index(["train", "protocol", "test"])[cols]
+    after = rows[rows["regime"] == ADVERSARIAL_REGIME].set_index(["train", "protocol", "test"])[cols]
     both = before.join(after, how="inner", lsuffix=" (standard)", rsuffix=" (adversarial)")
     for metric in ("best", "top3"):
         both[f"change {metric}"] = both[f"{metric} (adversarial)"] - both[f"{metric} (standard)"]
@@ -261,14 +270,15 @@ def adversarial_effect(results: Mapping[str, Mapping[str, Any]], scorer: str = "
 
 
 def poster_comparison(results: Mapping[str, Mapping[str, Any]],
-                      scorer: str = "critic") -> pd.DataFrame:
-    """The poster's 12 cells beside ours: poster/ours/diff for Best and Top 3.
+                      scorer: str = "critic", protocol: str = "strict") -> pd.DataFrame:
+    """The poster's 12 cells beside ours under one feature protocol: poster/ours/diff for
+    Best and Top 3.
 
     ``ours`` and ``diff`` (ours − poster, percentage points) are NaN where no result
     file reports the cell.
     """
     ours = transfer_rows(results)
-    ours = ours[ours["scorer"] == scorer].set_index(["train", "regime", "test"])
+    ours = ours[(ours["scorer"] == scorer) & (ours["protocol"] == protocol)].set_index(["train", "regime", "test"])
     rows = []
     for cell in POSTER_TABLE:
         key = (cell["train"], cell["regime"], cell["test"])
@@ -345,18 +355,19 @@ def scorer_summary(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
                               **{t: NOT_RUN for t in TEST_DOMAINS}} for s in EXPECTED_SCORERS])
     order = {s: i for i, s in enumerate(EXPECTED_SCORERS)}
     out = []
-    for (scorer, train, regime), group in rows.fillna({"regime": ""}).groupby(
-            ["scorer", "train", "regime"], sort=False):
-        line = {"scorer": scorer,
-                "setting": f"{train}, {regime}" if regime else f"features from {train}"}
+    rows = rows[~rows["regime"].fillna("").str.startswith(ABLATION_PREFIX)]
+    for (scorer, train, regime, protocol), group in rows.fillna({"regime": ""}).groupby(
+            ["scorer", "train", "regime", "protocol"], sort=False):
+        line = {"scorer": scorer, "protocol": protocol,
+                "setting": f"{train}, {regime}" if regime else f"{train} (as features)"}
         for test in TEST_DOMAINS:
             hit = group[group["test"] == test]
-            line[test] = (f"{hit['best'].iloc[0]:.1f} / {hit['top3'].iloc[0]:.1f}" if len(hit)
+            line[test] = (f"{hit['best'].iloc[0]:.0f} / {hit['top3'].iloc[0]:.0f}" if len(hit)
                           else NOT_RUN)
         out.append(line)
     df = pd.DataFrame(out)
     df["_o"] = df["scorer"].map(lambda s: order.get(s, len(order)))
-    return df.sort_values(["_o", "scorer", "setting"], kind="stable").drop(columns="_o") \
+    return df.sort_values(["protocol", "_o", "scorer", "setting"], kind="stable").drop(columns="_o") \
         .reset_index(drop=True)
 
 
@@ -666,3 +677,98 @@ def poster_difference(table: pd.DataFrame, protocol: str = "strict", scorer: str
         if value is not None:
             out.loc[_row_label(cell["train"], cell["regime"]), cell["test"]] = value - cell[metric]
     return out
+
+
+# ----------------------------------------------------------- the transfer run, in depth
+
+def transfer_result(results: Mapping[str, Mapping[str, Any]], name: str = "transfer") -> Mapping[str, Any]:
+    """The metrics of one stored transfer run (``{}`` when it is missing or failed)."""
+    res = results.get(name) or {}
+    return res.get("metrics", {}) if res.get("status") == "ok" else {}
+
+
+def poster_cells(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic") -> pd.DataFrame:
+    """Per cell of the poster's table: the poster's Best, ours under each feature
+    protocol, the better of the two, and whether it reaches the poster's number."""
+    rows = transfer_rows(results)
+    rows = rows[rows["scorer"] == scorer]
+    out = []
+    for cell in POSTER_TABLE:
+        line = {"train": cell["train"], "regime": cell["regime"], "test": cell["test"], "poster": cell["best"]}
+        for protocol in PROTOCOLS:
+            hit = rows[(rows["train"] == cell["train"]) & (rows["regime"] == cell["regime"])
+                       & (rows["test"] == cell["test"]) & (rows["protocol"] == protocol)]
+            line[protocol] = float(hit["best"].iloc[0]) if len(hit) else np.nan
+        best = max((line[p] for p in PROTOCOLS if not np.isnan(line[p])), default=np.nan)
+        line["ours (better protocol)"] = best
+        line["gap"] = best - cell["best"]
+        line["reached"] = bool(best >= cell["best"]) if not np.isnan(best) else None
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+def paired_comparison(results: Mapping[str, Mapping[str, Any]], a: str = "critic", b: str = "probe",
+                      regime: str = "standard", name: str = "transfer") -> pd.DataFrame:
+    """McNemar's exact test of two scorers cell by cell, from the stored per-problem ranks
+    (first critic seed; ``b`` matched on training domain, and on regime when trained)."""
+    from .evaluate import mcnemar
+
+    ranks = pd.DataFrame(transfer_result(results, name).get("ranks", []))
+    if ranks.empty:
+        return pd.DataFrame()
+    seed0 = ranks["critic_seed"].dropna().min() if ranks["critic_seed"].notna().any() else None
+    left = ranks[(ranks.scorer == a) & (ranks.regime == regime) & (ranks.critic_seed == seed0)]
+    right = ranks[(ranks.scorer == b) & ((ranks.regime == regime) | ranks.regime.isna())]
+    out = []
+    for (train, protocol, test), group in left.groupby(["train", "protocol", "test"], sort=False):
+        other = right[(right.train == train) & (right.protocol == protocol) & (right.test == test)]
+        other = other.set_index("problem").reindex(group["problem"])
+        if other["rank"].isna().any():
+            continue
+        t = mcnemar(group["rank"].to_numpy() == 1, other["rank"].to_numpy() == 1)
+        out.append({"train": train, "protocol": protocol, "test": test,
+                    f"best {a}": 100 * float(np.mean(group["rank"] == 1)),
+                    f"best {b}": 100 * float(np.mean(other["rank"] == 1)),
+                    f"only {a}": t["only_a"], f"only {b}": t["only_b"], "p_value": t["p_value"]})
+    return pd.DataFrame(out)
+
+
+def regime_table(results: Mapping[str, Mapping[str, Any]], train: str = "numbers", protocol: str = "strict",
+                 metric: str = "best", scorer: str = "critic") -> pd.DataFrame:
+    """Best (or another metric) of every regime of one training domain, ablations
+    included, per test domain: what each training recipe and objective contributes."""
+    rows = transfer_rows(results)
+    rows = rows[(rows["scorer"] == scorer) & (rows["train"] == train) & (rows["protocol"] == protocol)]
+    if rows.empty:
+        return pd.DataFrame()
+    return rows.pivot_table(index="regime", columns="test", values=metric, sort=False)[
+        [t for t in TEST_DOMAINS if t in set(rows["test"])]]
+
+
+def seed_spread(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic") -> pd.DataFrame:
+    """Per cell of the poster's rows: mean Best over the critic's training seeds, and the
+    lowest and highest seed."""
+    rows = transfer_rows(results)
+    cols = ["train", "regime", "protocol", "test", "best", "best_seed_min", "best_seed_max", "n_seeds"]
+    rows = rows[(rows["scorer"] == scorer) & rows["regime"].isin(REGIMES)]
+    return rows[[c for c in cols if c in rows]].reset_index(drop=True)
+
+
+def candidate_difficulty(results: Mapping[str, Mapping[str, Any]], name: str = "transfer",
+                         regime: str = "standard", scorer: str = "critic") -> pd.DataFrame:
+    """Per candidate kind: its mean agreement with the truth (ARI, per test domain's own
+    features) and how often it was the top negative above the truth for the critic
+    (first seed, standard regime, both protocols pooled)."""
+    metrics = transfer_result(results, name)
+    kinds = pd.DataFrame(metrics.get("kind_agreement", []))
+    ranks = pd.DataFrame(metrics.get("ranks", []))
+    if kinds.empty:
+        return pd.DataFrame()
+    ari_table = kinds[kinds["features_from"] == kinds["test"]].pivot_table(index="kind", columns="test", values="ari")
+    if not ranks.empty:
+        mine = ranks[(ranks.scorer == scorer) & (ranks.regime == regime)]
+        top = mine["top_kind"].dropna().value_counts()
+        ari_table["top negative (problems)"] = top.reindex(ari_table.index).fillna(0).astype(int)
+    near = set(metrics.get("near_truth_kinds", []))
+    ari_table["near truth"] = ["yes" if k in near else "" for k in ari_table.index]
+    return ari_table.sort_values(ari_table.columns[0], ascending=False)

@@ -243,7 +243,7 @@ def test_transfer_table_runs_small_with_every_scorer_protocol_and_regime():
 
 
 def test_mcnemar_counts_discordant_problems():
-    from tdml_lib.experiments.transfer import mcnemar
+    from tdml_lib.evaluate import mcnemar
 
     out = mcnemar([True, True, True, False, True], [False, False, False, False, True])
     assert (out["only_a"], out["only_b"]) == (3, 0) and out["p_value"] == pytest.approx(0.25)

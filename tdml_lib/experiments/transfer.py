@@ -25,12 +25,13 @@ the full-scale run is read by chapter 8.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .. import evaluate, features
+from ..evaluate import mcnemar
 from ..critic import CriticConfig, fit_critic
 from ..metrics import ari
 from ..probe import ProbeScorer
@@ -41,6 +42,7 @@ from .training import Recipe, adversarial_training, training_problems
 PROTOCOLS = ("strict", "standard")
 REGIMES = ("standard", "few-shot")
 ADVERSARIAL_REGIME = "standard + adversarial"
+ABLATION_PREFIX = "ablation: "
 INDEX_SCORERS = ("silhouette", "calinski_harabasz", "davies_bouldin")
 NEAR_TRUTH_KINDS = ("noise_boundary_2", "noise_boundary_5", "noise_nearest_5", "split", "merge_closest")
 """Candidate kinds within a few moves of the truth (2-5 % of points moved, one cluster
@@ -87,18 +89,6 @@ def evaluate_cell(model: Any, csets: Sequence[Any], **keys: Any) -> CellEval:
     res = evaluate.evaluate_scorer(model, csets, name=keys["scorer"], progress=False)
     tier = [_tier_rank(s, kinds, c) for s, kinds, c in zip(res.scores, res.kinds, res.correct_indices)]
     return CellEval(ranks=res.ranks, tier_ranks=np.asarray(tier), top_kinds=list(res.top_kinds), **keys)
-
-
-def mcnemar(a_first: np.ndarray, b_first: np.ndarray) -> dict[str, float]:
-    """Exact McNemar test of two scorers' Best on the same problems: of the problems
-    where exactly one of them ranks the truth first, how often is it ``a``? Two-sided
-    binomial test of those discordant pairs against 1/2 (``scipy.stats.binomtest``)."""
-    from scipy.stats import binomtest
-
-    a_first, b_first = np.asarray(a_first, bool), np.asarray(b_first, bool)
-    only_a, only_b = int(np.sum(a_first & ~b_first)), int(np.sum(~a_first & b_first))
-    p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
-    return {"only_a": only_a, "only_b": only_b, "p_value": float(p)}
 
 
 @dataclass
@@ -199,7 +189,8 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                  critic_config: CriticConfig | None = None, critic_seeds: Sequence[int] = (0,),
                  n_eval_problems: int = 100, eval_negatives: int = 19, seeds: EvaluationSeeds = DEVELOPMENT,
                  adversarial_rounds: int = 0, adversarial_problems: int = 16, adversarial_generations: int = 15,
-                 adversarial_population: int = 32, adversarial_validation: int = 8, probe: bool = True, index_scorers: Sequence[str] = INDEX_SCORERS,
+                 adversarial_population: int = 32, adversarial_validation: int = 8,
+                 ablations: Mapping[str, tuple[Recipe, CriticConfig | None]] | None = None, probe: bool = True, index_scorers: Sequence[str] = INDEX_SCORERS,
                  device: Any = "auto", progress: bool = True) -> TransferResult:
     """Train the critics of the poster's rows and rank the candidates of every test domain.
 
@@ -216,6 +207,10 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
             critic of the first critic seed (0: no ``"standard + adversarial"`` row); it stops
             earlier when the agent no longer beats the truth on ``adversarial_validation``
             held-out labelled problems of the training domain.
+        ablations: ``{name: (recipe, config or None)}``: more critics, trained on the first
+            training domain with the first critic seed, reported as regime
+            ``"ablation: <name>"`` (e.g. the domain's problems only, synthetic only, or the
+            WGAN-GP objective), on the same candidate sets.
         probe: train the probe on each standard recipe (first critic seed's problems).
         index_scorers: internal indices that rank the same candidates.
         device: for the critics.
@@ -283,6 +278,14 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                                                  feature_map=maps[train]))
                 training[f"{train}/{ADVERSARIAL_REGIME}/seed{seed}"] = adv_hist.to_dict(orient="records")
                 rank_all(adv, "critic", train, ADVERSARIAL_REGIME, seed)
+    for name, (recipe, config) in tqdm(list((ablations or {}).items()), desc="ablations", disable=not progress):
+        train = train_domains[0]
+        probs = recipe.problems(train, maps[train], seed=critic_seeds[0])
+        critic, hist, _ = fit_critic(probs, config or cfg, seed=critic_seeds[0], device=device, progress=False)
+        training[f"{train}/ablation: {name}/seed{critic_seeds[0]}"] = {
+            "n_problems": len(probs), "recipe": recipe.as_dict(), "config": (config or cfg).as_dict(),
+            "truth_first_last_epoch": float(hist["critic"]["truth_first"].iloc[-1])}
+        rank_all(critic, "critic", train, f"{ABLATION_PREFIX}{name}", critic_seeds[0])
     for train in train_domains:
         for name in index_scorers:
             rank_all(IndexScorer(name), name, train, None, None)
@@ -292,5 +295,5 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
     return TransferResult(cells, kinds, training)
 
 
-__all__ = ["ADVERSARIAL_REGIME", "INDEX_SCORERS", "NEAR_TRUTH_KINDS", "PROTOCOLS", "REGIMES", "CellEval",
+__all__ = ["ABLATION_PREFIX", "ADVERSARIAL_REGIME", "INDEX_SCORERS", "NEAR_TRUTH_KINDS", "PROTOCOLS", "REGIMES", "CellEval",
            "Recipe", "TransferResult", "evaluate_cell", "mcnemar", "evaluation_problems", "run_transfer"]
