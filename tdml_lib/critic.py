@@ -250,7 +250,7 @@ class CriticConfig:
 
     n_negatives: int = 24          # near misses per training problem
     n_degenerate: int = 6          # degenerate negatives per problem (candidates.degenerate_negatives)
-    epochs: int = 150              # passes over the training problems
+    epochs: int = 100              # passes over the training problems
     problems_per_step: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4

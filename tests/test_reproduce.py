@@ -69,7 +69,7 @@ def test_reproduce_page_lists_the_registry_s_commands() -> None:
     """book/reproduce.md shows every stored experiment with the command the registry runs."""
     page = (Path(__file__).resolve().parents[1] / "book" / "reproduce.md").read_text()
     for exp in runner.STORED_EXPERIMENTS:
-        command = "python -m tdml_lib " + " ".join(exp.argv(f"results/{exp.name}"))
+        command = exp.command_line(f"results/{exp.name}")
         assert f"| `{exp.name}` |" in page and f"`{command}`" in page, exp.name
 
 

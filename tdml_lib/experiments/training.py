@@ -90,11 +90,14 @@ class Recipe:
 
     def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
         """The labelled training problems of this recipe for ``domain``."""
-        check_positive_int(self.n_problems, "n_problems")
+        check_positive_int(self.n_problems, "n_problems", minimum=0)
+        check_positive_int(self.n_synthetic, "n_synthetic", minimum=0)
+        if self.n_problems + self.n_synthetic == 0:
+            raise ValueError("a recipe needs problems: n_problems or n_synthetic must be positive.")
         own = training_problems(domain, self.n_problems, seed=seed, feature_map=feature_map,
-                                examples_per_class=self.examples_per_class)
+                                examples_per_class=self.examples_per_class) if self.n_problems else []
         out = list(own)
-        if self.noise_copies:
+        if self.noise_copies and own:
             out += noise_augmented(own, self.max_noise, seed=seed + 1)
         if self.n_synthetic:
             out += training_problems("synthetic", self.n_synthetic, seed=seed + 2)

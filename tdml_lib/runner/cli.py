@@ -73,7 +73,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     if args.list:
         for exp in STORED_EXPERIMENTS:
-            print(f"{exp.name:15s} python -m tdml_lib {' '.join(exp.argv('results/' + exp.name))}")
+            print(f"{exp.name:15s} {exp.command_line('results/' + exp.name)}")
         return 0
     rows = reproduce(args.names, force=args.force, allow_dirty=args.allow_dirty,
                      results_root=args.results, log_dir=args.logs)

@@ -7,8 +7,8 @@ subcommand of ``python -m tdml_lib`` (the benchmarks). ``python -m tdml_lib repr
 (:func:`tdml_lib.reference.experiment_status`) with :func:`freshness`. Add a new
 stored experiment here, and nowhere else.
 
-The parameters are those of the commands recorded in the stored ``result.json`` files
-(their ``command`` field) when this table was written.
+Stored evaluations use the held-out seeds (``SEED_SET = "held_out"``,
+:mod:`tdml_lib.experiments.seeds`), fixed before any of these runs.
 """
 from __future__ import annotations
 
@@ -54,19 +54,28 @@ class StoredExperiment:
             args += ["-p", name, value if isinstance(value, str) else repr(value)]
         return args + ["--out", str(out)]
 
+    def command_line(self, out: str | os.PathLike) -> str:
+        """The shell command that makes this experiment into ``out`` (quoted for a shell)."""
+        import shlex
+
+        return "python -m tdml_lib " + shlex.join(self.argv(out))
+
 
 STORED_EXPERIMENTS: tuple[StoredExperiment, ...] = (
     StoredExperiment(
         "transfer", "05_transfer",
-        {"N_TRAIN_PROBLEMS": 300, "FEW_SHOT_PROBLEMS": 30, "FEW_SHOT_EXAMPLES_PER_CLASS": 20,
-         "EPOCHS": 150, "GAE_EPOCHS": 10, "N_NEGATIVES": 24, "N_EVAL_PROBLEMS": 100,
-         "ADVERSARIAL_ROUNDS": 3, "ADVERSARIAL_PROBLEMS": 16},
-        what="transfer table: critic and index baselines rank fixed candidates (Best / Top 3)"),
+        {"N_TRAIN_PROBLEMS": 300, "N_SYNTHETIC": 300, "FEW_SHOT_PROBLEMS": 30, "FEW_SHOT_EXAMPLES_PER_CLASS": 20,
+         "N_NEGATIVES": 24, "EPOCHS": 100, "GAE_EPOCHS": 10, "CRITIC_SEEDS": [0, 1, 2], "N_EVAL_PROBLEMS": 100,
+         "ADVERSARIAL_ROUNDS": 3, "ADVERSARIAL_PROBLEMS": 16, "ADVERSARIAL_GENERATIONS": 15,
+         "ABLATIONS": ["domain only", "synthetic only", "no noisy copies", "WGAN-GP"], "SEED_SET": "held_out"},
+        what="transfer table: critics, the probe and index baselines rank fixed candidates (Best / Top 3)"),
     StoredExperiment(
         "clustering", "04_agent",
-        {"N_PROBLEMS": 10, "GENERATIONS": 25, "POPULATION": 40, "SYNTH_TRAIN_PROBLEMS": 300,
-         "SYNTH_EPOCHS": 150, "SYNTH_NEGATIVES": 24, "SYNTH_ADVERSARIAL_ROUNDS": 3,
-         "SYNTH_PROBLEMS": 10},
+        {"N_PROBLEMS": 10, "GENERATIONS": 25, "POPULATION": 40, "SYNTH_TRAIN_PROBLEMS": 300, "SYNTH_EPOCHS": 100,
+         "SYNTH_NEGATIVES": 24, "SYNTH_ADVERSARIAL_ROUNDS": 3, "SYNTH_ADVERSARIAL_PROBLEMS": 8, "SYNTH_PROBLEMS": 10,
+         "SEED_SET": "held_out",
+         "DOMAIN_METHODS": ["agent (K found)", "agent (true K)", "k-means (true K)", "k-means (K by silhouette)"],
+         "WHOLE_SET_DOMAINS": ["numbers", "fashion"]},
         what="clustering: the agent with a transferred critic vs k-means (ACC / NMI / ARI)"),
     StoredExperiment(
         "baseline_spc", "06_selective_pseudo_labels",

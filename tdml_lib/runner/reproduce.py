@@ -161,7 +161,7 @@ def _run_command(exp: StoredExperiment, out: Path, log: Path) -> str:
         for name in written:
             os.replace(work / name, out / name)
         shutil.rmtree(work, ignore_errors=True)
-        command = "python -m tdml_lib " + " ".join(exp.argv(portable(str(out.resolve()))))
+        command = exp.command_line(portable(str(out.resolve())))
         write_json(out / RESULT_FILE, {
             "chapter": exp.chapter, "status": "ok", "error": None, "command": command,
             "wall_time": round(wall, 3), "notebook": None,
