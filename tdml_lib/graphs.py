@@ -400,10 +400,14 @@ STATISTICS = ("log_k", "intra_edges", "size_entropy", "min_size", "max_size",
               "top_cut_max", "top_cut_mean", "boundary_density")
 
 
+_DENSE_CUT_LIMIT = 2 ** 22   # (B * K * K) pair counts held densely; above it, sort and count
+
+
 def _top_cut(ps: PointSet, labels: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Per cluster, the share of its kNN edges that go to the one other cluster it touches
-    most (B, K): high for a cluster cut out of a larger one (a *split*). Counted by sorting
-    the cross-cluster edges, so memory is O(B n k) whatever K is."""
+    most (B, K): high for a cluster cut out of a larger one (a *split*). Counted in a dense
+    table for few clusters, else by sorting the cross-cluster edges, so memory stays
+    O(B n k) whatever K is."""
     B, n = labels.shape
     K = counts.shape[1]
     nb = labels[:, ps.knn]                                              # (B, n, k)
@@ -411,6 +415,11 @@ def _top_cut(ps: PointSet, labels: torch.Tensor, counts: torch.Tensor) -> torch.
     cross = nb != own
     batch = torch.arange(B, device=labels.device)[:, None, None].expand_as(nb)
     key = ((batch * K + own) * K + nb)[cross]
+    if B * K * K <= _DENSE_CUT_LIMIT:
+        # few clusters: count every pair in a dense (B, K, K) table, the fast path
+        pairs = torch.zeros(B * K * K, dtype=counts.dtype, device=labels.device)
+        pairs.index_add_(0, key, torch.ones_like(key, dtype=counts.dtype))
+        return pairs.reshape(B, K, K).amax(2) / (counts * ps.k).clamp(min=1)
     out = torch.zeros(B * K, dtype=counts.dtype, device=labels.device)
     if key.numel():
         pairs, pair_counts = torch.unique(key, return_counts=True)

@@ -68,6 +68,28 @@ def noise_augmented(problems: Sequence[Problem], max_noise: float = 1.5, seed: i
     return out
 
 
+def shrunk_copies(problems: Sequence[Problem], min_factor: float = 0.2, seed: int = 0) -> list[Problem]:
+    """Copies of labelled problems whose clusters are drawn towards their own centroid by
+    a factor drawn uniformly in ``[min_factor, 1]`` per problem (``x -> c + f (x - c)``),
+    then standardised again. The mirror image of :func:`noise_augmented`: the truth
+    becomes *cleaner* than the domain's, so that the critic has seen well separated
+    correct clusterings too and does not extrapolate wildly on them (an agent found
+    exactly such a hole: on four separated blobs, a critic trained without these copies
+    rated a split blob above the truth). Uses the labels of training problems only.
+    """
+    if not 0 < min_factor <= 1:
+        raise ValueError(f"min_factor must be in (0, 1], got {min_factor!r}.")
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in problems:
+        factor = rng.uniform(min_factor, 1.0)
+        X = p.X.astype(np.float64)
+        centroids = np.stack([X[p.labels == c].mean(0) for c in range(p.n_clusters)])[p.labels]
+        out.append(Problem(standardize(centroids + factor * (X - centroids)), p.labels,
+                           f"{p.source} + shrunk {factor:.2f}"))
+    return out
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What one critic (and the probe beside it) is trained on.
@@ -76,6 +98,8 @@ class Recipe:
         n_problems: labelled problems of the training domain.
         noise_copies: also train on copies of them with feature noise
             (:func:`tdml_lib.experiments.training.noise_augmented`).
+        shrunk_copies: also train on copies of the domain's and the synthetic problems
+            with their clusters drawn together (:func:`shrunk_copies`).
         max_noise: the largest noise level of those copies.
         n_synthetic: synthetic problems added (labelled by construction, from no dataset).
         examples_per_class: ``None`` for the standard regime; a number for few-shot: the
@@ -87,6 +111,7 @@ class Recipe:
     max_noise: float = 1.5
     n_synthetic: int = 300
     examples_per_class: int | None = None
+    shrunk_copies: bool = True
 
     def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
         """The labelled training problems of this recipe for ``domain``."""
@@ -99,8 +124,11 @@ class Recipe:
         out = list(own)
         if self.noise_copies and own:
             out += noise_augmented(own, self.max_noise, seed=seed + 1)
-        if self.n_synthetic:
-            out += training_problems("synthetic", self.n_synthetic, seed=seed + 2)
+        synthetic = training_problems("synthetic", self.n_synthetic, seed=seed + 2) if self.n_synthetic else []
+        out += synthetic
+        if self.shrunk_copies:
+            # half of the domain's problems and half of the synthetic ones, made cleaner
+            out += shrunk_copies(list(own[::2]) + list(synthetic[::2]), seed=seed + 3)
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -199,6 +227,10 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--n-degenerate", type=int, default=CriticConfig.n_degenerate,
                    help="degenerate negatives per problem")
     p.add_argument("--objective", default=CriticConfig.objective, help="listwise or wgan-gp")
+    p.add_argument("--adversarial-rounds", type=int, default=3,
+                   help="most rounds of the adversarial loop (0: none); it stops once the agent no longer "
+                        "beats the truth on held-out labelled problems")
+    p.add_argument("--adversarial-problems", type=int, default=16, help="training problems attacked per round")
     p.add_argument("--seed", type=int, default=0, help="seed of the problems and the training")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda...")
     p.add_argument("--out", default=None,
@@ -220,8 +252,18 @@ def _cli_train(args: Any) -> int:
     cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives,
                        n_degenerate=args.n_degenerate, objective=args.objective)
     command = "python -m tdml_lib " + " ".join(sys.argv[1:]) if sys.argv[1:] else "python -m tdml_lib train-critic"
-    critic, hist, _ = fit_critic(probs, cfg, seed=args.seed, device=args.device,
-                                 metadata={"domain": args.domain, "command": command, "recipe": recipe.as_dict()})
+    critic, hist, ts = fit_critic(probs, cfg, seed=args.seed, device=args.device,
+                                  metadata={"domain": args.domain, "command": command, "recipe": recipe.as_dict()})
+    check_positive_int(args.adversarial_rounds, "--adversarial-rounds", minimum=0)
+    if args.adversarial_rounds:
+        # held-out labelled problems of the same recipe (another seed) for the stopping rule
+        validation = Recipe(n_problems=4, noise_copies=False, n_synthetic=4).problems(
+            args.domain, fmap, seed=args.seed + 100)
+        critic, adv = adversarial_training(critic, probs, ts, cfg, rounds=args.adversarial_rounds,
+                                           problems_per_round=args.adversarial_problems,
+                                           epochs_per_round=max(1, cfg.epochs // 3), seed=args.seed,
+                                           validation=validation)
+        critic.metadata["adversarial"] = adv.to_dict(orient="records")
     critic.metadata["provenance"] = provenance(params=vars(args) | {"func": None}, seed=args.seed,
                                                device=str(critic.device))
     critic.metadata["wall_time_s"] = round(time.time() - t0, 1)

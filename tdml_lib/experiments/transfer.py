@@ -24,7 +24,7 @@ the full-scale run is read by chapter 8.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -166,25 +166,27 @@ class TransferResult:
                 "near_truth_kinds": list(NEAR_TRUTH_KINDS), "training": self.training}
 
 
-ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "WGAN-GP")
+ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "WGAN-GP")
 """The ablations chapter 5 can run (:func:`ablations`)."""
 
 
 def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig) -> dict[str, tuple[Recipe, CriticConfig]]:
     """Recipes and configurations that differ from the standard ones in one respect:
 
-    * ``"domain only"``: the domain's problems alone (no noisy copies, no synthetic);
-    * ``"synthetic only"``: synthetic problems alone (as many as the standard recipe has);
-    * ``"no noisy copies"``: the domain's and the synthetic problems, no noisy copies;
+    * ``"domain only"``: the domain's problems alone (no copies, no synthetic problems);
+    * ``"synthetic only"``: synthetic problems (and their shrunk copies) alone;
+    * ``"no noisy copies"``, ``"no shrunk copies"``: the standard recipe without them;
     * ``"WGAN-GP"``: the standard recipe with the per-problem WGAN-GP objective.
     """
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown ablations {unknown}; choose from {ABLATIONS}.")
     table = {
-        "domain only": (Recipe(standard.n_problems, False, standard.max_noise, 0), config),
-        "synthetic only": (Recipe(0, False, standard.max_noise, standard.n_synthetic or standard.n_problems), config),
-        "no noisy copies": (Recipe(standard.n_problems, False, standard.max_noise, standard.n_synthetic), config),
+        "domain only": (replace(standard, noise_copies=False, n_synthetic=0, shrunk_copies=False), config),
+        "synthetic only": (replace(standard, n_problems=0, noise_copies=False,
+                                   n_synthetic=standard.n_synthetic or standard.n_problems), config),
+        "no noisy copies": (replace(standard, noise_copies=False), config),
+        "no shrunk copies": (replace(standard, shrunk_copies=False), config),
         "WGAN-GP": (standard, CriticConfig(**{**config.as_dict(), "objective": "wgan-gp"})),
     }
     return {name: table[name] for name in names}
