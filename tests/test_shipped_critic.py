@@ -47,10 +47,15 @@ def test_truth_beats_every_degenerate_clustering(critic):
 
 
 def test_agent_without_k_finds_four_separated_blobs(critic):
-    p = separated_blobs(4, seed=11)
-    found = tdml.cluster(p.X, reward=critic, generations=15, population_size=32, seed=0)
-    assert found.labels.max() + 1 == 4
-    assert tdml.ari(p.labels, found.labels) > 0.99
+    """Five seeded problems of four separated blobs, K not given: the agent returns the
+    truth on at least four (measured: the shipped critic rates a merge of two blobs above
+    the truth on one of them; chapter 4 shows the agent's failures too)."""
+    found = []
+    for seed in range(11, 16):
+        p = separated_blobs(4, seed=seed)
+        res = tdml.cluster(p.X, reward=critic, generations=15, population_size=32, seed=0)
+        found.append(res.labels.max() + 1 == 4 and tdml.ari(p.labels, res.labels) > 0.99)
+    assert sum(found) >= 4, found
 
 
 @settings(max_examples=6, deadline=None)

@@ -90,6 +90,24 @@ def shrunk_copies(problems: Sequence[Problem], min_factor: float = 0.2, seed: in
     return out
 
 
+def subsampled_copies(problems: Sequence[Problem], fraction: float = 1 / 3, seed: int = 0) -> list[Problem]:
+    """Copies of labelled problems keeping a seeded ``fraction`` of each class (at least
+    three points), standardised again: the same clusterings seen at a smaller size, so
+    that the critic's ranking does not depend on how many points a problem has (a
+    critic trained without them lost most of its Best when chapter 3's test problems
+    were subsampled to a third)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in problems:
+        keep = np.sort(np.concatenate([
+            rng.choice(idx, size=min(len(idx), max(3, round(fraction * len(idx)))), replace=False)
+            for idx in (np.flatnonzero(p.labels == c) for c in range(p.n_clusters))]))
+        out.append(Problem(standardize(p.X[keep]), p.labels[keep], f"{p.source} + subsampled"))
+    return out
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What one critic (and the probe beside it) is trained on.
@@ -100,6 +118,8 @@ class Recipe:
             (:func:`tdml_lib.experiments.training.noise_augmented`).
         shrunk_copies: also train on copies of the domain's and the synthetic problems
             with their clusters drawn together (:func:`shrunk_copies`).
+        subsampled_copies: also train on copies of them with a third of the points of
+            each class (:func:`subsampled_copies`).
         max_noise: the largest noise level of those copies.
         n_synthetic: synthetic problems added (labelled by construction, from no dataset).
         examples_per_class: ``None`` for the standard regime; a number for few-shot: the
@@ -112,6 +132,7 @@ class Recipe:
     n_synthetic: int = 300
     examples_per_class: int | None = None
     shrunk_copies: bool = True
+    subsampled_copies: bool = True
 
     def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
         """The labelled training problems of this recipe for ``domain``."""
@@ -129,6 +150,9 @@ class Recipe:
         if self.shrunk_copies:
             # half of the domain's problems and half of the synthetic ones, made cleaner
             out += shrunk_copies(list(own[::2]) + list(synthetic[::2]), seed=seed + 3)
+        if self.subsampled_copies:
+            # the other half, at a third of their size
+            out += subsampled_copies(list(own[1::2]) + list(synthetic[1::2]), seed=seed + 4)
         return out
 
     def as_dict(self) -> dict[str, Any]:
