@@ -248,3 +248,32 @@ def test_mcnemar_counts_discordant_problems():
     out = mcnemar([True, True, True, False, True], [False, False, False, False, True])
     assert (out["only_a"], out["only_b"]) == (3, 0) and out["p_value"] == pytest.approx(0.25)
     assert mcnemar([True], [True])["p_value"] == 1.0
+
+
+def test_recipe_copies_keep_labels_and_change_what_they_should():
+    from tdml_lib.experiments.training import noise_augmented, shrunk_copies, subsampled_copies
+    from tdml_lib.problems import synthetic_problems
+
+    probs = synthetic_problems(3, families=("blobs",), n_clusters=3, points_per_class=(30, 40), seed=0)
+    for copy, p in zip(noise_augmented(probs, seed=1), probs):
+        assert np.array_equal(copy.labels, p.labels) and copy.X.shape == p.X.shape
+    spread = lambda q: np.mean([q.X[q.labels == c].std(0).mean() for c in range(q.n_clusters)])
+    for copy, p in zip(shrunk_copies(probs, min_factor=0.3, seed=1), probs):
+        assert np.array_equal(copy.labels, p.labels) and spread(copy) < spread(p)   # cleaner clusters
+    for copy, p in zip(subsampled_copies(probs, seed=1), probs):
+        assert copy.n_clusters == p.n_clusters
+        # label ids are renumbered in order of first appearance: compare the sizes as sets
+        assert sorted(np.bincount(copy.labels)) == sorted(np.maximum(3, np.round(np.bincount(p.labels) / 3)))
+    with pytest.raises(ValueError, match="fraction"):
+        subsampled_copies(probs, fraction=0)
+    with pytest.raises(ValueError, match="min_factor"):
+        shrunk_copies(probs, min_factor=2)
+
+
+def test_recipe_needs_problems_and_counts_its_sources():
+    from tdml_lib.experiments import Recipe
+
+    with pytest.raises(ValueError, match="needs problems"):
+        Recipe(n_problems=0, n_synthetic=0).problems("synthetic", None, seed=0)
+    probs = Recipe(n_problems=0, n_synthetic=4).problems("numbers", None, seed=0)
+    assert len(probs) == 4 + 2 + 2 and all(p.source.startswith("synthetic") for p in probs)
