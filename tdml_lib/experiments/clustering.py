@@ -346,3 +346,17 @@ if __name__ == "__main__":
     import sys
 
     sys.exit(main())
+
+
+def search_snapshots(X: np.ndarray, reward: Any, stops: Sequence[int], population_size: int = 20,
+                     seed: int = 0) -> dict[int, Any]:
+    """The agent's best clustering after each number of generations in ``stops``
+    (chapter 4's figure). The same seed at every stop, so a run of g generations is the
+    first g generations of a longer one."""
+    return {int(g): cluster(X, reward=reward, generations=int(g), population_size=population_size, seed=seed)
+            for g in sorted(set(stops))}
+
+
+def cluster_whole_sets(domains: Sequence[str], split: str = "test", **kwargs: Any) -> list["WholeSetResult"]:
+    """:func:`cluster_whole_set` for each domain, with the same arguments."""
+    return [cluster_whole_set(domain, split, **kwargs) for domain in domains]
