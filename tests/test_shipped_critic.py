@@ -72,6 +72,12 @@ def test_ranking_ignores_scale_shift_rotation_and_order(critic, candidate_sets, 
     assert np.corrcoef(np.argsort(np.argsort(before)), np.argsort(np.argsort(after)))[0, 1] > 0.99
 
 
-def test_ranking_survives_subsampling_to_a_third(critic, candidate_sets):
-    table = invariance_table(critic, candidate_sets, transforms=["subsampled to a third"]).iloc[0]
+def test_ranking_survives_subsampling_to_a_third(critic):
+    """Held-out Numbers problems (the shipped critic's domain) subsampled to a third of each
+    class, every candidate restricted to the same points: the candidates' ranking keeps a
+    rank correlation above 0.7 with the full problems' (measured: about 0.77; Best falls,
+    chapter 3 shows by how much)."""
+    probs = tdml.features.domain_problems("numbers", 12, split="test", seed=77)
+    csets = evaluate.evaluation_sets(probs, n_negatives=19, seed=0)
+    table = invariance_table(critic, csets, transforms=["subsampled to a third"]).iloc[0]
     assert table.spearman > 0.7, table
