@@ -78,6 +78,10 @@ STORED_EXPERIMENTS: tuple[StoredExperiment, ...] = (
          "WHOLE_SET_DOMAINS": ["numbers", "fashion"]},
         what="clustering: the agent with a transferred critic vs k-means (ACC / NMI / ARI)"),
     StoredExperiment(
+        "benchmarks", "09_performance",
+        command=("bench", "--agent-generations", "10", "--book", "--out", "{out}"),
+        what="scoring and agent throughput, chapter and whole-book timings (bench_<device>*.json)"),
+    StoredExperiment(
         "baseline_spc", "06_selective_pseudo_labels",
         {"SPLIT": "all", "N_IMAGES": 70000, "PRETRAIN_EPOCHS": 5, "ROUNDS": 3, "EPOCHS": 2},
         what="Selective Pseudo-Label Clustering on the same features"),
@@ -85,10 +89,6 @@ STORED_EXPERIMENTS: tuple[StoredExperiment, ...] = (
         "baseline_udml", "07_cbswr",
         {"SPLIT": "all", "N_IMAGES": 70000, "PRETRAIN_EPOCHS": 5, "EPOCHS": 10},
         what="CBSwR / UDML on the same features"),
-    StoredExperiment(
-        "benchmarks", "09_performance",
-        command=("bench", "--agent-generations", "10", "--book", "--out", "{out}"),
-        what="scoring and agent throughput, chapter and whole-book timings (bench_<device>*.json)"),
 )
 
 
