@@ -771,3 +771,18 @@ def candidate_difficulty(results: Mapping[str, Mapping[str, Any]], name: str = "
     near = set(metrics.get("near_truth_kinds", []))
     ari_table["near truth"] = ["yes" if k in near else "" for k in ari_table.index]
     return ari_table.sort_values(ari_table.columns[0], ascending=False)
+
+
+def format_clustering_summary(summary: pd.DataFrame, by: str = "domain") -> pd.DataFrame:
+    """A summary of :func:`tdml_lib.experiments.clustering.summarise` as the book prints
+    it: mean ACC and NMI with their bootstrap intervals, and the share of problems where
+    the true K was found with its Wilson interval (percent), in few columns."""
+    def est(row: Mapping[str, Any], col: str, scale: float = 1.0, digits: int = 2) -> str:
+        low, high = row.get(f"{col}_low"), row.get(f"{col}_high")
+        interval = None if low is None or high is None or np.isnan(low) else (scale * low, scale * high)
+        return format_estimate(scale * row[col], interval, digits)
+
+    rows = [{by: r[by], "method": r["method"], "problems": int(r["n_problems"]), "ACC": est(r, "acc"),
+             "NMI": est(r, "nmi"), "true K found (%)": est(r, "k_exact", 100.0, 0)}
+            for r in summary.to_dict(orient="records")]
+    return pd.DataFrame(rows)
