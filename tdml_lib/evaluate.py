@@ -326,6 +326,37 @@ def baseline_scorers() -> dict[str, IndexScorer]:
     return {name: IndexScorer(name) for name in INTERNAL_INDICES}
 
 
+class ZScoreEnsemble:
+    """Several scorers as one: each member's scores of a batch of clusterings are
+    standardised over that batch (z-scores), then averaged.
+
+    Members trained from different seeds disagree on near misses (chapter 8's seed
+    spread); averaging their *standardised* scores keeps any one member's scale from
+    dominating. The scores are relative to the batch: they rank the candidates of one
+    problem (the poster's protocol), they are not a reward for a single clustering (a
+    batch of one scores 0). The choice of three seed critics was measured on the
+    development seeds before the held-out run (chapter 5).
+
+    Args:
+        members: two or more scorers (``score_many(X, labelings)``, higher = better).
+        name: the name in tables.
+    """
+
+    def __init__(self, members: Sequence[Scorer], name: str = "ensemble") -> None:
+        if len(members) < 2 or not all(callable(getattr(m, "score_many", None)) for m in members):
+            raise ValueError("members must be two or more scorers with a score_many(X, labelings) method.")
+        self.members, self.name = list(members), name
+
+    def score_many(self, X: Any, labelings: Any) -> np.ndarray:
+        total = None
+        for member in self.members:
+            s = np.asarray(member.score_many(X, labelings), dtype=np.float64)
+            spread = np.nanstd(s)
+            z = (s - np.nanmean(s)) / spread if spread > 0 else np.zeros_like(s)
+            total = z if total is None else total + z
+        return total / len(self.members)
+
+
 def mcnemar(a_first: np.ndarray, b_first: np.ndarray) -> dict[str, float]:
     """Exact McNemar test of two scorers' Best on the same problems: of the problems
     where exactly one of them ranks the truth first, how often is it ``a``? Two-sided
@@ -336,3 +367,44 @@ def mcnemar(a_first: np.ndarray, b_first: np.ndarray) -> dict[str, float]:
     only_a, only_b = int(np.sum(a_first & ~b_first)), int(np.sum(~a_first & b_first))
     p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
     return {"only_a": only_a, "only_b": only_b, "p_value": float(p)}
+
+
+def paired_comparison(ranks: pd.DataFrame, a: str = "critic", b: str | Sequence[str] = "probe",
+                      regime: str | None = "standard") -> pd.DataFrame:
+    """McNemar's exact test of scorer ``a`` against each scorer in ``b``, cell by cell,
+    from per-problem ranks (long format: ``scorer, train, regime, protocol, test,
+    critic_seed, problem, rank``, as :meth:`TransferResult.ranks` gives and chapter 5
+    stores).
+
+    ``a`` is taken at its first critic seed (all rows when it has none, e.g. an
+    ensemble) and at ``regime``; each ``b`` is matched on training domain, protocol and
+    test domain, and on regime when it is trained (the indices have none). Both rank the
+    same candidate sets, so the test is paired.
+
+    Returns:
+        one row per cell and other scorer: ``train, protocol, test, <a>, other_scorer,
+        other`` (Best %, each), ``only <a>, only other`` (discordant problems) and ``p``.
+    """
+    columns = ["train", "protocol", "test", a, "other_scorer", "other", f"only {a}", "only other", "p"]
+    if ranks is None or len(ranks) == 0:
+        return pd.DataFrame(columns=columns)
+    others = [b] if isinstance(b, str) else list(b)
+    left = ranks[(ranks.scorer == a) & ((ranks.regime == regime) if regime is not None else ranks.regime.isna())]
+    if left["critic_seed"].notna().any():
+        left = left[left["critic_seed"] == left["critic_seed"].min()]
+    out = []
+    for other_name in others:
+        right = ranks[(ranks.scorer == other_name) & ((ranks.regime == regime) | ranks.regime.isna())]
+        if right["critic_seed"].notna().any():
+            right = right[right["critic_seed"] == right["critic_seed"].min()]
+        for (train, protocol, test), group in left.groupby(["train", "protocol", "test"], sort=False):
+            other = right[(right.train == train) & (right.protocol == protocol) & (right.test == test)]
+            other = other.drop_duplicates("problem").set_index("problem").reindex(group["problem"])
+            if other["rank"].isna().any():
+                continue
+            a_first, b_first = group["rank"].to_numpy() == 1, other["rank"].to_numpy() == 1
+            t = mcnemar(a_first, b_first)
+            out.append({"train": train, "protocol": protocol, "test": test, a: 100 * float(np.mean(a_first)),
+                        "other_scorer": other_name, "other": 100 * float(np.mean(b_first)),
+                        f"only {a}": t["only_a"], "only other": t["only_b"], "p": t["p_value"]})
+    return pd.DataFrame(out, columns=columns)

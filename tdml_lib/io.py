@@ -345,10 +345,27 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+#: Environment variables that set BLAS / OpenMP thread counts.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def thread_settings() -> dict[str, Any]:
+    """Torch's intra-op thread count and the BLAS thread variables of this process.
+
+    Recorded because a CPU run repeats bit for bit only with the same thread count:
+    floating-point sums are split differently across threads (``book/reproduce.md``).
+    """
+    import torch
+
+    return {"torch_threads": torch.get_num_threads(),
+            **{name: os.environ.get(name) for name in THREAD_VARIABLES}}
+
+
 def host_info() -> dict[str, Any]:
-    """Python, OS, CPU model and core count of this machine."""
+    """Python, OS, CPU model, core count and thread settings of this machine."""
     return {"python": platform.python_version(), "os": platform.platform(),
-            "machine": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count()}
+            "machine": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+            "threads": thread_settings()}
 
 
 def portable(value: Any, root: str | os.PathLike | None = None) -> Any:
@@ -461,7 +478,8 @@ def provenance(params: dict[str, Any] | None = None, seed: int | None = None,
         state: a :func:`code_state` captured earlier (default: now).
 
     Returns:
-        ``params, seed, device, gpu, host (python, os, machine, cpu, cpu_count),
+        ``params, seed, device, gpu, host (python, os, machine, cpu, cpu_count,
+        threads),
         versions (every pinned package), data_sources, models, git_commit (sha, with
         -dirty when not clean), clean, source_hash, time_utc``.
     """

@@ -57,6 +57,9 @@ ABLATION_PREFIX = "ablation: "
 """Regimes named ``"ablation: <name>"`` are critics trained on another recipe or objective
 (chapter 5's ablations), reported beside the poster's rows."""
 PROTOCOLS = ("strict", "standard")
+ENSEMBLE = "critic ensemble"
+"""The scorer of chapter 5's standard critics of every training seed, their scores
+averaged as per-problem z-scores (:class:`tdml_lib.evaluate.ZScoreEnsemble`)."""
 
 #: Clustering scores published by other methods' authors, on the full datasets
 #: (Numbers = MNIST, Fashion = Fashion-MNIST, 70 000 images each). ``None``: not listed.
@@ -88,6 +91,10 @@ EXPERIMENTS: tuple[dict[str, str], ...] = tuple(
 OUR_METHODS = ("agent", "agent_true_k", "kmeans", "kmeans_silhouette_k", "agent_whole_test_set",
                "kmeans_whole_test_set", "spc", "udml")
 CLUSTERING_DATASETS = ("numbers", "letters", "fashion")
+WHOLE_SET_METHODS = ("agent_whole_test_set", "kmeans_whole_test_set", "spc", "udml")
+WHOLE_SET_DATASETS = ("numbers", "fashion")
+"""The whole-dataset methods run on Numbers and Fashion only (the datasets with published
+clustering scores); Letters has no "not yet run" rows for them."""
 
 
 # ------------------------------------------------------------------------ validation
@@ -315,7 +322,8 @@ def clustering_comparison(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFr
                          "source": f"results/{name}"})
     for dataset in CLUSTERING_DATASETS:
         for method in OUR_METHODS:
-            if (dataset, method) not in seen:
+            not_run_here = method in WHOLE_SET_METHODS and dataset not in WHOLE_SET_DATASETS
+            if (dataset, method) not in seen and not not_run_here:
                 rows.append({"dataset": dataset, "method": method, "kind": "ours",
                              "acc": np.nan, "nmi": np.nan, "ari": np.nan, "n_points": np.nan,
                              "source": NOT_RUN})
@@ -352,7 +360,7 @@ def scorer_summary(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     if not len(rows):
         return pd.DataFrame([{"scorer": s, "setting": "—",
                               **{t: NOT_RUN for t in TEST_DOMAINS}} for s in EXPECTED_SCORERS])
-    order = {s: i for i, s in enumerate(EXPECTED_SCORERS)}
+    order = {s: i for i, s in enumerate(("critic", ENSEMBLE, *EXPECTED_SCORERS[1:]))}
     out = []
     rows = rows[~rows["regime"].fillna("").str.startswith(ABLATION_PREFIX)]
     for (scorer, train, regime, protocol), group in rows.fillna({"regime": ""}).groupby(
@@ -706,30 +714,14 @@ def poster_cells(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic
     return pd.DataFrame(out)
 
 
-def paired_comparison(results: Mapping[str, Mapping[str, Any]], a: str = "critic", b: str = "probe",
-                      regime: str = "standard", name: str = "transfer") -> pd.DataFrame:
-    """McNemar's exact test of two scorers cell by cell, from the stored per-problem ranks
-    (first critic seed; ``b`` matched on training domain, and on regime when trained)."""
-    from .evaluate import mcnemar
+def paired_comparison(results: Mapping[str, Mapping[str, Any]], a: str = "critic",
+                      b: str | Sequence[str] = ("probe", "silhouette"), regime: str = "standard",
+                      name: str = "transfer") -> pd.DataFrame:
+    """McNemar's exact test of scorer ``a`` against each of ``b``, cell by cell, from the
+    stored per-problem ranks (:func:`tdml_lib.evaluate.paired_comparison`)."""
+    from .evaluate import paired_comparison as paired
 
-    ranks = pd.DataFrame(transfer_result(results, name).get("ranks", []))
-    if ranks.empty:
-        return pd.DataFrame()
-    seed0 = ranks["critic_seed"].dropna().min() if ranks["critic_seed"].notna().any() else None
-    left = ranks[(ranks.scorer == a) & (ranks.regime == regime) & (ranks.critic_seed == seed0)]
-    right = ranks[(ranks.scorer == b) & ((ranks.regime == regime) | ranks.regime.isna())]
-    out = []
-    for (train, protocol, test), group in left.groupby(["train", "protocol", "test"], sort=False):
-        other = right[(right.train == train) & (right.protocol == protocol) & (right.test == test)]
-        other = other.set_index("problem").reindex(group["problem"])
-        if other["rank"].isna().any():
-            continue
-        t = mcnemar(group["rank"].to_numpy() == 1, other["rank"].to_numpy() == 1)
-        out.append({"train": train, "protocol": protocol, "test": test,
-                    f"best {a}": 100 * float(np.mean(group["rank"] == 1)),
-                    f"best {b}": 100 * float(np.mean(other["rank"] == 1)),
-                    f"only {a}": t["only_a"], f"only {b}": t["only_b"], "p_value": t["p_value"]})
-    return pd.DataFrame(out)
+    return paired(pd.DataFrame(transfer_result(results, name).get("ranks", [])), a, b, regime)
 
 
 def regime_table(results: Mapping[str, Mapping[str, Any]], train: str = "numbers", protocol: str = "strict",
@@ -745,12 +737,18 @@ def regime_table(results: Mapping[str, Mapping[str, Any]], train: str = "numbers
 
 
 def seed_spread(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic") -> pd.DataFrame:
-    """Per cell of the poster's rows: mean Best over the critic's training seeds, and the
-    lowest and highest seed."""
-    rows = transfer_rows(results)
-    cols = ["train", "regime", "protocol", "test", "best", "best_seed_min", "best_seed_max", "n_seeds"]
-    rows = rows[(rows["scorer"] == scorer) & rows["regime"].isin(REGIMES)]
-    return rows[[c for c in cols if c in rows]].reset_index(drop=True)
+    """Per cell of the poster's rows: mean Best over the critic's training seeds, the
+    lowest and highest seed, and (column ``best_ensemble``, when stored) the Best of the
+    seeds' critics as one scorer (:data:`ENSEMBLE`)."""
+    all_rows = transfer_rows(results)
+    keys = ["train", "regime", "protocol", "test"]
+    cols = [*keys, "best", "best_seed_min", "best_seed_max", "n_seeds"]
+    rows = all_rows[(all_rows["scorer"] == scorer) & all_rows["regime"].isin(REGIMES)]
+    rows = rows[[c for c in cols if c in rows]].reset_index(drop=True)
+    ensemble = all_rows[all_rows["scorer"] == ENSEMBLE] if len(all_rows) else all_rows
+    if scorer == "critic" and len(ensemble) and len(rows):
+        rows = rows.merge(ensemble[keys + ["best"]].rename(columns={"best": "best_ensemble"}), on=keys, how="left")
+    return rows
 
 
 def candidate_difficulty(results: Mapping[str, Mapping[str, Any]], name: str = "transfer",

@@ -146,3 +146,51 @@ def test_save_load_round_trip(tmp_path, csets):
 def test_bad_inputs(csets, call, match):
     with pytest.raises(ValueError, match=match):
         call(csets)
+
+
+class _Fixed:
+    """A scorer that returns fixed scores, whatever the clusterings."""
+
+    def __init__(self, scores):
+        self.scores = np.asarray(scores, dtype=float)
+
+    def score_many(self, X, labelings):
+        return self.scores[: len(labelings)]
+
+
+def test_zscore_ensemble_ignores_each_members_scale_and_offset():
+    from tdml_lib.evaluate import ZScoreEnsemble
+
+    X, labelings = np.zeros((4, 2)), [np.zeros(4, int)] * 3
+    # member b agrees with a up to scale and offset; member c prefers the last candidate
+    a, b, c = _Fixed([1.0, 2.0, 3.0]), _Fixed([-100.0, 0.0, 100.0]), _Fixed([0.0, 0.0, 9.0])
+    np.testing.assert_allclose(ZScoreEnsemble([a, b]).score_many(X, labelings), [-1.2247449, 0.0, 1.2247449])
+    # a huge-scaled member does not dominate: ranks follow both members equally
+    assert np.argmax(ZScoreEnsemble([b, c]).score_many(X, labelings)) == 2
+    # a member that scores every candidate alike adds nothing (no division by zero)
+    flat = ZScoreEnsemble([a, _Fixed([5.0, 5.0, 5.0])]).score_many(X, labelings)
+    assert np.all(np.isfinite(flat)) and np.argmax(flat) == 2
+    with pytest.raises(ValueError, match="two or more scorers"):
+        ZScoreEnsemble([a])
+
+
+def test_paired_comparison_matches_cells_and_counts_discordant_problems():
+    import pandas as pd
+
+    from tdml_lib.evaluate import paired_comparison
+
+    rows = []
+    for problem, (critic_rank, probe_rank) in enumerate([(1, 2), (1, 2), (1, 1), (3, 1)]):
+        rows += [{"scorer": "critic", "train": "numbers", "regime": "standard", "protocol": "strict", "test": "letters",
+                  "critic_seed": 0, "problem": problem, "rank": critic_rank},
+                 {"scorer": "critic", "train": "numbers", "regime": "standard", "protocol": "strict", "test": "letters",
+                  "critic_seed": 1, "problem": problem, "rank": 5},
+                 {"scorer": "probe", "train": "numbers", "regime": "standard", "protocol": "strict", "test": "letters",
+                  "critic_seed": None, "problem": problem, "rank": probe_rank}]
+    out = paired_comparison(pd.DataFrame(rows), "critic", ["probe"])
+    assert len(out) == 1
+    row = out.iloc[0]
+    # the first critic seed only: Best 75 % against 50 %, two problems only the critic gets first, one only the probe
+    assert (row.critic, row.other, row["only critic"], row["only other"]) == (75.0, 50.0, 2, 1)
+    assert row.other_scorer == "probe" and 0 < row.p <= 1
+    assert paired_comparison(pd.DataFrame(rows), "critic", "silhouette").empty

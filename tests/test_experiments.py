@@ -237,7 +237,10 @@ def test_transfer_table_runs_small_with_every_scorer_protocol_and_regime():
     # removing the near-truth kinds can only move the truth up
     assert (res.ranks()["rank_no_near_truth"] <= res.ranks()["rank"]).all()
     assert set(res.kind_agreement.kind).isdisjoint({"correct"}) and len(NEAR_TRUTH_KINDS) == 5
-    assert len(res.paired("critic", "silhouette")) == 4
+    # the standard critic (2 protocols x 1 test domain) against one other scorer, then two
+    paired = res.paired("critic", "silhouette")
+    assert len(paired) == 2 and set(paired.columns) >= {"critic", "other", "only critic", "only other", "p"}
+    assert len(res.paired("critic", ["probe", "silhouette"])) == 4
     import json
     json.dumps(res.to_metrics())
 
@@ -277,3 +280,21 @@ def test_recipe_needs_problems_and_counts_its_sources():
         Recipe(n_problems=0, n_synthetic=0).problems("synthetic", None, seed=0)
     probs = Recipe(n_problems=0, n_synthetic=4).problems("numbers", None, seed=0)
     assert len(probs) == 4 + 2 + 2 and all(p.source.startswith("synthetic") for p in probs)
+
+
+def test_transfer_ranks_the_ensemble_of_the_seed_critics_of_every_training_domain():
+    from tdml_lib.experiments import Recipe, run_transfer
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments.transfer import ENSEMBLE
+
+    res = run_transfer(train_domains=["numbers"], test_domains=["numbers"], regimes=["standard"],
+                       protocols=["strict"], standard=Recipe(n_problems=3, n_synthetic=0),
+                       critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8),
+                       critic_seeds=(0, 1), n_eval_problems=3, eval_negatives=4, probe=False, index_scorers=(),
+                       device="cpu", progress=False)
+    frame = res.to_frame()
+    assert sorted(frame[frame.scorer == "critic"].critic_seed) == [0, 1]
+    ensemble = frame[frame.scorer == ENSEMBLE]
+    assert len(ensemble) == 1 and ensemble.critic_seed.isna().all() and (ensemble.regime == "standard").all()
+    # the ensemble is compared with the other scorers like any scorer
+    assert len(res.paired(ENSEMBLE, "critic")) == 1

@@ -38,6 +38,11 @@ def test_provenance_records_every_pinned_package_and_the_machine() -> None:
     for name in ("deap", "scipy", "pandas", "papermill", "torch", "torch-geometric"):
         assert record["versions"][name], name  # installed here, so a version string
     assert record["host"]["os"] and record["host"]["cpu_count"] == os.cpu_count()
+    import torch
+
+    threads = record["host"]["threads"]
+    assert threads["torch_threads"] == torch.get_num_threads()
+    assert threads["OMP_NUM_THREADS"] == os.environ.get("OMP_NUM_THREADS")
     assert "cpu" in record["host"] and record["host"]["python"] == ".".join(
         map(str, sys.version_info[:3]))
     assert record["device"] == "cpu" and record["gpu"] is None

@@ -284,6 +284,9 @@ def test_results_fill_only_the_cells_they_report(tmp_path: Path) -> None:
     ours = clust[clust.kind == "ours"].set_index(["dataset", "method"])
     assert ours.loc[("numbers", "agent"), "acc"] == 0.9
     assert ours.loc[("fashion", "kmeans"), "source"] == reference.NOT_RUN
+    # whole-dataset methods are expected on Numbers and Fashion only
+    assert ours.loc[("fashion", "spc"), "source"] == reference.NOT_RUN
+    assert ("letters", "spc") not in ours.index and ("letters", "kmeans") in ours.index
     published = clust[clust.kind == "published"]
     assert len(published) == len(reference.PUBLISHED_CLUSTERING)
 
@@ -419,3 +422,16 @@ def test_runs_in_two_threads_each_start_in_their_own_folder(tmp_path: Path) -> N
     assert [executions(nb) for nb in notebooks] == [["a 3 0.5"], ["a 3 0.5"]]
     assert os.getcwd() == cwd
 
+
+
+def test_seed_spread_sets_the_ensemble_beside_the_seeds(tmp_path: Path) -> None:
+    from tdml_lib import reference
+
+    cell = {"train": "numbers", "regime": "standard", "protocol": "strict", "test": "letters", "top3": 90.0}
+    write_result(tmp_path, "transfer", {"table": [
+        {**cell, "scorer": "critic", "best": 70.0, "best_seed_min": 60.0, "best_seed_max": 80.0, "n_seeds": 3},
+        {**cell, "scorer": reference.ENSEMBLE, "best": 85.0}]})
+    spread = reference.seed_spread(reference.load_results(tmp_path))
+    assert spread[["best", "best_seed_max", "best_ensemble"]].values.tolist() == [[70.0, 80.0, 85.0]]
+    # the ensemble is a scorer of its own in every other table
+    assert reference.ENSEMBLE in set(reference.scorer_summary(reference.load_results(tmp_path)).scorer)

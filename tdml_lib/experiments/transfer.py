@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 
 from .. import evaluate, features
-from ..evaluate import mcnemar
 from ..critic import CriticConfig, fit_critic
 from ..metrics import ari
 from ..probe import ProbeScorer
@@ -130,30 +129,11 @@ class TransferResult:
                              "rank_no_near_truth": int(t), "top_kind": c.top_kinds[i]})
         return pd.DataFrame(rows)
 
-    def paired(self, a: str = "critic", b: str = "probe", seed: int = 0) -> pd.DataFrame:
-        """McNemar test of scorer ``a`` (its critic seed ``seed``) against ``b``, cell by
-        cell; ``b`` is matched on training domain and regime when it is trained, on the
-        features' domain when it is an index (same candidate sets either way)."""
-        def find(name: str, cell: CellEval) -> CellEval | None:
-            for c in self.cells:
-                if (c.scorer == name and c.protocol == cell.protocol and c.test == cell.test
-                        and c.train == cell.train and c.critic_seed in (seed, None)
-                        and (c.regime == cell.regime or c.regime is None)):
-                    return c
-            return None
-
-        rows = []
-        for cell in self.cells:
-            if cell.scorer != a or cell.critic_seed not in (seed, None):
-                continue
-            other = find(b, cell)
-            if other is None:
-                continue
-            test = mcnemar(cell.ranks == 1, other.ranks == 1)
-            rows.append({"train": cell.train, "regime": cell.regime, "protocol": cell.protocol, "test": cell.test,
-                         f"best {a}": 100 * np.mean(cell.ranks == 1), f"best {b}": 100 * np.mean(other.ranks == 1),
-                         f"only {a}": test["only_a"], f"only {b}": test["only_b"], "p_value": test["p_value"]})
-        return pd.DataFrame(rows)
+    def paired(self, a: str = "critic", b: str | Sequence[str] = ("probe", "silhouette"),
+               regime: str | None = "standard") -> pd.DataFrame:
+        """McNemar test of scorer ``a`` (its first critic seed) against each of ``b``,
+        cell by cell (:func:`tdml_lib.evaluate.paired_comparison`)."""
+        return evaluate.paired_comparison(self.ranks(), a, b, regime)
 
     def to_metrics(self) -> dict[str, Any]:
         """The JSON-ready numbers a chapter exports (the runner stores them)."""
@@ -165,6 +145,9 @@ class TransferResult:
                 "kind_agreement": self.kind_agreement.to_dict(orient="records"),
                 "near_truth_kinds": list(NEAR_TRUTH_KINDS), "training": self.training}
 
+
+ENSEMBLE = "critic ensemble"
+"""The scorer name of the standard critics of all seeds, averaged as z-scores."""
 
 ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "WGAN-GP")
 """The ablations chapter 5 can run (:func:`ablations`)."""
@@ -227,8 +210,10 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
             ``few_shot``.
         protocols: feature protocols of the test problems (:data:`PROTOCOLS`).
         critic_config: the critic's hyper-parameters (default :class:`CriticConfig`).
-        critic_seeds: one standard critic of the first training domain per seed (the
-            spread over seeds is reported); every other critic uses the first seed.
+        critic_seeds: one standard critic of each training domain per seed (the spread
+            over seeds is reported); with two or more seeds their
+            :class:`~tdml_lib.evaluate.ZScoreEnsemble` is ranked too, as scorer
+            :data:`ENSEMBLE`. Every other critic uses the first seed.
         n_eval_problems, eval_negatives: test problems per domain, near misses per problem.
         seeds: the evaluation seeds (test problems and candidate sets).
         adversarial_rounds: the most rounds of the adversarial loop after the standard
@@ -284,10 +269,11 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                 cells.append(evaluate_cell(scorer, csets[(fdom, test)], scorer=name, train=train,
                                            regime=regime, protocol=protocol, test=test, critic_seed=seed))
 
-    # the spread over training seeds is measured on the standard regime of the first training
-    # domain (the shipped critic's); every other critic uses the first seed
+    # the spread over training seeds is measured on the standard regime (the poster's rows);
+    # every other critic uses the first seed
     jobs = [(t, r, s) for t in train_domains for r in regimes
-            for s in (critic_seeds if r == "standard" and t == train_domains[0] else critic_seeds[:1])]
+            for s in (critic_seeds if r == "standard" else critic_seeds[:1])]
+    seed_critics: dict[str, list[Any]] = {}
     for train, regime, seed in tqdm(jobs, desc="critics", disable=not progress):
         probs = recipes[regime].problems(train, maps[train], seed=seed)
         critic, hist, ts = fit_critic(probs, cfg, seed=seed, device=device, progress=False)
@@ -296,6 +282,10 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
             "truth_first_last_epoch": float(hist["critic"]["truth_first"].iloc[-1]),
             "loss_last_epoch": float(hist["critic"]["loss"].iloc[-1])}
         rank_all(critic, "critic", train, regime, seed)
+        if regime == "standard":
+            seed_critics.setdefault(train, []).append(critic)
+            if len(critic_seeds) > 1 and len(seed_critics[train]) == len(critic_seeds):
+                rank_all(evaluate.ZScoreEnsemble(seed_critics.pop(train), ENSEMBLE), ENSEMBLE, train, regime, None)
         if regime == "standard" and seed == critic_seeds[0]:
             if probe:
                 rank_all(ProbeScorer().fit(probs, cfg.n_negatives, cfg.n_degenerate, seed=seed), "probe",
@@ -326,6 +316,6 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
     return TransferResult(cells, kinds, training)
 
 
-__all__ = ["ABLATIONS", "ABLATION_PREFIX", "ADVERSARIAL_REGIME", "INDEX_SCORERS", "NEAR_TRUTH_KINDS", "PROTOCOLS",
+__all__ = ["ABLATIONS", "ABLATION_PREFIX", "ADVERSARIAL_REGIME", "ENSEMBLE", "INDEX_SCORERS", "NEAR_TRUTH_KINDS", "PROTOCOLS",
            "REGIMES", "CellEval", "Recipe", "TransferResult", "ablations", "evaluate_cell", "evaluation_problems",
            "run_transfer"]
