@@ -7,11 +7,16 @@ its natural size, neither squeezed nor blown up) and turns on matplotlib's
 overlapping. :func:`figure` makes a grid of panels in that width; :func:`image_grid`
 shows images in it. Choices: the width was measured on the built book (sphinx-book-theme,
 1280 px window); ``constrained`` layout is matplotlib's own answer to overlapping labels
-(``tight_layout`` ignores suptitles).
+(``tight_layout`` ignores suptitles). It does not keep two panels' titles, or a heatmap's
+labels, apart: every figure made here warns (:class:`OverlappingTextWarning`) when it is
+drawn with texts that overlap (:func:`overlapping_texts`), so that a chapter's output,
+and the book's tests that read it, say so.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
+
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,6 +28,59 @@ DPI = 110
 """Dots per inch of figures shown in a notebook or the book."""
 ROW_HEIGHT = 2.6
 """Default height of one row of panels, in inches."""
+
+
+class OverlappingTextWarning(UserWarning):
+    """A figure was drawn with two texts (titles, labels, tick labels, annotations) on top
+    of each other."""
+
+
+def _texts(fig: plt.Figure) -> list[Any]:
+    """The figure's visible, non-empty texts: suptitle, and per panel its titles, axis
+    labels, tick labels and annotations (e.g. a heatmap's numbers)."""
+    found = [t for t in (fig._suptitle, fig._supxlabel, fig._supylabel) if t is not None]
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        found += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label]
+        found += ax.get_xticklabels() + ax.get_yticklabels() + list(ax.texts)
+    return [t for t in found if t.get_visible() and t.get_text().strip()]
+
+
+def overlapping_texts(fig: plt.Figure, renderer: Any = None) -> list[tuple[str, str]]:
+    """Pairs of texts of ``fig`` whose drawn boxes overlap (by more than a pixel each way).
+
+    Args:
+        fig: a matplotlib figure.
+        renderer: the renderer that drew it (default: the canvas's).
+
+    Returns:
+        ``[(text_a, text_b), ...]``; empty when no two texts overlap.
+    """
+    renderer = renderer or fig.canvas.get_renderer()
+    texts = _texts(fig)
+    boxes = [t.get_window_extent(renderer).expanded(1.0, 1.0).padded(-1.0) for t in texts]
+    pairs = []
+    for i in range(len(texts)):
+        for j in range(i + 1, len(texts)):
+            if boxes[i].width > 0 and boxes[j].width > 0 and boxes[i].overlaps(boxes[j]):
+                pairs.append((texts[i].get_text(), texts[j].get_text()))
+    return pairs
+
+
+def _warn_on_overlap(event: Any) -> None:
+    pairs = overlapping_texts(event.canvas.figure, event.renderer)
+    if pairs:
+        shown = "; ".join(f"{a!r} and {b!r}" for a, b in pairs[:3])
+        warnings.warn(f"overlapping text in a figure: {shown}" + (f" (+{len(pairs) - 3} more)" if len(pairs) > 3
+                                                                  else ""), OverlappingTextWarning, stacklevel=2)
+
+
+def watch_overlaps(fig: plt.Figure) -> plt.Figure:
+    """Make ``fig`` warn (:class:`OverlappingTextWarning`) whenever it is drawn with
+    overlapping texts; :func:`figure` and :func:`image_grid` do this for every figure."""
+    fig.canvas.mpl_connect("draw_event", _warn_on_overlap)
+    return fig
 
 
 def set_theme() -> None:
@@ -60,7 +118,8 @@ def figure(ncols: int = 1, nrows: int = 1, height: float | None = None, width: f
 
     Returns:
         ``(fig, axes)`` as :func:`matplotlib.pyplot.subplots` returns them, with
-        ``constrained`` layout (a suptitle never overlaps the panels).
+        ``constrained`` layout (a suptitle never overlaps the panels), warning when drawn
+        with overlapping texts (:func:`watch_overlaps`).
 
     Raises:
         ValueError: a grid size below 1 or a size that is not positive.
@@ -71,7 +130,8 @@ def figure(ncols: int = 1, nrows: int = 1, height: float | None = None, width: f
     height = ROW_HEIGHT * nrows + 0.6 if height is None else height
     if not (width > 0 and height > 0):
         raise ValueError(f"width and height must be positive inches, got {width!r} x {height!r}.")
-    return plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **subplots)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **subplots)
+    return watch_overlaps(fig), axes
 
 
 def scatter_clustering(ax: plt.Axes, X: np.ndarray, labels: np.ndarray, title: str = "",
@@ -116,4 +176,4 @@ def image_grid(images: np.ndarray, labels: Sequence[object] | None = None, n_col
                 ax.set_title(str(labels[i]), fontsize=7, pad=2)
     if title:
         fig.suptitle(title)
-    return fig
+    return watch_overlaps(fig)

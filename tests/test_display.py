@@ -122,3 +122,22 @@ def test_suptitle_does_not_overlap_the_panels():
         assert ax.title.get_window_extent(renderer).y1 <= top.y0 + 1
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+def test_figures_warn_when_drawn_with_overlapping_titles():
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    plotting.set_theme()
+    for titles, expected in [(["generation 10: K=5, R=26.48"] * 4, True), (["generation 10\nK=5, R=26.48"] * 4, False)]:
+        fig, axes = plotting.figure(4, 1, height=2.6)
+        for ax, title in zip(axes, titles):
+            ax.set(title=title, xticks=[], yticks=[])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fig.canvas.draw()
+        assert any(issubclass(w.category, plotting.OverlappingTextWarning) for w in caught) is expected
+        assert bool(plotting.overlapping_texts(fig)) is expected
+        plt.close(fig)
