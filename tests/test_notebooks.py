@@ -14,7 +14,6 @@ Run one chapter by hand with::
 """
 from __future__ import annotations
 
-import json
 import re
 
 import nbformat
@@ -70,17 +69,3 @@ def test_chapter_runs_under_nbval(docname: str, executed_chapters: dict[str, Cha
                     pytrace=False)
     assert run.executed is not None, f"{docname} passed but its executed copy was not saved"
 
-
-@pytest.mark.parametrize("docname", CHAPTERS)
-def test_chapter_figures_have_no_overlapping_text(docname: str, executed_chapters: dict[str, ChapterRun]) -> None:
-    """No figure of the chapter is drawn with texts on top of each other: every figure made
-    by ``tdml_lib.plotting`` warns when it is (``OverlappingTextWarning``)."""
-    run = executed_chapters[docname]
-    if run.executed is None:
-        pytest.skip(f"{docname} did not run (see test_chapter_runs_under_nbval)")
-    nb = json.loads(run.executed.read_text(encoding="utf-8"))
-    found = [out.get("text", "") if isinstance(out.get("text", ""), str) else "".join(out["text"])
-             for cell in nb["cells"] if cell["cell_type"] == "code" for out in cell.get("outputs", [])
-             if out.get("output_type") == "stream"]
-    overlaps = [line for text in found for line in text.splitlines() if "overlapping text in a figure" in line]
-    assert not overlaps, f"{docname}: " + "\n".join(overlaps)
