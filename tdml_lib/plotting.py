@@ -9,8 +9,8 @@ shows images in it. Choices: the width was measured on the built book (sphinx-bo
 1280 px window); ``constrained`` layout is matplotlib's own answer to overlapping labels
 (``tight_layout`` ignores suptitles). It does not keep two panels' titles, or a heatmap's
 labels, apart: every figure made here warns (:class:`OverlappingTextWarning`) when it is
-drawn with texts that overlap (:func:`overlapping_texts`), so that a chapter's output,
-and the book's tests that read it, say so.
+rendered to an image (shown in a notebook or saved) with texts that overlap
+(:func:`overlapping_texts`), and the book's notebook tests fail on that warning.
 """
 from __future__ import annotations
 
@@ -35,15 +35,26 @@ class OverlappingTextWarning(UserWarning):
     of each other."""
 
 
+def _drawn_tick_labels(axis: Any, coordinate: int) -> list[Any]:
+    """The tick labels of ``axis`` inside its view limits: matplotlib lists labels for
+    ticks beyond the limits too, but never draws them."""
+    low, high = sorted(axis.get_view_interval())
+    slack = 1e-9 * (high - low)
+    return [t for t in axis.get_ticklabels() if low - slack <= t.get_position()[coordinate] <= high + slack]
+
+
 def _texts(fig: plt.Figure) -> list[Any]:
-    """The figure's visible, non-empty texts: suptitle, and per panel its titles, axis
-    labels, tick labels and annotations (e.g. a heatmap's numbers)."""
+    """The figure's drawn, non-empty texts: suptitle, and per panel its titles,
+    annotations (e.g. a heatmap's numbers) and, when its axes are on, axis labels and the
+    tick labels inside the view limits."""
     found = [t for t in (fig._suptitle, fig._supxlabel, fig._supylabel) if t is not None]
     for ax in fig.axes:
         if not ax.get_visible():
             continue
-        found += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label]
-        found += ax.get_xticklabels() + ax.get_yticklabels() + list(ax.texts)
+        found += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+        if ax.axison:
+            found += [ax.xaxis.label, ax.yaxis.label]
+            found += _drawn_tick_labels(ax.xaxis, 0) + _drawn_tick_labels(ax.yaxis, 1)
     return [t for t in found if t.get_visible() and t.get_text().strip()]
 
 
@@ -68,18 +79,27 @@ def overlapping_texts(fig: plt.Figure, renderer: Any = None) -> list[tuple[str, 
     return pairs
 
 
-def _warn_on_overlap(event: Any) -> None:
-    pairs = overlapping_texts(event.canvas.figure, event.renderer)
-    if pairs:
-        shown = "; ".join(f"{a!r} and {b!r}" for a, b in pairs[:3])
-        warnings.warn(f"overlapping text in a figure: {shown}" + (f" (+{len(pairs) - 3} more)" if len(pairs) > 3
-                                                                  else ""), OverlappingTextWarning, stacklevel=2)
-
-
 def watch_overlaps(fig: plt.Figure) -> plt.Figure:
-    """Make ``fig`` warn (:class:`OverlappingTextWarning`) whenever it is drawn with
-    overlapping texts; :func:`figure` and :func:`image_grid` do this for every figure."""
-    fig.canvas.mpl_connect("draw_event", _warn_on_overlap)
+    """Make ``fig`` warn (:class:`OverlappingTextWarning`) whenever it is rendered to an
+    image (``print_figure``: a notebook showing it, ``savefig``) with overlapping texts;
+    :func:`figure` and :func:`image_grid` do this for every figure.
+
+    The check follows the final rendering, not every draw: seaborn, for one, draws a
+    heatmap with vertical labels to test them before it turns them.
+    """
+    canvas = fig.canvas
+    print_figure = canvas.print_figure
+
+    def print_and_check(*args: Any, **kwargs: Any) -> Any:
+        out = print_figure(*args, **kwargs)
+        pairs = overlapping_texts(fig)
+        if pairs:
+            shown = "; ".join(f"{a!r} and {b!r}" for a, b in pairs[:3])
+            more = f" (+{len(pairs) - 3} more)" if len(pairs) > 3 else ""
+            warnings.warn(f"overlapping text in a figure: {shown}{more}", OverlappingTextWarning, stacklevel=2)
+        return out
+
+    canvas.print_figure = print_and_check
     return fig
 
 

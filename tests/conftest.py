@@ -110,6 +110,29 @@ def _without_stderr(outputs: list[Any]) -> list[Any]:
             if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
 
 
+OVERLAP_MARK = "overlapping text in a figure"
+"""What ``tdml_lib.plotting`` warns (on stderr) when a figure is drawn with overlapping texts."""
+
+
+def _outputs_to_save(outputs: list[Any]) -> list[Any]:
+    """A cell's outputs without stderr, except the lines that report overlapping figure
+    text: those are kept, so that test_notebooks can fail on them."""
+    import nbformat
+
+    kept = []
+    for o in outputs:
+        if o.get("output_type") == "stream" and o.get("name") == "stderr":
+            text = o.get("text", "")
+            lines = [line for line in ("".join(text) if isinstance(text, list) else text).splitlines()
+                     if OVERLAP_MARK in line]
+            if lines:
+                kept.append(nbformat.from_dict({"output_type": "stream", "name": "stderr",
+                                                "text": "\n".join(lines) + "\n"}))
+        else:
+            kept.append(o)
+    return kept
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Make nbval ignore stderr streams when it compares a cell's outputs."""
     try:
@@ -137,7 +160,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     nbval keeps a cell's outputs in ``item.test_outputs`` and ``item.cell`` is the cell
     object of ``item.parent.nb``, so filling the cells and writing ``parent.nb`` gives
-    the executed notebook. stderr is dropped, as the book's ``stderr_output: remove``.
+    the executed notebook. stderr is dropped, as the book's ``stderr_output: remove``,
+    but for the lines that report overlapping figure text (:func:`_outputs_to_save`).
     """
     out_dir = os.environ.get(EXECUTED_DIR_ENV)
     if not out_dir or session.testsfailed or exitstatus != 0:
@@ -149,7 +173,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     notebooks: dict[Path, Any] = {}
     for item in session.items:
         if getattr(item, "test_outputs", None) is not None and hasattr(item, "cell"):
-            item.cell.outputs = _without_stderr(item.test_outputs)
+            item.cell.outputs = _outputs_to_save(item.test_outputs)
             notebooks[Path(item.parent.path)] = item.parent.nb
     for nb in notebooks.values():
         # execution counts 1, 2, 3... over the code cells, as a top-to-bottom run gives

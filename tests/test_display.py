@@ -125,6 +125,7 @@ def test_suptitle_does_not_overlap_the_panels():
 
 
 def test_figures_warn_when_drawn_with_overlapping_titles():
+    import io
     import warnings
 
     import matplotlib.pyplot as plt
@@ -137,7 +138,25 @@ def test_figures_warn_when_drawn_with_overlapping_titles():
             ax.set(title=title, xticks=[], yticks=[])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fig.canvas.draw()
+            fig.savefig(io.BytesIO(), format="png")
         assert any(issubclass(w.category, plotting.OverlappingTextWarning) for w in caught) is expected
         assert bool(plotting.overlapping_texts(fig)) is expected
         plt.close(fig)
+
+
+def test_overlap_check_ignores_undrawn_tick_labels_and_hidden_axes():
+    """Tick labels beyond the view limits and the ticks of an axes turned off are not
+    drawn, so they cannot overlap anything."""
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    plotting.set_theme()
+    fig, axes = plotting.figure(3, 1, height=3.0)
+    for ax in axes[:2]:
+        ax.plot(np.arange(2, 13), np.random.default_rng(1).normal(size=11) * 20, marker="o")
+        ax.set(title="best reward at each K\n(critic)", xlabel="K", ylabel="reward")
+    axes[2].imshow(np.zeros((28, 28)))
+    axes[2].axis("off")
+    fig.canvas.draw()
+    assert plotting.overlapping_texts(fig) == []
+    plt.close(fig)

@@ -14,12 +14,13 @@ Run one chapter by hand with::
 """
 from __future__ import annotations
 
+import json
 import re
 
 import nbformat
 import pytest
 
-from conftest import ChapterRun, notebook_chapters, source_path
+from conftest import OVERLAP_MARK, ChapterRun, notebook_chapters, source_path
 
 CHAPTERS = notebook_chapters()
 
@@ -69,3 +70,18 @@ def test_chapter_runs_under_nbval(docname: str, executed_chapters: dict[str, Cha
                     pytrace=False)
     assert run.executed is not None, f"{docname} passed but its executed copy was not saved"
 
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_figures_have_no_overlapping_text(docname: str, executed_chapters: dict[str, ChapterRun]) -> None:
+    """No figure of the chapter is shown with texts on top of each other: every figure made
+    by ``tdml_lib.plotting`` warns when it is (``OverlappingTextWarning``), and the saved
+    notebooks keep those lines of stderr (conftest's ``_outputs_to_save``)."""
+    run = executed_chapters[docname]
+    if run.executed is None:
+        pytest.skip(f"{docname} did not run (see test_chapter_runs_under_nbval)")
+    nb = json.loads(run.executed.read_text(encoding="utf-8"))
+    streams = ["".join(out["text"]) if isinstance(out.get("text"), list) else out.get("text", "")
+               for cell in nb["cells"] if cell["cell_type"] == "code" for out in cell.get("outputs", [])
+               if out.get("output_type") == "stream"]
+    overlaps = [line for text in streams for line in text.splitlines() if OVERLAP_MARK in line]
+    assert not overlaps, f"{docname}: " + "\n".join(overlaps)
