@@ -105,9 +105,18 @@ def repo_root() -> Path:
 
 
 # --------------------------------------------------------------------------- nbval
+def _is_stderr(output: Any) -> bool:
+    return output.get("output_type") == "stream" and output.get("name") == "stderr"
+
+
+def stream_text(output: Any) -> str:
+    """A stream output's text as one string (nbformat stores it as a string or a list of lines)."""
+    text = output.get("text", "")
+    return "".join(text) if isinstance(text, list) else text
+
+
 def _without_stderr(outputs: list[Any]) -> list[Any]:
-    return [o for o in outputs
-            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    return [o for o in outputs if not _is_stderr(o)]
 
 
 OVERLAP_MARK = "overlapping text in a figure"
@@ -121,15 +130,13 @@ def _outputs_to_save(outputs: list[Any]) -> list[Any]:
 
     kept = []
     for o in outputs:
-        if o.get("output_type") == "stream" and o.get("name") == "stderr":
-            text = o.get("text", "")
-            lines = [line for line in ("".join(text) if isinstance(text, list) else text).splitlines()
-                     if OVERLAP_MARK in line]
-            if lines:
-                kept.append(nbformat.from_dict({"output_type": "stream", "name": "stderr",
-                                                "text": "\n".join(lines) + "\n"}))
-        else:
+        if not _is_stderr(o):
             kept.append(o)
+            continue
+        lines = [line for line in stream_text(o).splitlines() if OVERLAP_MARK in line]
+        if lines:
+            kept.append(nbformat.from_dict({"output_type": "stream", "name": "stderr",
+                                            "text": "\n".join(lines) + "\n"}))
     return kept
 
 

@@ -20,7 +20,7 @@ import re
 import nbformat
 import pytest
 
-from conftest import OVERLAP_MARK, ChapterRun, notebook_chapters, source_path
+from conftest import OVERLAP_MARK, ChapterRun, notebook_chapters, source_path, stream_text
 
 CHAPTERS = notebook_chapters()
 
@@ -80,8 +80,7 @@ def test_chapter_figures_have_no_overlapping_text(docname: str, executed_chapter
     if run.executed is None:
         pytest.skip(f"{docname} did not run (see test_chapter_runs_under_nbval)")
     nb = json.loads(run.executed.read_text(encoding="utf-8"))
-    streams = ["".join(out["text"]) if isinstance(out.get("text"), list) else out.get("text", "")
-               for cell in nb["cells"] if cell["cell_type"] == "code" for out in cell.get("outputs", [])
-               if out.get("output_type") == "stream"]
+    streams = [stream_text(out) for cell in nb["cells"] if cell["cell_type"] == "code"
+               for out in cell.get("outputs", []) if out.get("output_type") == "stream"]
     overlaps = [line for text in streams for line in text.splitlines() if OVERLAP_MARK in line]
     assert not overlaps, f"{docname}: " + "\n".join(overlaps)
