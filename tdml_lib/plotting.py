@@ -79,6 +79,10 @@ def overlapping_texts(fig: plt.Figure, renderer: Any = None) -> list[tuple[str, 
     return pairs
 
 
+OVERLAP_WARNING = "overlapping text in a figure"
+"""How :func:`watch_overlaps`' warning begins (the book's notebook tests look for it on stderr)."""
+
+
 def watch_overlaps(fig: plt.Figure) -> plt.Figure:
     """Make ``fig`` warn (:class:`OverlappingTextWarning`) whenever it is rendered to an
     image (``print_figure``: a notebook showing it, ``savefig``) with overlapping texts;
@@ -96,7 +100,7 @@ def watch_overlaps(fig: plt.Figure) -> plt.Figure:
         if pairs:
             shown = "; ".join(f"{a!r} and {b!r}" for a, b in pairs[:3])
             more = f" (+{len(pairs) - 3} more)" if len(pairs) > 3 else ""
-            warnings.warn(f"overlapping text in a figure: {shown}{more}", OverlappingTextWarning, stacklevel=2)
+            warnings.warn(f"{OVERLAP_WARNING}: {shown}{more}", OverlappingTextWarning, stacklevel=2)
         return out
 
     canvas.print_figure = print_and_check

@@ -784,3 +784,60 @@ def format_clustering_summary(summary: pd.DataFrame, by: str = "domain") -> pd.D
              "NMI": est(r, "nmi"), "true K found (%)": est(r, "k_exact", 100.0, 0)}
             for r in summary.to_dict(orient="records")]
     return pd.DataFrame(rows)
+
+
+TRAINING_LABELS = {"leave_one_out": "the other families", "all_families": "all six families"}
+"""How tables name the synthetic critics' training protocols (``SYNTHETIC_TRAINING``)."""
+
+
+def _over_seeds(row: Mapping[str, Any], col: str, scale: float, digits: int) -> str:
+    """The mean over critic seeds with the lowest and highest seed in brackets (the mean
+    alone with one seed)."""
+    spread = (scale * row[f"{col}_min"], scale * row[f"{col}_max"]) if row["n_seeds"] > 1 else None
+    return format_estimate(scale * row[col], spread, digits)
+
+
+def format_protocol_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """A summary of :func:`tdml_lib.experiments.protocol_summary` as the book prints it:
+    one row per family and method, and per training protocol the true K found (%) and
+    the mean ACC, each the mean over critic seeds with the lowest and highest seed in
+    brackets."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for r in summary.to_dict(orient="records"):
+        label = TRAINING_LABELS.get(r["training"], r["training"])
+        row = rows.setdefault((r["family"].replace("_", " "), r["method"]), {})
+        row[f"true K found (%), critic: {label}"] = _over_seeds(r, "k_exact", 100.0, 0)
+        row[f"ACC, critic: {label}"] = _over_seeds(r, "acc", 1.0, 2)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = table.index.set_names(["family", "method"])
+    return table
+
+
+def choosing_k_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """How often the methods that choose K found the true K, from the stored clustering
+    run: on the domains' test problems (the shipped critic as the agent's reward) and on
+    the synthetic families (critics trained on the other families or on all of them;
+    mean over critic seeds with the seed range), beside k-means with K chosen by
+    silhouette. Empty when the clustering run is missing."""
+    res = results.get("clustering")
+    if not res or res.get("status") != "ok":
+        return pd.DataFrame()
+    metrics = res["metrics"]
+    rows = []
+    domains = pd.DataFrame(metrics.get("clustering") or [])
+    for dataset in CLUSTERING_DATASETS:
+        part = domains[domains.dataset == dataset].set_index("method") if len(domains) else pd.DataFrame()
+        if {"agent", "kmeans_silhouette_k"} <= set(part.index):
+            rows.append({"problems": dataset, "agent's reward": "the shipped critic",
+                         "agent (K found)": format_estimate(100 * part.loc["agent", "k_exact"]),
+                         "k-means (K by silhouette)": format_estimate(100 * part.loc["kmeans_silhouette_k", "k_exact"]),
+                         "problems × seeds": f"{int(part.loc['agent', 'n_problems'])} × 1"})
+    summary = pd.DataFrame(metrics.get("synthetic_protocols") or [])
+    for (training, family), part in (summary.groupby(["training", "family"], sort=False) if len(summary) else []):
+        by = part.set_index("method")
+        cell = {m: _over_seeds(by.loc[m], "k_exact", 100.0, 0) if m in by.index else NOT_RUN
+                for m in ("agent (K found)", "k-means (K by silhouette)")}
+        rows.append({"problems": family.replace("_", " "),
+                     "agent's reward": f"critic trained on {TRAINING_LABELS.get(training, training)}", **cell,
+                     "problems × seeds": f"{int(by.n_problems.max())} × {int(by.n_seeds.max())}"})
+    return pd.DataFrame(rows)

@@ -42,6 +42,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 
 from tdml_lib.runner import INLINE_BACKEND  # noqa: E402  (the kernels' headless backend)
+from tdml_lib.plotting import OVERLAP_WARNING  # noqa: E402
 
 
 def subprocess_env() -> dict[str, str]:
@@ -119,7 +120,7 @@ def _without_stderr(outputs: list[Any]) -> list[Any]:
     return [o for o in outputs if not _is_stderr(o)]
 
 
-OVERLAP_MARK = "overlapping text in a figure"
+OVERLAP_MARK = OVERLAP_WARNING
 """What ``tdml_lib.plotting`` warns (on stderr) when a figure is drawn with overlapping texts."""
 
 

@@ -17,7 +17,8 @@ from tdml_lib.runner import toc_files
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT_CALLS = {"fit_critic", "train_gae", "train_critic_net", "cluster", "fit", "fit_predict",
                     "evaluate_scorer", "compare_scorers", "evaluation_sets", "run_transfer", "compare_on_domains",
-                    "compare_on_synthetic", "cluster_whole_set", "adversarial_training", "evaluate_baseline",
+                    "compare_on_synthetic", "compare_training_protocols", "cluster_whole_set", "adversarial_training",
+                    "evaluate_baseline",
                     "KMeans", "training_problems", "cbswr", "selective_pseudo_label_clustering"}
 
 

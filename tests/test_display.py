@@ -87,6 +87,43 @@ def test_headline_findings_follow_the_numbers(tmp_path):
     assert reference.NOT_RUN in found["agent"]
 
 
+def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
+    """Domains give one row each (one seed); synthetic rows give the mean over critic seeds
+    with the seed range; a missing method reads "not yet run", a missing run an empty table."""
+    from tdml_lib import experiments
+
+    runs = pd.DataFrame([
+        {"training": t, "critic_seed": s, "family": "moons", "problem": i, "method": m, "K_true": 2,
+         "K_found": k, "acc": acc}
+        for t, s, m, i, k, acc in [("leave_one_out", 0, "agent (K found)", 0, 2, 1.0),
+                                   ("leave_one_out", 0, "agent (K found)", 1, 5, 0.5),
+                                   ("leave_one_out", 1, "agent (K found)", 0, 4, 0.6),
+                                   ("leave_one_out", 1, "agent (K found)", 1, 3, 0.7),
+                                   ("all_families", 0, "agent (K found)", 0, 2, 1.0),
+                                   ("all_families", 0, "agent (K found)", 1, 2, 0.9),
+                                   ("all_families", 0, "k-means (K by silhouette)", 0, 2, 0.8),
+                                   ("all_families", 0, "k-means (K by silhouette)", 1, 3, 0.7)]])
+    summary = experiments.protocol_summary(runs)
+    _write(tmp_path, "clustering", {
+        "clustering": [{"dataset": "numbers", "method": "agent", "acc": 0.7, "k_exact": 0.4, "n_problems": 10},
+                       {"dataset": "numbers", "method": "kmeans_silhouette_k", "acc": 0.5, "k_exact": 0.1,
+                        "n_problems": 10}],
+        "synthetic_protocols": summary.to_dict(orient="records")})
+    table = reference.choosing_k_table(reference.load_results(tmp_path)).set_index(["problems", "agent's reward"])
+    assert table.loc[("numbers", "the shipped critic"), "agent (K found)"] == "40"
+    assert table.loc[("numbers", "the shipped critic"), "k-means (K by silhouette)"] == "10"
+    unseen = table.loc[("moons", "critic trained on the other families")]
+    assert unseen["agent (K found)"] == "25 [0, 50]" and unseen["problems × seeds"] == "2 × 2"
+    assert unseen["k-means (K by silhouette)"] == reference.NOT_RUN
+    seen = table.loc[("moons", "critic trained on all six families")]
+    assert seen["agent (K found)"] == "100" and seen["k-means (K by silhouette)"] == "50"
+    shown = reference.format_protocol_summary(summary).loc[("moons", "agent (K found)")]
+    assert shown["true K found (%), critic: the other families"] == "25 [0, 50]"
+    assert shown["ACC, critic: the other families"] == "0.70 [0.65, 0.75]"
+    assert shown["true K found (%), critic: all six families"] == "100"
+    assert reference.choosing_k_table({}).empty
+
+
 def test_theme_sizes_figures_for_the_column():
     matplotlib.use("Agg")
     plotting.set_theme()

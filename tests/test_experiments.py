@@ -298,3 +298,40 @@ def test_transfer_ranks_the_ensemble_of_the_seed_critics_of_every_training_domai
     assert len(ensemble) == 1 and ensemble.critic_seed.isna().all() and (ensemble.regime == "standard").all()
     # the ensemble is compared with the other scorers like any scorer
     assert len(res.paired(ENSEMBLE, "critic")) == 1
+
+
+def test_training_protocols_share_test_problems_and_summarise_over_seeds():
+    """Leave-one-out critics never see the test family; the all-families critic does (other
+    draws). Every protocol and seed clusters the same test problems, and the summary's
+    mean over seeds lies between its lowest and highest seed."""
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.problems import SYNTHETIC_FAMILIES
+
+    kwargs = dict(test_families=("moons", "circles"), n_train_problems=3, n_problems=1, points_per_class=(15, 20),
+                  critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=2), generations=1,
+                  population_size=4, device="cpu", methods=("agent (K found)", "k-means (true K)"))
+    runs = experiments.compare_training_protocols(critic_seeds=(0, 1), **kwargs)
+    assert list(runs) == [("leave_one_out", 0), ("leave_one_out", 1), ("all_families", 0), ("all_families", 1)]
+    assert all(f not in runs["leave_one_out", 0].training_families[f] for f in ("moons", "circles"))
+    assert all(runs["all_families", 1].training_families[f] == SYNTHETIC_FAMILIES for f in ("moons", "circles"))
+    shown = {key: c.examples["moons"] for key, c in runs.items()}
+    assert all(np.array_equal(ex["X"], shown["leave_one_out", 0]["X"]) for ex in shown.values())
+    # a protocol run is the same as the single comparison with that seed
+    alone = experiments.compare_on_synthetic(seed=1, training="all_families", **kwargs)
+    pd.testing.assert_frame_equal(alone.scores, runs["all_families", 1].scores)
+
+    rows = experiments.protocol_runs(runs)
+    assert list(rows.columns[:2]) == ["training", "critic_seed"] and len(rows) == 4 * 2 * 2
+    summary = experiments.protocol_summary(rows)
+    assert len(summary) == 2 * 2 * 2 and (summary.n_seeds == 2).all() and (summary.n_problems == 1).all()
+    assert ((summary.k_exact_min <= summary.k_exact) & (summary.k_exact <= summary.k_exact_max)).all()
+    assert ((summary.acc_min <= summary.acc) & (summary.acc <= summary.acc_max)).all()
+
+
+def test_training_protocols_reject_bad_arguments():
+    with pytest.raises(ValueError, match="training must be one of"):
+        experiments.compare_on_synthetic(training="every_family")
+    with pytest.raises(ValueError, match="critic_seeds is empty"):
+        experiments.compare_training_protocols(critic_seeds=())
+    with pytest.raises(ValueError, match="pass critic_seeds"):
+        experiments.compare_training_protocols(seed=3)

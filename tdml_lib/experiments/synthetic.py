@@ -34,8 +34,9 @@ class SyntheticComparison:
     family is named for: ``{"problem", "X", "truth", "labels": {method: labels}}``. Picked
     after scoring, to show; it steers nothing."""
     training_families: dict[str, tuple[str, ...]]
-    """Per test family, the families its critic was trained on (all the others); empty
-    when one given reward served every family."""
+    """Per test family, the families its critic was trained on (all the others, or all
+    of them with ``training="all_families"``); empty when one given reward served every
+    family."""
     seeds: EvaluationSeeds = DEVELOPMENT
     """The seed set the test problems were drawn from."""
 
@@ -54,6 +55,31 @@ SYNTHETIC_TEST_K = {"moons": 2, "circles": 2, "varied_density": 3, "blobs": 4, "
 k-means rarely fails)."""
 
 
+SYNTHETIC_TRAINING = ("leave_one_out", "all_families")
+"""What a synthetic critic of :func:`compare_on_synthetic` is trained on: ``"leave_one_out"``,
+the other families only (the reward transfers to a family it never saw);
+``"all_families"``, every family of :data:`tdml_lib.problems.SYNTHETIC_FAMILIES`, the
+test family included (other draws than the test problems: the reward is in its own
+distribution)."""
+
+
+def _synthetic_critic(families: Sequence[str], n_train_problems: int, max_points: int, cfg: Any, seed: int,
+                      device: Any, adversarial_rounds: int, adversarial_problems: int, generations: int,
+                      population_size: int) -> Any:
+    """A critic trained on seeded problems of ``families`` (2-D to 8-D, 20 to ``max_points``
+    points per cluster), then ``adversarial_rounds`` rounds of the adversarial loop."""
+    train = synthetic_problems(n_train_problems, families=families, n_features=(2, 8),
+                               points_per_class=(20, max_points), seed=seed)
+    critic, _, training_set = fit_critic(train, cfg, seed=seed, device=device, progress=False)
+    if adversarial_rounds:
+        critic, _ = adversarial_training(critic, train, training_set, cfg, rounds=adversarial_rounds,
+                                         problems_per_round=adversarial_problems,
+                                         epochs_per_round=max(1, cfg.epochs // 2),
+                                         generations=generations, population_size=population_size,
+                                         seed=seed, progress=False)
+    return critic
+
+
 def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "varied_density"),
                          n_train_problems: int = 16, n_problems: int = 2,
                          n_clusters: int | Mapping[str, int] | None = None,
@@ -61,11 +87,14 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
                          generations: int = 10, population_size: int = 20, seed: int = 0,
                          device: Any = "auto", adversarial_rounds: int = 0,
                          adversarial_problems: int = 8, seeds: EvaluationSeeds = DEVELOPMENT,
-                         reward: Any = None, methods: Sequence[str] = SYNTHETIC_METHODS) -> SyntheticComparison:
+                         reward: Any = None, methods: Sequence[str] = SYNTHETIC_METHODS,
+                         training: str = "leave_one_out") -> SyntheticComparison:
     """The agent against k-means on families where k-means is known to fail.
 
     For each test family a critic is trained on the OTHER synthetic families only
-    (leave one family out: what it rewards there was learned elsewhere), then each test
+    (leave one family out: what it rewards there was learned elsewhere), or, with
+    ``training="all_families"``, one critic on every family (the test family's problems
+    in training are other draws than its test problems), then each test
     problem is clustered by k-means with the true K, by k-means with K chosen by
     silhouette, by the agent told the true K (the same knowledge as k-means), and by
     the agent finding K itself. True labels are used only to score the results afterwards.
@@ -95,6 +124,7 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
             (e.g. the shipped critic, or :class:`tdml_lib.metrics.IndexScorer`); then
             no critic is trained.
         methods: which of :data:`SYNTHETIC_METHODS` to run.
+        training: one of :data:`SYNTHETIC_TRAINING`; ignored when ``reward`` is given.
     """
     unknown = sorted(set(test_families) - set(SYNTHETIC_FAMILIES))
     if unknown:
@@ -105,24 +135,25 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
     methods = tuple(methods)
     if not methods or set(methods) - set(SYNTHETIC_METHODS):
         raise ValueError(f"methods must be some of {SYNTHETIC_METHODS}, got {methods!r}.")
+    if training not in SYNTHETIC_TRAINING:
+        raise ValueError(f"training must be one of {SYNTHETIC_TRAINING}, got {training!r}.")
+    # training clusters as large as the test's: a critic that never saw clusters of 150
+    # points prefers to split them into pieces of the sizes it knows (limits.md)
+    max_points = max(100, int(points_per_class[1]))
+    critics: dict[tuple[str, ...], Any] = {}  # one critic per set of training families
     rows, examples, trained_on = [], {}, {}
     worst: dict[str, float] = {}  # which problem examples[family] shows
     for family in test_families:
         k = ks[family]
         critic = reward
         if reward is None:
-            others = trained_on[family] = tuple(f for f in SYNTHETIC_FAMILIES if f != family)
-            # training clusters as large as the test's: a critic that never saw clusters of 150
-            # points prefers to split them into pieces of the sizes it knows (limits.md)
-            train = synthetic_problems(n_train_problems, families=others, n_features=(2, 8),
-                                       points_per_class=(20, max(100, int(points_per_class[1]))), seed=seed)
-            critic, _, training_set = fit_critic(train, cfg, seed=seed, device=device, progress=False)
-            if adversarial_rounds:
-                critic, _ = adversarial_training(critic, train, training_set, cfg, rounds=adversarial_rounds,
-                                                 problems_per_round=adversarial_problems,
-                                                 epochs_per_round=max(1, cfg.epochs // 2),
-                                                 generations=generations, population_size=population_size,
-                                                 seed=seed, progress=False)
+            families = trained_on[family] = tuple(f for f in SYNTHETIC_FAMILIES
+                                                  if training == "all_families" or f != family)
+            if families not in critics:
+                critics[families] = _synthetic_critic(families, n_train_problems, max_points, cfg, seed, device,
+                                                      adversarial_rounds, adversarial_problems, generations,
+                                                      population_size)
+            critic = critics[families]
         for i in range(n_problems):
             p = synthetic_problem(family, n_clusters=k, points_per_class=points_per_class,
                                   seed=seeds.synthetic + i)
@@ -136,3 +167,45 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
                 examples[family] = {"problem": i, "X": p.X, "truth": p.labels, "labels": found}
     columns = ["family", "problem", "method", "K_true", "K_found", "acc", "nmi", "ari"]
     return SyntheticComparison(pd.DataFrame(rows)[columns], examples, trained_on, seeds)
+
+
+def compare_training_protocols(critic_seeds: Sequence[int] = (0,), trainings: Sequence[str] = SYNTHETIC_TRAINING,
+                               **kwargs: Any) -> dict[tuple[str, int], SyntheticComparison]:
+    """:func:`compare_on_synthetic` once per training protocol and critic seed, on the same
+    test problems (the seed set of ``kwargs`` draws them; ``seed`` runs over
+    ``critic_seeds``), so that a reader sees how much the K found depends on what the
+    critic was trained on and on its training draw.
+
+    Returns:
+        ``{(training, seed): SyntheticComparison}``, in the order of ``trainings`` then
+        ``critic_seeds``.
+    """
+    if "seed" in kwargs or "reward" in kwargs or "training" in kwargs:
+        raise ValueError("seed, reward and training are set by compare_training_protocols; pass critic_seeds "
+                         "and trainings instead.")
+    if not critic_seeds:
+        raise ValueError("critic_seeds is empty; give at least one seed, e.g. (0,).")
+    return {(t, int(s)): compare_on_synthetic(seed=int(s), training=t, **kwargs)
+            for t in trainings for s in critic_seeds}
+
+
+def protocol_runs(comparisons: Mapping[tuple[str, int], SyntheticComparison]) -> pd.DataFrame:
+    """The per-problem rows of :func:`compare_training_protocols`, with columns
+    ``training`` and ``critic_seed`` in front."""
+    frames = [c.scores.assign(training=t, critic_seed=s) for (t, s), c in comparisons.items()]
+    rows = pd.concat(frames, ignore_index=True)
+    return rows[["training", "critic_seed"] + [c for c in rows.columns if c not in ("training", "critic_seed")]]
+
+
+def protocol_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per training protocol, family and method: the share of problems where K is the true
+    K and the mean ACC, each as the mean over critic seeds with the lowest and highest
+    seed (``k_exact``, ``k_exact_min``, ``k_exact_max``, ``acc``, ``acc_min``,
+    ``acc_max``), and how many seeds and problems per seed went in."""
+    per_seed = (runs.assign(exact=runs.K_found == runs.K_true)
+                .groupby(["training", "family", "method", "critic_seed"], sort=False)
+                .agg(k_exact=("exact", "mean"), acc=("acc", "mean"), n_problems=("acc", "size")).reset_index())
+    return (per_seed.groupby(["training", "family", "method"], sort=False)
+            .agg(k_exact=("k_exact", "mean"), k_exact_min=("k_exact", "min"), k_exact_max=("k_exact", "max"),
+                 acc=("acc", "mean"), acc_min=("acc", "min"), acc_max=("acc", "max"),
+                 n_seeds=("critic_seed", "nunique"), n_problems=("n_problems", "max")).reset_index())
