@@ -107,3 +107,16 @@ def test_notation_and_glossary_are_linked_where_their_terms_are_used() -> None:
         text = _markdown(doc)
         assert "{doc}`glossary`" in text and ("{doc}`notation`" in text or doc.endswith("09_performance")), \
             f"{doc} should link the glossary and the notation table"
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_chapters_are_committed_clean_with_cell_ids(doc: str) -> None:
+    """Committed with outputs cleared, and every cell with its own id (nbformat 4.5): a cell
+    without one makes the build warn (MissingIDFieldWarning) and will become an error."""
+    import json
+
+    raw = json.loads(source_path(doc).read_text(encoding="utf-8"))
+    ids = [cell.get("id") for cell in raw["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), f"{doc}: cells without an id or with the same id"
+    code = [cell for cell in raw["cells"] if cell["cell_type"] == "code"]
+    assert not any(cell.get("outputs") or cell.get("execution_count") for cell in code), f"{doc}: clear the outputs"
