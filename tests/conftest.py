@@ -42,7 +42,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 
 from tdml_lib.runner import INLINE_BACKEND  # noqa: E402  (the kernels' headless backend)
-from tdml_lib.plotting import OVERLAP_WARNING  # noqa: E402
+from tdml_lib.plotting import OVERLAP_WARNING  # noqa: E402  (the start of its overlapping-text warning)
 
 
 def subprocess_env() -> dict[str, str]:
@@ -120,10 +120,6 @@ def _without_stderr(outputs: list[Any]) -> list[Any]:
     return [o for o in outputs if not _is_stderr(o)]
 
 
-OVERLAP_MARK = OVERLAP_WARNING
-"""What ``tdml_lib.plotting`` warns (on stderr) when a figure is drawn with overlapping texts."""
-
-
 def _outputs_to_save(outputs: list[Any]) -> list[Any]:
     """A cell's outputs without stderr, except the lines that report overlapping figure
     text: those are kept, so that test_notebooks can fail on them."""
@@ -134,7 +130,7 @@ def _outputs_to_save(outputs: list[Any]) -> list[Any]:
         if not _is_stderr(o):
             kept.append(o)
             continue
-        lines = [line for line in stream_text(o).splitlines() if OVERLAP_MARK in line]
+        lines = [line for line in stream_text(o).splitlines() if OVERLAP_WARNING in line]
         if lines:
             kept.append(nbformat.from_dict({"output_type": "stream", "name": "stderr",
                                             "text": "\n".join(lines) + "\n"}))

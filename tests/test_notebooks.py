@@ -20,7 +20,9 @@ import re
 import nbformat
 import pytest
 
-from conftest import OVERLAP_MARK, ChapterRun, notebook_chapters, source_path, stream_text
+from conftest import ChapterRun, notebook_chapters, source_path, stream_text
+
+from tdml_lib.plotting import OVERLAP_WARNING
 
 CHAPTERS = notebook_chapters()
 
@@ -82,5 +84,5 @@ def test_chapter_figures_have_no_overlapping_text(docname: str, executed_chapter
     nb = json.loads(run.executed.read_text(encoding="utf-8"))
     streams = [stream_text(out) for cell in nb["cells"] if cell["cell_type"] == "code"
                for out in cell.get("outputs", []) if out.get("output_type") == "stream"]
-    overlaps = [line for text in streams for line in text.splitlines() if OVERLAP_MARK in line]
+    overlaps = [line for text in streams for line in text.splitlines() if OVERLAP_WARNING in line]
     assert not overlaps, f"{docname}: " + "\n".join(overlaps)
