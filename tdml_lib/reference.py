@@ -792,8 +792,9 @@ TRAINING_LABELS = {"leave_one_out": "the other families", "all_families": "all s
 
 def _over_seeds(row: Mapping[str, Any], col: str, scale: float, digits: int) -> str:
     """The mean over critic seeds with the lowest and highest seed in brackets (the mean
-    alone with one seed)."""
-    spread = (scale * row[f"{col}_min"], scale * row[f"{col}_max"]) if row["n_seeds"] > 1 else None
+    alone with one seed, or when every seed gives the same value)."""
+    low, high = scale * row[f"{col}_min"], scale * row[f"{col}_max"]
+    spread = (low, high) if row["n_seeds"] > 1 and high > low else None
     return format_estimate(scale * row[col], spread, digits)
 
 
@@ -811,6 +812,23 @@ def format_protocol_summary(summary: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = table.index.set_names(["family", "method"])
     return table
+
+
+def protocol_comparison(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """One sentence from the stored clustering run: on how many synthetic families the
+    critics trained on all six families let the agent find the true K more often (mean
+    over critic seeds) than the critics that never saw the family; ``""`` when the run
+    lacks either protocol."""
+    res = results.get("clustering")
+    summary = pd.DataFrame((res or {}).get("metrics", {}).get("synthetic_protocols") or [])
+    if not len(summary) or not set(TRAINING_LABELS) <= set(summary.training):
+        return ""
+    agent = summary[summary.method == "agent (K found)"]
+    found = agent.pivot_table(index="family", columns="training", values="k_exact")
+    more = int((found.all_families > found.leave_one_out).sum())
+    return (f"Trained on all six families, the critics let the agent find the true K more often than the "
+            f"critics that never saw the family on {more} of {len(found)} synthetic families (mean over "
+            "critic seeds).")
 
 
 def choosing_k_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -121,7 +121,15 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
     assert shown["true K found (%), critic: the other families"] == "25 [0, 50]"
     assert shown["ACC, critic: the other families"] == "0.70 [0.65, 0.75]"
     assert shown["true K found (%), critic: all six families"] == "100"
+    # every seed gives the same value: the mean alone, no empty range
+    same = summary.assign(k_exact_min=summary.k_exact, k_exact_max=summary.k_exact, n_seeds=2)
+    assert reference.format_protocol_summary(same).loc[("moons", "agent (K found)"),
+                                                      "true K found (%), critic: the other families"] == "25"
     assert reference.choosing_k_table({}).empty
+    # the protocols compared in one sentence: all families find K more often on moons
+    assert "more often than the critics that never saw the family on 1 of 1 synthetic families" in \
+        reference.protocol_comparison(reference.load_results(tmp_path))
+    assert reference.protocol_comparison({}) == ""
 
 
 def test_theme_sizes_figures_for_the_column():

@@ -328,6 +328,33 @@ def test_training_protocols_share_test_problems_and_summarise_over_seeds():
     assert ((summary.acc_min <= summary.acc) & (summary.acc <= summary.acc_max)).all()
 
 
+def test_training_protocols_run_kmeans_once_per_seed(monkeypatch):
+    """k-means does not depend on the critic: every protocol of one seed shows the same
+    k-means labels, computed once per (seed, problem), not once per protocol."""
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import clustering, synthetic
+
+    calls: list[tuple[str, ...]] = []
+    real = clustering.run_methods
+
+    def counting(X, k, methods, *args, **kwargs):
+        calls.append(tuple(methods))
+        return real(X, k, methods, *args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "run_methods", counting)
+    kwargs = dict(test_families=("moons",), n_train_problems=3, n_problems=2, points_per_class=(15, 20),
+                  critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=2), generations=1,
+                  population_size=4, device="cpu", methods=("k-means (true K)", "agent (K found)"))
+    runs = experiments.compare_training_protocols(critic_seeds=(0, 1), **kwargs)
+    with_kmeans = [m for m in calls if "k-means (true K)" in m]
+    assert len(calls) == 2 * 2 * 2 and len(with_kmeans) == 2 * 2   # seeds x problems
+    for s in (0, 1):
+        a, b = (runs[t, s].scores for t in ("leave_one_out", "all_families"))
+        kmeans = a.method == "k-means (true K)"
+        pd.testing.assert_frame_equal(a[kmeans], b[kmeans])
+        assert list(a.method) == list(b.method) == ["k-means (true K)", "agent (K found)"] * 2
+
+
 def test_training_protocols_reject_bad_arguments():
     with pytest.raises(ValueError, match="training must be one of"):
         experiments.compare_on_synthetic(training="every_family")

@@ -22,6 +22,10 @@ from .training import adversarial_training
 SYNTHETIC_METHODS = (KMEANS_TRUE_K, KMEANS_SILHOUETTE, AGENT_TRUE_K, AGENT_K_FOUND)
 """The methods compared on each synthetic test problem."""
 
+CRITIC_FREE_METHODS = (KMEANS_TRUE_K, KMEANS_SILHOUETTE)
+"""Methods whose answer does not depend on the critic: :func:`compare_training_protocols`
+runs them once per seed and shares their labels between training protocols."""
+
 
 @dataclass
 class SyntheticComparison:
@@ -88,7 +92,8 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
                          device: Any = "auto", adversarial_rounds: int = 0,
                          adversarial_problems: int = 8, seeds: EvaluationSeeds = DEVELOPMENT,
                          reward: Any = None, methods: Sequence[str] = SYNTHETIC_METHODS,
-                         training: str = "leave_one_out") -> SyntheticComparison:
+                         training: str = "leave_one_out",
+                         shared: dict[tuple[str, int], dict[str, np.ndarray]] | None = None) -> SyntheticComparison:
     """The agent against k-means on families where k-means is known to fail.
 
     For each test family a critic is trained on the OTHER synthetic families only
@@ -125,6 +130,10 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
             no critic is trained.
         methods: which of :data:`SYNTHETIC_METHODS` to run.
         training: one of :data:`SYNTHETIC_TRAINING`; ignored when ``reward`` is given.
+        shared: labels of the :data:`CRITIC_FREE_METHODS` by ``(family, problem)``, filled
+            by the first call that runs them and reused by later calls with the same test
+            problems and ``seed`` (as :func:`compare_training_protocols` makes them), so
+            that k-means runs once however many critics are compared.
     """
     unknown = sorted(set(test_families) - set(SYNTHETIC_FAMILIES))
     if unknown:
@@ -157,7 +166,13 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
         for i in range(n_problems):
             p = synthetic_problem(family, n_clusters=k, points_per_class=points_per_class,
                                   seed=seeds.synthetic + i)
-            found = run_methods(p.X, k, methods, critic, generations, population_size, seed + i)
+            reused = shared.get((family, i), {}) if shared is not None else {}
+            ran = run_methods(p.X, k, [m for m in methods if m not in reused], critic, generations,
+                              population_size, seed + i)
+            found = {m: reused[m] if m in reused else ran[m] for m in methods}
+            if shared is not None:
+                shared.setdefault((family, i), {}).update(
+                    {m: found[m] for m in CRITIC_FREE_METHODS if m in found})
             scored = score_rows(p.labels, found, family=family, problem=i)
             rows += scored
             # the example shown: the problem where k-means (true K), or else the first method, did worst
@@ -180,12 +195,13 @@ def compare_training_protocols(critic_seeds: Sequence[int] = (0,), trainings: Se
         ``{(training, seed): SyntheticComparison}``, in the order of ``trainings`` then
         ``critic_seeds``.
     """
-    if "seed" in kwargs or "reward" in kwargs or "training" in kwargs:
-        raise ValueError("seed, reward and training are set by compare_training_protocols; pass critic_seeds "
-                         "and trainings instead.")
+    if {"seed", "reward", "training", "shared"} & set(kwargs):
+        raise ValueError("seed, reward, training and shared are set by compare_training_protocols; pass "
+                         "critic_seeds and trainings instead.")
     if not critic_seeds:
         raise ValueError("critic_seeds is empty; give at least one seed, e.g. (0,).")
-    return {(t, int(s)): compare_on_synthetic(seed=int(s), training=t, **kwargs)
+    shared: dict[int, dict[tuple[str, int], dict[str, np.ndarray]]] = {int(s): {} for s in critic_seeds}
+    return {(t, int(s)): compare_on_synthetic(seed=int(s), training=t, shared=shared[int(s)], **kwargs)
             for t in trainings for s in critic_seeds}
 
 
