@@ -355,6 +355,29 @@ def test_training_protocols_run_kmeans_once_per_seed(monkeypatch):
         assert list(a.method) == list(b.method) == ["k-means (true K)", "agent (K found)"] * 2
 
 
+def test_synthetic_adversarial_budget_defaults_to_the_test_budget(monkeypatch):
+    """The agent that attacks a synthetic critic's training problems searches with its own
+    budget when one is given, else with the test budget."""
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import synthetic
+
+    budgets = []
+    real = synthetic.adversarial_training
+
+    def recording(*args, **kwargs):
+        budgets.append((kwargs["generations"], kwargs["population_size"], kwargs["problems_per_round"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "adversarial_training", recording)
+    kwargs = dict(test_families=("moons",), n_train_problems=3, n_problems=1, points_per_class=(15, 20),
+                  critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=2), generations=2,
+                  population_size=6, device="cpu", methods=("agent (K found)",), adversarial_rounds=1,
+                  adversarial_problems=2)
+    experiments.compare_on_synthetic(**kwargs)
+    experiments.compare_on_synthetic(adversarial_generations=1, adversarial_population=4, **kwargs)
+    assert budgets == [(2, 6, 2), (1, 4, 2)]
+
+
 def test_training_protocols_reject_bad_arguments():
     with pytest.raises(ValueError, match="training must be one of"):
         experiments.compare_on_synthetic(training="every_family")
