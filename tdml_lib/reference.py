@@ -787,6 +787,10 @@ def format_clustering_summary(summary: pd.DataFrame, by: str = "domain") -> pd.D
 
 
 TRAINING_LABELS = {"leave_one_out": "the other families", "all_families": "all six families"}
+ENSEMBLE_K_FOUND = "agent, critic ensemble (K found)"
+"""The method name of the agent whose reward averages the critic seeds
+(``tdml_lib.experiments.AGENT_ENSEMBLE_K_FOUND``; repeated here because this module
+reads stored results and does not import the experiments)."""
 """How tables name the synthetic critics' training protocols (``SYNTHETIC_TRAINING``)."""
 
 
@@ -835,7 +839,8 @@ def choosing_k_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """How often the methods that choose K found the true K, from the stored clustering
     run: on the domains' test problems (the shipped critic as the agent's reward) and on
     the synthetic families (critics trained on the other families or on all of them;
-    mean over critic seeds with the seed range), beside k-means with K chosen by
+    mean over critic seeds with the seed range; and, where the run has it, the agent
+    with the mean of those critics as one reward), beside k-means with K chosen by
     silhouette. Empty when the clustering run is missing."""
     res = results.get("clustering")
     if not res or res.get("status") != "ok":
@@ -848,13 +853,14 @@ def choosing_k_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
         if {"agent", "kmeans_silhouette_k"} <= set(part.index):
             rows.append({"problems": dataset, "agent's reward": "the shipped critic",
                          "agent (K found)": format_estimate(100 * part.loc["agent", "k_exact"]),
+                         ENSEMBLE_K_FOUND: "",
                          "k-means (K by silhouette)": format_estimate(100 * part.loc["kmeans_silhouette_k", "k_exact"]),
                          "problems × seeds": f"{int(part.loc['agent', 'n_problems'])} × 1"})
     summary = pd.DataFrame(metrics.get("synthetic_protocols") or [])
     for (training, family), part in (summary.groupby(["training", "family"], sort=False) if len(summary) else []):
         by = part.set_index("method")
         cell = {m: _over_seeds(by.loc[m], "k_exact", 100.0, 0) if m in by.index else NOT_RUN
-                for m in ("agent (K found)", "k-means (K by silhouette)")}
+                for m in ("agent (K found)", ENSEMBLE_K_FOUND, "k-means (K by silhouette)")}
         rows.append({"problems": family.replace("_", " "),
                      "agent's reward": f"critic trained on {TRAINING_LABELS.get(training, training)}", **cell,
                      "problems × seeds": f"{int(by.n_problems.max())} × {int(by.n_seeds.max())}"})

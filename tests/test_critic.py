@@ -46,6 +46,41 @@ def test_score_many_equals_looped_score(trained):
     assert np.allclose(many, [critic.score(p.X, lab) for lab in labs], atol=1e-5)
 
 
+def test_critic_ensemble_is_the_mean_of_its_members_on_one_graph(trained):
+    """The ensemble's reward is the plain mean of its members' scores (a reward for each
+    clustering on its own, unlike a batch z-score), through score_many, score and the
+    agent's prepared path; it refuses fewer than two critics and critics with other kNN k."""
+    from dataclasses import replace
+
+    from tdml_lib.agent import cluster
+    from tdml_lib.critic import CriticEnsemble
+
+    critic, _, _, probs = trained
+    other = fit_critic(probs, TINY, seed=1, device="cpu", progress=False)[0]
+    ensemble = CriticEnsemble([critic, other])
+    p = probs[2]
+    rng = np.random.default_rng(0)
+    labs = [p.labels] + [rng.integers(0, k, p.n_points) for k in (2, 3)]
+    mean = (critic.score_many(p.X, labs) + other.score_many(p.X, labs)) / 2
+    assert np.allclose(ensemble.score_many(p.X, labs), mean, atol=1e-6)
+    assert ensemble.score(p.X, p.labels) == pytest.approx(mean[0], abs=1e-6)
+    # one batch or three single calls: the same rewards (nothing is standardised per batch)
+    assert np.allclose([ensemble.score(p.X, lab) for lab in labs], mean, atol=1e-5)
+    ps = ensemble.embedder.prepare(p.X)
+    prepared = ensemble.score_prepared(ps, torch.as_tensor(np.stack(labs), dtype=torch.long))
+    assert np.allclose(prepared.numpy(), mean, atol=1e-5)
+    # the agent takes it as its reward and returns a clustering scored by it
+    res = cluster(p.X, reward=ensemble, generations=1, population_size=4, seed=0)
+    assert res.reward == pytest.approx(ensemble.score(p.X, res.labels), abs=1e-3)
+    with pytest.raises(ValueError, match="two or more ClusteringCritic"):
+        CriticEnsemble([critic])
+    with pytest.raises(ValueError, match="two or more ClusteringCritic"):
+        CriticEnsemble([critic, "silhouette"])
+    wide = fit_critic(probs[:3], replace(TINY, k=8, epochs=1), seed=0, device="cpu", progress=False)[0]
+    with pytest.raises(ValueError, match="different k"):
+        CriticEnsemble([critic, wide])
+
+
 def test_save_load_round_trip(tmp_path, trained):
     critic, _, _, probs = trained
     p = probs[2]

@@ -102,7 +102,9 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
                                    ("all_families", 0, "agent (K found)", 0, 2, 1.0),
                                    ("all_families", 0, "agent (K found)", 1, 2, 0.9),
                                    ("all_families", 0, "k-means (K by silhouette)", 0, 2, 0.8),
-                                   ("all_families", 0, "k-means (K by silhouette)", 1, 3, 0.7)]])
+                                   ("all_families", 0, "k-means (K by silhouette)", 1, 3, 0.7),
+                                   ("all_families", 0, reference.ENSEMBLE_K_FOUND, 0, 2, 1.0),
+                                   ("all_families", 0, reference.ENSEMBLE_K_FOUND, 1, 3, 0.6)]])
     summary = experiments.protocol_summary(runs)
     _write(tmp_path, "clustering", {
         "clustering": [{"dataset": "numbers", "method": "agent", "acc": 0.7, "k_exact": 0.4, "n_problems": 10},
@@ -117,6 +119,10 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
     assert unseen["k-means (K by silhouette)"] == reference.NOT_RUN
     seen = table.loc[("moons", "critic trained on all six families")]
     assert seen["agent (K found)"] == "100" and seen["k-means (K by silhouette)"] == "50"
+    # the agent with the critics' mean as its reward: its own column; not run on the domains or unseen
+    assert seen[reference.ENSEMBLE_K_FOUND] == "50" and unseen[reference.ENSEMBLE_K_FOUND] == reference.NOT_RUN
+    assert table.loc[("numbers", "the shipped critic"), reference.ENSEMBLE_K_FOUND] == ""
+    assert reference.ENSEMBLE_K_FOUND == experiments.AGENT_ENSEMBLE_K_FOUND
     shown = reference.format_protocol_summary(summary).loc[("moons", "agent (K found)")]
     assert shown["true K found (%), critic: the other families"] == "25 [0, 50]"
     assert shown["ACC, critic: the other families"] == "0.70 [0.65, 0.75]"

@@ -375,7 +375,49 @@ def test_synthetic_adversarial_budget_defaults_to_the_test_budget(monkeypatch):
                   adversarial_problems=2)
     experiments.compare_on_synthetic(**kwargs)
     experiments.compare_on_synthetic(adversarial_generations=1, adversarial_population=4, **kwargs)
-    assert budgets == [(2, 6, 2), (1, 4, 2)]
+    # 0 generations (the attack uses the seeded population only) is a budget, not "not given"
+    experiments.compare_on_synthetic(adversarial_generations=0, adversarial_population=4, **kwargs)
+    assert budgets == [(2, 6, 2), (1, 4, 2), (0, 4, 2)]
+
+
+def test_training_protocols_with_a_critic_ensemble():
+    """With ``ensemble=True`` each protocol's critics of every seed are averaged into one
+    reward per family, and the agent finds K with it on the same test problems; its rows
+    say how many critics went in, and the summary keeps it apart from the single critics."""
+    from tdml_lib.critic import CriticConfig, CriticEnsemble
+
+    kwargs = dict(test_families=("moons",), n_train_problems=3, n_problems=2, points_per_class=(15, 20),
+                  critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=2), generations=1,
+                  population_size=4, device="cpu", methods=("agent (K found)", "k-means (true K)"))
+    runs = experiments.compare_training_protocols(critic_seeds=(0, 1), trainings=("all_families",), ensemble=True,
+                                                  **kwargs)
+    assert list(runs) == [("all_families", 0), ("all_families", 1), ("all_families", "ensemble")]
+    ensemble = runs["all_families", "ensemble"]
+    reward = ensemble.critics["moons"]
+    assert isinstance(reward, CriticEnsemble) and ensemble.n_critics == 2
+    assert [id(c) for c in reward.critics] == [id(runs["all_families", s].critics["moons"]) for s in (0, 1)]
+    assert set(ensemble.scores.method) == {experiments.AGENT_ENSEMBLE_K_FOUND} and len(ensemble.scores) == 2
+    shown = runs["all_families", 0].examples["moons"]
+    assert np.array_equal(ensemble.examples["moons"]["X"], shown["X"])   # the same test problems
+    rows = experiments.protocol_runs(runs)
+    assert set(rows[rows.method == experiments.AGENT_ENSEMBLE_K_FOUND].n_critics) == {2}
+    assert set(rows[rows.method != experiments.AGENT_ENSEMBLE_K_FOUND].n_critics) == {1}
+    summary = experiments.protocol_summary(rows).set_index("method")
+    assert summary.loc[experiments.AGENT_ENSEMBLE_K_FOUND, ["n_seeds", "n_critics"]].tolist() == [1, 2]
+    assert summary.loc["agent (K found)", ["n_seeds", "n_critics"]].tolist() == [2, 1]
+    with pytest.raises(ValueError, match="two or more distinct critic seeds"):
+        experiments.compare_training_protocols(critic_seeds=(0, 0), ensemble=True, **kwargs)
+
+
+def test_protocol_summary_mean_stays_inside_the_seed_range():
+    """Three seeds with the same ACC: the summary's mean is that value, never a rounding
+    error above the highest seed (chapter 4 draws whiskers from mean to max)."""
+    acc = 0.003   # pandas' mean of three copies is 0.0030000000000000005
+    runs = pd.DataFrame([{"training": "all_families", "critic_seed": s, "family": "moons", "problem": 0,
+                          "method": "agent (K found)", "K_true": 2, "K_found": 2, "acc": acc} for s in range(3)])
+    summary = experiments.protocol_summary(runs).iloc[0]
+    assert summary.acc == summary.acc_max == summary.acc_min == acc
+    assert summary.k_exact == 1.0 and summary.n_critics == 1
 
 
 def test_training_protocols_reject_bad_arguments():

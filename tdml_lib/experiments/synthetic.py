@@ -7,13 +7,13 @@ Explained in chapter 4.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..critic import CriticConfig, fit_critic
+from ..critic import CriticConfig, CriticEnsemble, fit_critic
 from ..problems import SYNTHETIC_FAMILIES, synthetic_problem, synthetic_problems
 from .clustering import AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K, run_methods, score_rows, summarise
 from .seeds import DEVELOPMENT, EvaluationSeeds
@@ -21,6 +21,10 @@ from .training import adversarial_training
 
 SYNTHETIC_METHODS = (KMEANS_TRUE_K, KMEANS_SILHOUETTE, AGENT_TRUE_K, AGENT_K_FOUND)
 """The methods compared on each synthetic test problem."""
+
+AGENT_ENSEMBLE_K_FOUND = "agent, critic ensemble (K found)"
+"""The agent finding K with the mean of several seeds' critics as its reward
+(:func:`compare_training_protocols` with ``ensemble=True``)."""
 
 CRITIC_FREE_METHODS = (KMEANS_TRUE_K, KMEANS_SILHOUETTE)
 """Methods whose answer does not depend on the critic: :func:`compare_training_protocols`
@@ -43,6 +47,13 @@ class SyntheticComparison:
     family."""
     seeds: EvaluationSeeds = DEVELOPMENT
     """The seed set the test problems were drawn from."""
+    seed: int = 0
+    """The seed of the critics' training and of the agent (problem ``i``: ``seed + i``)."""
+    critics: dict[str, Any] = field(default_factory=dict)
+    """Per test family, the reward the agent maximised there (the trained critic, or
+    the given reward); kept in memory, never stored."""
+    n_critics: int = 1
+    """How many critics the reward averages (1, or the members of a :class:`CriticEnsemble`)."""
 
     def to_frame(self) -> pd.DataFrame:
         """The per-problem rows (a copy)."""
@@ -92,7 +103,7 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
                          device: Any = "auto", adversarial_rounds: int = 0,
                          adversarial_problems: int = 8, adversarial_generations: int | None = None,
                          adversarial_population: int | None = None, seeds: EvaluationSeeds = DEVELOPMENT,
-                         reward: Any = None, methods: Sequence[str] = SYNTHETIC_METHODS,
+                         reward: Any | Mapping[str, Any] = None, methods: Sequence[str] = SYNTHETIC_METHODS,
                          training: str = "leave_one_out",
                          shared: dict[tuple[str, int], dict[str, np.ndarray]] | None = None) -> SyntheticComparison:
     """The agent against k-means on families where k-means is known to fail.
@@ -132,8 +143,8 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
             :data:`~tdml_lib.experiments.seeds.DEVELOPMENT` while building the book,
             :data:`~tdml_lib.experiments.seeds.HELD_OUT` for the stored results only.
         reward: a reward for every family instead of the leave-one-family-out critics
-            (e.g. the shipped critic, or :class:`tdml_lib.metrics.IndexScorer`); then
-            no critic is trained.
+            (e.g. the shipped critic, or :class:`tdml_lib.metrics.IndexScorer`), or one
+            per test family (a mapping); then no critic is trained.
         methods: which of :data:`SYNTHETIC_METHODS` to run.
         training: one of :data:`SYNTHETIC_TRAINING`; ignored when ``reward`` is given.
         shared: labels of the :data:`CRITIC_FREE_METHODS` by ``(family, problem)``, filled
@@ -152,24 +163,30 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
         raise ValueError(f"methods must be some of {SYNTHETIC_METHODS}, got {methods!r}.")
     if training not in SYNTHETIC_TRAINING:
         raise ValueError(f"training must be one of {SYNTHETIC_TRAINING}, got {training!r}.")
+    if isinstance(reward, Mapping) and set(test_families) - set(reward):
+        raise ValueError(f"reward has no entry for the families {sorted(set(test_families) - set(reward))}; "
+                         "give one reward per test family, or one reward for all.")
     # training clusters as large as the test's: a critic that never saw clusters of 150
     # points prefers to split them into pieces of the sizes it knows (limits.md)
     max_points = max(100, int(points_per_class[1]))
     critics: dict[tuple[str, ...], Any] = {}  # one critic per set of training families
-    rows, examples, trained_on = [], {}, {}
+    rows, examples, trained_on, used = [], {}, {}, {}
     worst: dict[str, float] = {}  # which problem examples[family] shows
     for family in test_families:
         k = ks[family]
-        critic = reward
+        critic = reward[family] if isinstance(reward, Mapping) else reward
         if reward is None:
             families = trained_on[family] = tuple(f for f in SYNTHETIC_FAMILIES
                                                   if training == "all_families" or f != family)
             if families not in critics:
                 critics[families] = _synthetic_critic(families, n_train_problems, max_points, cfg, seed, device,
                                                       adversarial_rounds, adversarial_problems,
-                                                      adversarial_generations or generations,
-                                                      adversarial_population or population_size)
+                                                      generations if adversarial_generations is None
+                                                      else adversarial_generations,
+                                                      population_size if adversarial_population is None
+                                                      else adversarial_population)
             critic = critics[families]
+        used[family] = critic
         for i in range(n_problems):
             p = synthetic_problem(family, n_clusters=k, points_per_class=points_per_class,
                                   seed=seeds.synthetic + i)
@@ -188,47 +205,83 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
                 worst[family] = ref
                 examples[family] = {"problem": i, "X": p.X, "truth": p.labels, "labels": found}
     columns = ["family", "problem", "method", "K_true", "K_found", "acc", "nmi", "ari"]
-    return SyntheticComparison(pd.DataFrame(rows)[columns], examples, trained_on, seeds)
+    n_critics = {len(getattr(c, "critics", [c])) for c in used.values()}
+    return SyntheticComparison(pd.DataFrame(rows)[columns], examples, trained_on, seeds, seed=int(seed),
+                               critics=used, n_critics=max(n_critics, default=1))
 
 
 def compare_training_protocols(critic_seeds: Sequence[int] = (0,), trainings: Sequence[str] = SYNTHETIC_TRAINING,
-                               **kwargs: Any) -> dict[tuple[str, int], SyntheticComparison]:
+                               ensemble: bool = False,
+                               **kwargs: Any) -> dict[tuple[str, int | str], SyntheticComparison]:
     """:func:`compare_on_synthetic` once per training protocol and critic seed, on the same
     test problems (the seed set of ``kwargs`` draws them; ``seed`` runs over
     ``critic_seeds``), so that a reader sees how much the K found depends on what the
     critic was trained on and on its training draw.
 
+    With ``ensemble=True`` (two or more seeds), each protocol's critics of all seeds are
+    then averaged into one reward per test family (:class:`tdml_lib.critic.CriticEnsemble`)
+    and the agent finds K with it (method :data:`AGENT_ENSEMBLE_K_FOUND`, seeded with the
+    first critic seed) on the same test problems: a wrong K that only one critic rewards
+    is outvoted.
+
     Returns:
         ``{(training, seed): SyntheticComparison}``, in the order of ``trainings`` then
-        ``critic_seeds``.
+        ``critic_seeds``, and with ``ensemble`` a ``(training, "ensemble")`` entry after
+        each protocol's seeds.
     """
     if {"seed", "reward", "training", "shared"} & set(kwargs):
         raise ValueError("seed, reward, training and shared are set by compare_training_protocols; pass "
                          "critic_seeds and trainings instead.")
     if not critic_seeds:
         raise ValueError("critic_seeds is empty; give at least one seed, e.g. (0,).")
-    shared: dict[int, dict[tuple[str, int], dict[str, np.ndarray]]] = {int(s): {} for s in critic_seeds}
-    return {(t, int(s)): compare_on_synthetic(seed=int(s), training=t, shared=shared[int(s)], **kwargs)
-            for t in trainings for s in critic_seeds}
+    seeds = [int(s) for s in critic_seeds]
+    if ensemble and len(set(seeds)) < 2:
+        raise ValueError(f"an ensemble needs two or more distinct critic seeds, got {seeds}; e.g. critic_seeds=(0, 1, 2).")
+    shared: dict[int, dict[tuple[str, int], dict[str, np.ndarray]]] = {s: {} for s in seeds}
+    out: dict[tuple[str, int | str], SyntheticComparison] = {}
+    for t in trainings:
+        for s in seeds:
+            out[(t, s)] = compare_on_synthetic(seed=s, training=t, shared=shared[s], **kwargs)
+        if ensemble:
+            members = {f: CriticEnsemble([out[(t, s)].critics[f] for s in seeds]) for f in out[(t, seeds[0])].critics}
+            run = {k: v for k, v in kwargs.items() if k != "methods"}
+            comparison = compare_on_synthetic(seed=seeds[0], reward=members, methods=(AGENT_K_FOUND,), **run)
+            comparison.scores["method"] = AGENT_ENSEMBLE_K_FOUND
+            comparison.training_families = out[(t, seeds[0])].training_families
+            out[(t, "ensemble")] = comparison
+    return out
 
 
-def protocol_runs(comparisons: Mapping[tuple[str, int], SyntheticComparison]) -> pd.DataFrame:
+def protocol_runs(comparisons: Mapping[tuple[str, int | str], SyntheticComparison]) -> pd.DataFrame:
     """The per-problem rows of :func:`compare_training_protocols`, with columns
-    ``training`` and ``critic_seed`` in front."""
-    frames = [c.scores.assign(training=t, critic_seed=s) for (t, s), c in comparisons.items()]
+    ``training``, ``critic_seed`` (the agent's seed; an ensemble's first member's) and
+    ``n_critics`` (how many critics the reward averaged) in front."""
+    frames = [c.scores.assign(training=t, critic_seed=c.seed, n_critics=c.n_critics)
+              for (t, _), c in comparisons.items()]
     rows = pd.concat(frames, ignore_index=True)
-    return rows[["training", "critic_seed"] + [c for c in rows.columns if c not in ("training", "critic_seed")]]
+    front = ["training", "critic_seed", "n_critics"]
+    return rows[front + [c for c in rows.columns if c not in front]]
 
 
 def protocol_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per training protocol, family and method: the share of problems where K is the true
     K and the mean ACC, each as the mean over critic seeds with the lowest and highest
     seed (``k_exact``, ``k_exact_min``, ``k_exact_max``, ``acc``, ``acc_min``,
-    ``acc_max``), and how many seeds and problems per seed went in."""
+    ``acc_max``), how many seeds and problems per seed went in, and how many critics
+    each reward averaged (``n_critics``). A mean over equal values can differ from them
+    in the last bit, so the mean is clipped into its range: tables and whiskers never
+    show a mean outside the seeds' own values."""
+    keys = ["training", "family", "method"]
+    runs = runs if "n_critics" in runs else runs.assign(n_critics=1)
     per_seed = (runs.assign(exact=runs.K_found == runs.K_true)
-                .groupby(["training", "family", "method", "critic_seed"], sort=False)
-                .agg(k_exact=("exact", "mean"), acc=("acc", "mean"), n_problems=("acc", "size")).reset_index())
-    return (per_seed.groupby(["training", "family", "method"], sort=False)
-            .agg(k_exact=("k_exact", "mean"), k_exact_min=("k_exact", "min"), k_exact_max=("k_exact", "max"),
-                 acc=("acc", "mean"), acc_min=("acc", "min"), acc_max=("acc", "max"),
-                 n_seeds=("critic_seed", "nunique"), n_problems=("n_problems", "max")).reset_index())
+                .groupby(keys + ["critic_seed"], sort=False)
+                .agg(k_exact=("exact", "mean"), acc=("acc", "mean"), n_problems=("acc", "size"),
+                     n_critics=("n_critics", "max")).reset_index())
+    summary = (per_seed.groupby(keys, sort=False)
+               .agg(k_exact=("k_exact", "mean"), k_exact_min=("k_exact", "min"), k_exact_max=("k_exact", "max"),
+                    acc=("acc", "mean"), acc_min=("acc", "min"), acc_max=("acc", "max"),
+                    n_seeds=("critic_seed", "nunique"), n_problems=("n_problems", "max"),
+                    n_critics=("n_critics", "max")).reset_index())
+    for col in ("k_exact", "acc"):
+        summary[col] = summary[col].clip(summary[f"{col}_min"], summary[f"{col}_max"])
+    return summary

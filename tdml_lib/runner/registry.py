@@ -74,7 +74,7 @@ STORED_EXPERIMENTS: tuple[StoredExperiment, ...] = (
         {"N_PROBLEMS": 10, "GENERATIONS": 25, "POPULATION": 40, "SYNTH_TRAIN_PROBLEMS": 300, "SYNTH_EPOCHS": 100,
          "SYNTH_NEGATIVES": 24, "SYNTH_ADVERSARIAL_ROUNDS": 3, "SYNTH_ADVERSARIAL_PROBLEMS": 32,
          "SYNTH_ADVERSARIAL_GENERATIONS": 10, "SYNTH_ADVERSARIAL_POPULATION": 24, "SYNTH_PROBLEMS": 10,
-         "SYNTH_CRITIC_SEEDS": [0, 1, 2], "SEED_SET": "held_out",
+         "SYNTH_CRITIC_SEEDS": [0, 1, 2], "SYNTH_ENSEMBLE": True, "SEED_SET": "held_out",
          "DOMAIN_METHODS": ["agent (K found)", "agent (true K)", "k-means (true K)", "k-means (K by silhouette)"],
          "WHOLE_SET_DOMAINS": ["numbers", "fashion"]},
         what="clustering: the agent with a transferred critic vs k-means (ACC / NMI / ARI)"),
