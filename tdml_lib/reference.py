@@ -814,7 +814,10 @@ def format_protocol_summary(summary: pd.DataFrame) -> pd.DataFrame:
         row[f"true K found (%), critic: {label}"] = _over_seeds(r, "k_exact", 100.0, 0)
         row[f"ACC, critic: {label}"] = _over_seeds(r, "acc", 1.0, 2)
     table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index = table.index.set_names(["family", "method"])
+    # each family's methods together (an ensemble's rows come after every seed's)
+    families = list(dict.fromkeys(family for family, _ in table.index))
+    table = table.loc[sorted(table.index, key=lambda fm: families.index(fm[0]))]
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["family", "method"])
     return table
 
 

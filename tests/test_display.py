@@ -123,6 +123,12 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
     assert seen[reference.ENSEMBLE_K_FOUND] == "50" and unseen[reference.ENSEMBLE_K_FOUND] == reference.NOT_RUN
     assert table.loc[("numbers", "the shipped critic"), reference.ENSEMBLE_K_FOUND] == ""
     assert reference.ENSEMBLE_K_FOUND == experiments.AGENT_ENSEMBLE_K_FOUND
+    # an ensemble's rows come after every family's single-critic rows; the table keeps a family together
+    is_ensemble = summary.method == reference.ENSEMBLE_K_FOUND
+    single, ensemble = summary[~is_ensemble], summary[is_ensemble]
+    formatted = reference.format_protocol_summary(pd.concat([single, single.assign(family="circles"),
+                                                             ensemble, ensemble.assign(family="circles")]))
+    assert [f for f, _ in formatted.index] == ["moons"] * 3 + ["circles"] * 3
     shown = reference.format_protocol_summary(summary).loc[("moons", "agent (K found)")]
     assert shown["true K found (%), critic: the other families"] == "25 [0, 50]"
     assert shown["ACC, critic: the other families"] == "0.70 [0.65, 0.75]"
