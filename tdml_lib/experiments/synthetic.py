@@ -236,7 +236,8 @@ def compare_training_protocols(critic_seeds: Sequence[int] = (0,), trainings: Se
         raise ValueError("critic_seeds is empty; give at least one seed, e.g. (0,).")
     seeds = [int(s) for s in critic_seeds]
     if ensemble and len(set(seeds)) < 2:
-        raise ValueError(f"an ensemble needs two or more distinct critic seeds, got {seeds}; e.g. critic_seeds=(0, 1, 2).")
+        raise ValueError(f"an ensemble needs two or more distinct critic seeds, got {seeds}; "
+                         "e.g. critic_seeds=(0, 1, 2).")
     shared: dict[int, dict[tuple[str, int], dict[str, np.ndarray]]] = {s: {} for s in seeds}
     out: dict[tuple[str, int | str], SyntheticComparison] = {}
     for t in trainings:
