@@ -163,7 +163,6 @@ class ClusteringCritic(nn.Module):
         return cls.from_state(state, device, source=str(path))
 
 
-
 class CriticEnsemble:
     """Several critics as one reward: the mean of their scores.
 

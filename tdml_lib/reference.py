@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .io import source_hash
+from .methods import AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K
 from .runner.registry import STORED_EXPERIMENTS, freshness
 
 NOT_RUN = "not yet run"
@@ -533,8 +534,8 @@ def _agent_finding(results: Mapping[str, Mapping[str, Any]]) -> str:
     else:
         sentence += f"no more accurately than k-means on {_words(worse)} (mean over test problems)"
     synthetic = pd.DataFrame(res["metrics"].get("synthetic") or [])
-    if {"agent (true K)", "k-means (true K)"} <= set(synthetic.columns):
-        wins = int((synthetic["agent (true K)"] > synthetic["k-means (true K)"]).sum())
+    if {AGENT_TRUE_K, KMEANS_TRUE_K} <= set(synthetic.columns):
+        wins = int((synthetic[AGENT_TRUE_K] > synthetic[KMEANS_TRUE_K]).sum())
         sentence += (f"; told the true number of clusters, it beats k-means on {wins} of the "
                      f"{len(synthetic)} held-out synthetic families")
     return sentence + "."
@@ -787,10 +788,8 @@ def format_clustering_summary(summary: pd.DataFrame, by: str = "domain") -> pd.D
 
 
 TRAINING_LABELS = {"leave_one_out": "the other families", "all_families": "all six families"}
-ENSEMBLE_K_FOUND = "agent, critic ensemble (K found)"
-"""The method name of the agent whose reward averages the critic seeds
-(``tdml_lib.experiments.AGENT_ENSEMBLE_K_FOUND``; repeated here because this module
-reads stored results and does not import the experiments)."""
+ENSEMBLE_K_FOUND = AGENT_ENSEMBLE_K_FOUND
+"""The method name of the agent whose reward averages the critic seeds (:mod:`tdml_lib.methods`)."""
 """How tables name the synthetic critics' training protocols (``SYNTHETIC_TRAINING``)."""
 
 
@@ -830,7 +829,7 @@ def protocol_comparison(results: Mapping[str, Mapping[str, Any]]) -> str:
     summary = pd.DataFrame((res or {}).get("metrics", {}).get("synthetic_protocols") or [])
     if not len(summary) or not set(TRAINING_LABELS) <= set(summary.training):
         return ""
-    agent = summary[summary.method == "agent (K found)"]
+    agent = summary[summary.method == AGENT_K_FOUND]
     found = agent.pivot_table(index="family", columns="training", values="k_exact")
     more = int((found.all_families > found.leave_one_out).sum())
     return (f"Trained on all six families, the critics let the agent find the true K more often than the "
@@ -855,15 +854,15 @@ def choosing_k_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
         part = domains[domains.dataset == dataset].set_index("method") if len(domains) else pd.DataFrame()
         if {"agent", "kmeans_silhouette_k"} <= set(part.index):
             rows.append({"problems": dataset, "agent's reward": "the shipped critic",
-                         "agent (K found)": format_estimate(100 * part.loc["agent", "k_exact"]),
+                         AGENT_K_FOUND: format_estimate(100 * part.loc["agent", "k_exact"]),
                          ENSEMBLE_K_FOUND: "",
-                         "k-means (K by silhouette)": format_estimate(100 * part.loc["kmeans_silhouette_k", "k_exact"]),
+                         KMEANS_SILHOUETTE: format_estimate(100 * part.loc["kmeans_silhouette_k", "k_exact"]),
                          "problems × seeds": f"{int(part.loc['agent', 'n_problems'])} × 1"})
     summary = pd.DataFrame(metrics.get("synthetic_protocols") or [])
     for (training, family), part in (summary.groupby(["training", "family"], sort=False) if len(summary) else []):
         by = part.set_index("method")
         cell = {m: _over_seeds(by.loc[m], "k_exact", 100.0, 0) if m in by.index else NOT_RUN
-                for m in ("agent (K found)", ENSEMBLE_K_FOUND, "k-means (K by silhouette)")}
+                for m in (AGENT_K_FOUND, ENSEMBLE_K_FOUND, KMEANS_SILHOUETTE)}
         rows.append({"problems": family.replace("_", " "),
                      "agent's reward": f"critic trained on {TRAINING_LABELS.get(training, training)}", **cell,
                      "problems × seeds": f"{int(by.n_problems.max())} × {int(by.n_seeds.max())}"})

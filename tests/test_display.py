@@ -122,7 +122,7 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
     # the agent with the critics' mean as its reward: its own column; not run on the domains or unseen
     assert seen[reference.ENSEMBLE_K_FOUND] == "50" and unseen[reference.ENSEMBLE_K_FOUND] == reference.NOT_RUN
     assert table.loc[("numbers", "the shipped critic"), reference.ENSEMBLE_K_FOUND] == ""
-    assert reference.ENSEMBLE_K_FOUND == experiments.AGENT_ENSEMBLE_K_FOUND
+    assert reference.ENSEMBLE_K_FOUND is experiments.AGENT_ENSEMBLE_K_FOUND  # one name, tdml_lib.methods
     # an ensemble's rows come after every family's single-critic rows; the table keeps a family together
     is_ensemble = summary.method == reference.ENSEMBLE_K_FOUND
     single, ensemble = summary[~is_ensemble], summary[is_ensemble]

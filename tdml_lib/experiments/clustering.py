@@ -23,13 +23,10 @@ import numpy as np
 import pandas as pd
 
 from ..agent import DEFAULT_K_MAX, cluster
+from ..methods import AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K
 from ..metrics import external_scores, score_clusterings
 from .seeds import DEVELOPMENT, EvaluationSeeds
 
-AGENT_K_FOUND = "agent (K found)"
-AGENT_TRUE_K = "agent (true K)"
-KMEANS_TRUE_K = "k-means (true K)"
-KMEANS_SILHOUETTE = "k-means (K by silhouette)"
 METHODS = (AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_TRUE_K, KMEANS_SILHOUETTE)
 """Every method :func:`compare_on_domains` knows, in the order tables show them."""
 

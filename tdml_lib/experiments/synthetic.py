@@ -7,7 +7,7 @@ Explained in chapter 4.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -15,16 +15,13 @@ import pandas as pd
 
 from ..critic import CriticConfig, CriticEnsemble, fit_critic
 from ..problems import SYNTHETIC_FAMILIES, synthetic_problem, synthetic_problems
-from .clustering import AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K, run_methods, score_rows, summarise
+from ..methods import AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K
+from .clustering import run_methods, score_rows, summarise
 from .seeds import DEVELOPMENT, EvaluationSeeds
 from .training import adversarial_training
 
 SYNTHETIC_METHODS = (KMEANS_TRUE_K, KMEANS_SILHOUETTE, AGENT_TRUE_K, AGENT_K_FOUND)
 """The methods compared on each synthetic test problem."""
-
-AGENT_ENSEMBLE_K_FOUND = "agent, critic ensemble (K found)"
-"""The agent finding K with the mean of several seeds' critics as its reward
-(:func:`compare_training_protocols` with ``ensemble=True``)."""
 
 CRITIC_FREE_METHODS = (KMEANS_TRUE_K, KMEANS_SILHOUETTE)
 """Methods whose answer does not depend on the critic: :func:`compare_training_protocols`
@@ -52,8 +49,12 @@ class SyntheticComparison:
     critics: dict[str, Any] = field(default_factory=dict)
     """Per test family, the reward the agent maximised there (the trained critic, or
     the given reward); kept in memory, never stored."""
-    n_critics: int = 1
-    """How many critics the reward averages (1, or the members of a :class:`CriticEnsemble`)."""
+
+    @property
+    def n_critics(self) -> int:
+        """How many critics the reward averages: 1, or the most members of a
+        :class:`CriticEnsemble` among the families' rewards."""
+        return max((len(getattr(c, "critics", [c])) for c in self.critics.values()), default=1)
 
     def to_frame(self) -> pd.DataFrame:
         """The per-problem rows (a copy)."""
@@ -205,9 +206,8 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
                 worst[family] = ref
                 examples[family] = {"problem": i, "X": p.X, "truth": p.labels, "labels": found}
     columns = ["family", "problem", "method", "K_true", "K_found", "acc", "nmi", "ari"]
-    n_critics = {len(getattr(c, "critics", [c])) for c in used.values()}
     return SyntheticComparison(pd.DataFrame(rows)[columns], examples, trained_on, seeds, seed=int(seed),
-                               critics=used, n_critics=max(n_critics, default=1))
+                               critics=used)
 
 
 def compare_training_protocols(critic_seeds: Sequence[int] = (0,), trainings: Sequence[str] = SYNTHETIC_TRAINING,
@@ -247,9 +247,11 @@ def compare_training_protocols(critic_seeds: Sequence[int] = (0,), trainings: Se
             members = {f: CriticEnsemble([out[(t, s)].critics[f] for s in seeds]) for f in out[(t, seeds[0])].critics}
             run = {k: v for k, v in kwargs.items() if k != "methods"}
             comparison = compare_on_synthetic(seed=seeds[0], reward=members, methods=(AGENT_K_FOUND,), **run)
-            comparison.scores["method"] = AGENT_ENSEMBLE_K_FOUND
-            comparison.training_families = out[(t, seeds[0])].training_families
-            out[(t, "ensemble")] = comparison
+            # a new comparison, not an edited one: its rows named for the ensemble, and what
+            # its members were trained on (a given reward records no training families)
+            out[(t, "ensemble")] = replace(
+                comparison, scores=comparison.scores.assign(method=AGENT_ENSEMBLE_K_FOUND),
+                training_families=dict(out[(t, seeds[0])].training_families))
     return out
 
 

@@ -1,0 +1,18 @@
+"""The names of the clustering methods the book compares, in one place.
+
+The experiments label their result rows with these names and the results chapter
+(:mod:`tdml_lib.reference`) reads the rows by them, so both import them from here.
+This module imports nothing, so any layer may use it.
+"""
+from __future__ import annotations
+
+AGENT_K_FOUND = "agent (K found)"
+"""The agent choosing K itself (the reward picks among the best clustering of every K)."""
+AGENT_TRUE_K = "agent (true K)"
+"""The agent told the true K (the same knowledge as k-means told the true K)."""
+KMEANS_TRUE_K = "k-means (true K)"
+KMEANS_SILHOUETTE = "k-means (K by silhouette)"
+"""k-means at every K of the agent's range, the K of the highest silhouette kept."""
+AGENT_ENSEMBLE_K_FOUND = "agent, critic ensemble (K found)"
+"""The agent finding K with the mean of several seeds' critics as its reward
+(:func:`tdml_lib.experiments.compare_training_protocols` with ``ensemble=True``)."""
