@@ -16,3 +16,9 @@ KMEANS_SILHOUETTE = "k-means (K by silhouette)"
 AGENT_ENSEMBLE_K_FOUND = "agent, critic ensemble (K found)"
 """The agent finding K with the mean of several seeds' critics as its reward
 (:func:`tdml_lib.experiments.compare_training_protocols` with ``ensemble=True``)."""
+
+SHIPPED_CRITIC_TRAINING = "shipped_critic"
+"""The training key of result rows whose agent's reward is the shipped critic (trained on
+Numbers and all six synthetic families, ``load_critic()``), beside the synthetic critics'
+protocols ``leave_one_out`` and ``all_families``. One critic: it has no seed range and no
+ensemble."""

@@ -14,13 +14,15 @@ rendered to an image (shown in a notebook or saved) with texts that overlap
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+
+from .methods import AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, KMEANS_SILHOUETTE, SHIPPED_CRITIC_TRAINING
 
 COLUMN_WIDTH = 6.8
 """Width of every figure, in inches (the book's text column at :data:`DPI`)."""
@@ -201,3 +203,49 @@ def image_grid(images: np.ndarray, labels: Sequence[object] | None = None, n_col
     if title:
         fig.suptitle(title)
     return watch_overlaps(fig)
+
+
+def k_found_by_protocol(summary: Any, trainings: Sequence[str], labels: Mapping[str, str], title: str,
+                        shipped_training: str | None = SHIPPED_CRITIC_TRAINING) -> plt.Figure:
+    """How often the agent found the true K, per synthetic family (chapter 4's protocol
+    figure): a bar per critic training protocol in ``trainings`` (mean over critic seeds,
+    whiskers from the lowest to the highest seed), a diamond for the agent whose reward is
+    the mean of those seeds' critics, a red star for the shipped critic (rows of
+    ``shipped_training``), and a black dash for k-means with K chosen by silhouette.
+
+    Args:
+        summary: :func:`tdml_lib.experiments.protocol_summary` (columns ``training``,
+            ``family``, ``method``, ``k_exact``, ``k_exact_min``, ``k_exact_max``).
+        trainings: the protocols drawn as bars, in order.
+        labels: how the legend names each protocol (``reference.TRAINING_LABELS``).
+        title: the axes' title.
+    """
+    families = list(dict.fromkeys(summary.family))
+    x, width = np.arange(len(families)), 0.8 / max(1, len(trainings))
+
+    def found(training: str | None, method: str) -> Any:
+        rows = summary[(summary.method == method) & ((summary.training == training) if training else True)]
+        return 100 * rows.groupby("family")[["k_exact", "k_exact_min", "k_exact_max"]].mean().reindex(families)
+
+    fig, ax = figure(height=3.4)
+    ensemble_label = "agent, mean of the seeds' critics"   # once in the legend
+    for j, training in enumerate(trainings):
+        part, at = found(training, AGENT_K_FOUND), x + (j - (len(trainings) - 1) / 2) * width
+        ax.bar(at, part.k_exact, width, label=f"agent, critic: {labels.get(training, training)}")
+        ax.errorbar(at, part.k_exact, yerr=[part.k_exact - part.k_exact_min, part.k_exact_max - part.k_exact],
+                    fmt="none", color="black", capsize=3)
+        ensemble = found(training, AGENT_ENSEMBLE_K_FOUND)
+        if ensemble.k_exact.notna().any():
+            ax.scatter(at, ensemble.k_exact, marker="D", s=30, color="white", edgecolor="black", zorder=4,
+                       label=ensemble_label)
+            ensemble_label = None
+    shipped = found(shipped_training, AGENT_K_FOUND) if shipped_training else None
+    if shipped is not None and shipped.k_exact.notna().any():
+        ax.scatter(x, shipped.k_exact, marker="*", s=120, color="tab:red", edgecolor="black", linewidth=0.5,
+                   zorder=5, label="agent, the shipped critic (the default)")
+    ax.scatter(x, found(None, KMEANS_SILHOUETTE).k_exact, marker="_", s=900, color="black", zorder=3,
+               label="k-means (K by silhouette)")
+    ax.set(xticks=x, xticklabels=[f.replace("_", " ") for f in families], ylabel="true K found (%)",
+           ylim=(0, 110), title=title)
+    fig.legend(loc="outside lower center", ncols=2, fontsize="small", markerscale=0.4)
+    return fig

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from .io import source_hash
-from .methods import AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K
+from .methods import (AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K,
+                      SHIPPED_CRITIC_TRAINING)
 from .runner.registry import STORED_EXPERIMENTS, freshness
 
 NOT_RUN = "not yet run"
@@ -787,10 +788,11 @@ def format_clustering_summary(summary: pd.DataFrame, by: str = "domain") -> pd.D
     return pd.DataFrame(rows)
 
 
-TRAINING_LABELS = {"leave_one_out": "the other families", "all_families": "all six families"}
+TRAINING_LABELS = {"leave_one_out": "the other families", "all_families": "all six families",
+                   SHIPPED_CRITIC_TRAINING: "Numbers and all six families (the shipped critic)"}
+"""How tables name the critics' training protocols (``SYNTHETIC_TRAINING`` and the shipped critic)."""
 ENSEMBLE_K_FOUND = AGENT_ENSEMBLE_K_FOUND
 """The method name of the agent whose reward averages the critic seeds (:mod:`tdml_lib.methods`)."""
-"""How tables name the synthetic critics' training protocols (``SYNTHETIC_TRAINING``)."""
 
 
 def _over_seeds(row: Mapping[str, Any], col: str, scale: float, digits: int) -> str:
@@ -827,7 +829,7 @@ def protocol_comparison(results: Mapping[str, Mapping[str, Any]]) -> str:
     lacks either protocol."""
     res = results.get("clustering")
     summary = pd.DataFrame((res or {}).get("metrics", {}).get("synthetic_protocols") or [])
-    if not len(summary) or not set(TRAINING_LABELS) <= set(summary.training):
+    if not len(summary) or not {"leave_one_out", "all_families"} <= set(summary.training):
         return ""
     agent = summary[summary.method == AGENT_K_FOUND]
     found = agent.pivot_table(index="family", columns="training", values="k_exact")
@@ -861,9 +863,13 @@ def choosing_k_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     summary = pd.DataFrame(metrics.get("synthetic_protocols") or [])
     for (training, family), part in (summary.groupby(["training", "family"], sort=False) if len(summary) else []):
         by = part.set_index("method")
+        shipped = training == SHIPPED_CRITIC_TRAINING
         cell = {m: _over_seeds(by.loc[m], "k_exact", 100.0, 0) if m in by.index else NOT_RUN
                 for m in (AGENT_K_FOUND, ENSEMBLE_K_FOUND, KMEANS_SILHOUETTE)}
+        if shipped:  # one critic: an ensemble of it does not exist
+            cell[ENSEMBLE_K_FOUND] = ""
         rows.append({"problems": family.replace("_", " "),
-                     "agent's reward": f"critic trained on {TRAINING_LABELS.get(training, training)}", **cell,
+                     "agent's reward": "the shipped critic" if shipped else
+                     f"critic trained on {TRAINING_LABELS.get(training, training)}", **cell,
                      "problems × seeds": f"{int(by.n_problems.max())} × {int(by.n_seeds.max())}"})
     return pd.DataFrame(rows)

@@ -104,7 +104,9 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
                                    ("all_families", 0, "k-means (K by silhouette)", 0, 2, 0.8),
                                    ("all_families", 0, "k-means (K by silhouette)", 1, 3, 0.7),
                                    ("all_families", 0, reference.ENSEMBLE_K_FOUND, 0, 2, 1.0),
-                                   ("all_families", 0, reference.ENSEMBLE_K_FOUND, 1, 3, 0.6)]])
+                                   ("all_families", 0, reference.ENSEMBLE_K_FOUND, 1, 3, 0.6),
+                                   (experiments.SHIPPED_CRITIC_TRAINING, 0, "agent (K found)", 0, 2, 1.0),
+                                   (experiments.SHIPPED_CRITIC_TRAINING, 0, "agent (K found)", 1, 6, 0.4)]])
     summary = experiments.protocol_summary(runs)
     _write(tmp_path, "clustering", {
         "clustering": [{"dataset": "numbers", "method": "agent", "acc": 0.7, "k_exact": 0.4, "n_problems": 10},
@@ -122,6 +124,10 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
     # the agent with the critics' mean as its reward: its own column; not run on the domains or unseen
     assert seen[reference.ENSEMBLE_K_FOUND] == "50" and unseen[reference.ENSEMBLE_K_FOUND] == reference.NOT_RUN
     assert table.loc[("numbers", "the shipped critic"), reference.ENSEMBLE_K_FOUND] == ""
+    # the shipped critic on the synthetic families: named as on the domains, one critic, no ensemble cell
+    shipped = table.loc[("moons", "the shipped critic")]
+    assert shipped["agent (K found)"] == "50" and shipped[reference.ENSEMBLE_K_FOUND] == ""
+    assert shipped["problems × seeds"] == "2 × 1"
     assert reference.ENSEMBLE_K_FOUND is experiments.AGENT_ENSEMBLE_K_FOUND  # one name, tdml_lib.methods
     # an ensemble's rows come after every family's single-critic rows; the table keeps a family together
     is_ensemble = summary.method == reference.ENSEMBLE_K_FOUND
@@ -129,6 +135,7 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
     formatted = reference.format_protocol_summary(pd.concat([single, single.assign(family="circles"),
                                                              ensemble, ensemble.assign(family="circles")]))
     assert [f for f, _ in formatted.index] == ["moons"] * 3 + ["circles"] * 3
+    assert "true K found (%), critic: Numbers and all six families (the shipped critic)" in formatted.columns
     shown = reference.format_protocol_summary(summary).loc[("moons", "agent (K found)")]
     assert shown["true K found (%), critic: the other families"] == "25 [0, 50]"
     assert shown["ACC, critic: the other families"] == "0.70 [0.65, 0.75]"
@@ -216,4 +223,32 @@ def test_overlap_check_ignores_undrawn_tick_labels_and_hidden_axes():
     axes[2].axis("off")
     fig.canvas.draw()
     assert plotting.overlapping_texts(fig) == []
+    plt.close(fig)
+
+
+def test_k_found_by_protocol_draws_each_reward_once():
+    """Chapter 4's protocol figure: a bar per protocol and family (whisker = seed range),
+    a diamond per family for the ensemble, a red star per family for the shipped critic,
+    the k-means dash; families in the summary's order."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from tdml_lib import experiments, plotting
+
+    runs = pd.DataFrame([
+        {"training": t, "critic_seed": s, "family": f, "problem": 0, "method": m, "K_true": 2, "K_found": k, "acc": 1.0}
+        for f in ("moons", "circles") for t, s, m, k in [
+            ("leave_one_out", 0, "agent (K found)", 2), ("leave_one_out", 1, "agent (K found)", 3),
+            ("all_families", 0, "agent (K found)", 2), ("all_families", 0, "k-means (K by silhouette)", 4),
+            ("all_families", 0, reference.ENSEMBLE_K_FOUND, 2),
+            (experiments.SHIPPED_CRITIC_TRAINING, 0, "agent (K found)", 5)]])
+    summary = experiments.protocol_summary(runs)
+    fig = plotting.k_found_by_protocol(summary, ["leave_one_out", "all_families"], reference.TRAINING_LABELS, "t")
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert [round(b.get_height()) for b in bars] == [50, 50, 100, 100]   # per protocol: moons, circles
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["moons", "circles"]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "agent, the shipped critic (the default)" in legend and "agent, mean of the seeds' critics" in legend
+    assert "agent, critic: the other families" in legend and "k-means (K by silhouette)" in legend
     plt.close(fig)

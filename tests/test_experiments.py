@@ -427,3 +427,41 @@ def test_training_protocols_reject_bad_arguments():
         experiments.compare_training_protocols(critic_seeds=())
     with pytest.raises(ValueError, match="pass critic_seeds"):
         experiments.compare_training_protocols(seed=3)
+
+
+def test_adversarial_loop_attacks_synthetic_problems_at_their_own_budget(monkeypatch):
+    """``synthetic_per_round`` adds attacks on synthetic training problems only, at the
+    cheaper budget, beside the usual draw from all problems; the added proposals become
+    negatives of the problems attacked. Without synthetic problems it says what to do."""
+    from dataclasses import replace
+
+    from tdml_lib.critic import CriticConfig, fit_critic
+    from tdml_lib.experiments import training
+    from tdml_lib.problems import Problem, synthetic_problems
+
+    synth = synthetic_problems(4, n_clusters=(2, 3), points_per_class=(12, 20), n_features=(2, 3), seed=0)
+    domain = [Problem(p.X, p.labels, "numbers") for p in
+              synthetic_problems(2, n_clusters=(2, 3), points_per_class=(12, 20), n_features=(2, 3), seed=1)]
+    probs = domain + synth
+    cfg = CriticConfig(n_negatives=3, epochs=2, problems_per_step=3, gae_epochs=1, gae_clusterings=2, hidden=8, k=4)
+    critic, _, ts = fit_critic(probs, cfg, seed=0, device="cpu", progress=False)
+    calls = []
+
+    def proposals(X, reward, n=4, seed=0, generations=15, population_size=32):
+        index = next(i for i, p in enumerate(probs) if p.X is X)
+        calls.append((index, generations, population_size))
+        return [np.arange(len(X)) % 2]
+
+    monkeypatch.setattr(training, "make_agent_proposals", proposals)
+    before = [len(f) for f in ts.fake]
+    training.adversarial_training(critic, probs, ts, replace(cfg), rounds=1, problems_per_round=1,
+                                  epochs_per_round=1, generations=7, population_size=9, progress=False,
+                                  synthetic_per_round=3, synthetic_budget=(2, 5))
+    assert calls[0][1:] == (7, 9)
+    cheap = calls[1:]
+    assert len(cheap) == 3 and all(call[1:] == (2, 5) for call in cheap)
+    assert {i for i, *_ in cheap} <= set(range(len(domain), len(probs)))   # synthetic only
+    grown = [i for i, (b, f) in enumerate(zip(before, ts.fake)) if len(f) > b]
+    assert set(grown) == {i for i, *_ in calls}
+    with pytest.raises(ValueError, match="needs synthetic training problems"):
+        training.adversarial_training(critic, domain, ts, cfg, rounds=1, synthetic_per_round=2, progress=False)

@@ -101,6 +101,30 @@ def test_freshness_says_why_a_result_is_stale(tiny: Path) -> None:
         "no: library changed, chapter changed"
 
 
+def test_freshness_follows_the_shipped_critic(tiny: Path) -> None:
+    """A result that depends on the shipped critic goes out of date when the critic file
+    changes (the library's hash covers only its Python sources); one that does not
+    depend on it (the transfer table, the baselines) stays current."""
+    from tdml_lib.runner.registry import REPOSITORY, SHIPPED_CRITIC_FILE
+
+    now = tdml_io.file_sha256(REPOSITORY / SHIPPED_CRITIC_FILE)
+    exp = StoredExperiment("x", str(tiny), {"N": 5}, models=(SHIPPED_CRITIC_FILE,))
+    good = {"status": "ok", "source_hash": tdml_io.source_hash(), "clean": True,
+            "chapter_hash": runner.chapter_code_hash(tiny), "params": {"N": 5},
+            "models": {"shipped critic": {"sha256": now, "file": SHIPPED_CRITIC_FILE}}}
+    assert freshness(good, exp) == CURRENT
+    old = {**good, "models": {"shipped critic": {"sha256": "0" * 64, "file": SHIPPED_CRITIC_FILE}}}
+    assert freshness(old, exp) == "no: critic_numbers.pt changed"
+    assert freshness({**good, "models": {}}, exp) == f"no: {SHIPPED_CRITIC_FILE} not recorded"
+    baseline = StoredExperiment("y", str(tiny), {"N": 5})
+    assert freshness(old, baseline) == CURRENT
+    # the stored experiments that score with the critic say so; the baselines do not
+    uses = {e.name for e in runner.STORED_EXPERIMENTS if SHIPPED_CRITIC_FILE in e.models}
+    assert uses == {"clustering", "benchmarks"}
+    from tdml_lib.critic import PRETRAINED_PATH
+    assert REPOSITORY / SHIPPED_CRITIC_FILE == PRETRAINED_PATH   # one file, named in two places
+
+
 def write_result(root: Path, name: str, **fields) -> None:
     (root / name).mkdir(parents=True)
     (root / name / "result.json").write_text(json.dumps(
@@ -119,7 +143,7 @@ def test_experiment_status_shows_whether_each_result_is_current(tmp_path: Path) 
     write_result(tmp_path, "extra", source_hash=now, clean=False)
     status = reference.experiment_status(reference.load_results(tmp_path)).set_index("experiment")
     assert status.loc["transfer", "current"] == "yes"
-    assert status.loc["clustering", "current"] == "no: library changed"
+    assert status.loc["clustering", "current"] == "no: library changed, tdml_lib/pretrained/critic_numbers.pt not recorded"
     assert status.loc["baseline_spc", "current"] == "unknown: recorded before source hashes"
     assert status.loc["baseline_udml", "current"] == ""  # not run
     assert status.loc["extra", "current"] == "no: run from uncommitted changes"

@@ -19,14 +19,14 @@ from .baselines import evaluate_baseline
 from .clustering import (METHODS, DomainComparison, WholeSetResult, agent_scale_case, cluster_whole_set,
                          compare_on_domains, kmeans_silhouette_k, summarise)
 from .seeds import DEVELOPMENT, HELD_OUT, EvaluationSeeds, evaluation_seeds
-from ..methods import AGENT_ENSEMBLE_K_FOUND
+from ..methods import AGENT_ENSEMBLE_K_FOUND, SHIPPED_CRITIC_TRAINING
 from .synthetic import (SYNTHETIC_METHODS, SYNTHETIC_TEST_K, SYNTHETIC_TRAINING, SyntheticComparison,
                         compare_on_synthetic, compare_training_protocols, protocol_runs, protocol_summary)
 from .training import adversarial_training, noise_augmented, training_problems
 from .transfer import Recipe, TransferResult, run_transfer
 
 __all__ = ["DEVELOPMENT", "HELD_OUT", "EvaluationSeeds", "evaluation_seeds", "SYNTHETIC_METHODS", "SYNTHETIC_TEST_K",
-           "SYNTHETIC_TRAINING", "AGENT_ENSEMBLE_K_FOUND",
+           "SYNTHETIC_TRAINING", "AGENT_ENSEMBLE_K_FOUND", "SHIPPED_CRITIC_TRAINING",
            "SyntheticComparison", "adversarial_training", "compare_on_synthetic", "compare_training_protocols",
            "protocol_runs", "protocol_summary", "evaluate_baseline",
            "training_problems", "METHODS", "DomainComparison", "WholeSetResult", "agent_scale_case",

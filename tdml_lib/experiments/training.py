@@ -182,13 +182,18 @@ def adversarial_training(critic: ClusteringCritic, problems: Sequence[Problem], 
                          cfg: CriticConfig, rounds: int = 3, problems_per_round: int = 8,
                          epochs_per_round: int = 50, generations: int = 15, population_size: int = 32,
                          seed: int = 0, progress: bool = True,
-                         validation: Sequence[Problem] | None = None) -> tuple[ClusteringCritic, pd.DataFrame]:
+                         validation: Sequence[Problem] | None = None, synthetic_per_round: int = 0,
+                         synthetic_budget: tuple[int, int] = (10, 24)) -> tuple[ClusteringCritic, pd.DataFrame]:
     """The poster's adversarial loop, with a stopping rule.
 
     The agent (block A) maximises the current critic on ``problems_per_round`` training
     problems; its best proposals that are *not* the correct clustering become new
     negatives of those problems (the set D of Eq. (1)), and the critic trains on for
-    ``epochs_per_round`` epochs. Before each round, and after the last, the agent attacks
+    ``epochs_per_round`` epochs. With ``synthetic_per_round``, each round the agent also
+    attacks that many of the *synthetic* training problems (sources ``synthetic:...``)
+    at a cheaper budget, ``synthetic_budget`` = (generations, population): the loop of
+    chapter 4's synthetic critics, where a quick attack on many problems finds the
+    over-split clusterings a mostly-Numbers draw of problems rarely meets. Before each round, and after the last, the agent attacks
     the ``validation`` problems (labelled problems held out of training,
     :func:`agent_beats_truth`); the loop stops as soon as it no longer finds a clustering
     that outscores the truth on any of them, or after ``rounds`` rounds. True labels are
@@ -200,6 +205,11 @@ def adversarial_training(critic: ClusteringCritic, problems: Sequence[Problem], 
         as high as the truth, the last training loss; a final row with ``round = "after"``).
     """
     check_positive_int(rounds, "rounds", minimum=0)
+    check_positive_int(synthetic_per_round, "synthetic_per_round", minimum=0)
+    synthetic_pool = [i for i, p in enumerate(problems) if p.source.startswith("synthetic")]
+    if synthetic_per_round and not synthetic_pool:
+        raise ValueError("synthetic_per_round needs synthetic training problems (sources 'synthetic:...'); "
+                         "these problems have none: add some (Recipe.n_synthetic) or pass 0.")
     critic = copy.deepcopy(critic)
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
@@ -213,18 +223,22 @@ def adversarial_training(critic: ClusteringCritic, problems: Sequence[Problem], 
         before = holes()
         if before == 0:
             break
-        chosen = rng.choice(len(problems), size=min(problems_per_round, len(problems)), replace=False)
+        chosen = [(int(i), generations, population_size) for i in
+                  rng.choice(len(problems), size=min(problems_per_round, len(problems)), replace=False)]
+        if synthetic_per_round:
+            chosen += [(int(i), *synthetic_budget) for i in
+                       rng.choice(synthetic_pool, size=min(synthetic_per_round, len(synthetic_pool)), replace=False)]
         added = overrated = 0
-        for i in chosen:
-            p = problems[int(i)]
+        for i, gens, pop in chosen:
+            p = problems[i]
             props = make_agent_proposals(p.X, critic, n=4, seed=int(rng.integers(2**31)),
-                                         generations=generations, population_size=population_size)
+                                         generations=gens, population_size=pop)
             wrong = [lab for lab in props if clustering_accuracy(p.labels, lab) < 1.0]
             if not wrong:
                 continue
             scores = critic.score_many(p.X, [p.labels] + wrong)
             overrated += int(np.sum(scores[1:] >= scores[0]))
-            ts.add_negatives(int(i), critic.embedder.embed_many(p.X, wrong).to(ts.fake[int(i)].device))
+            ts.add_negatives(i, critic.embedder.embed_many(p.X, wrong).to(ts.fake[i].device))
             added += len(wrong)
         hist = train_critic_net(critic, ts, cfg, seed + r + 1, epochs=epochs_per_round, progress=progress)
         rows.append({"round": r, "validation_beaten": before, "proposals_added": added,
@@ -255,6 +269,10 @@ def add_cli(sub: Any) -> None:
                    help="most rounds of the adversarial loop (0: none); it stops once the agent no longer "
                         "beats the truth on held-out labelled problems")
     p.add_argument("--adversarial-problems", type=int, default=16, help="training problems attacked per round")
+    p.add_argument("--adversarial-synthetic", type=int, default=0,
+                   help="synthetic training problems also attacked per round, at the cheaper budget below")
+    p.add_argument("--adversarial-synthetic-budget", type=int, nargs=2, default=[10, 24],
+                   metavar=("GENERATIONS", "POPULATION"), help="the agent's budget on those synthetic problems")
     p.add_argument("--seed", type=int, default=0, help="seed of the problems and the training")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda...")
     p.add_argument("--out", default=None,
@@ -266,7 +284,7 @@ def add_cli(sub: Any) -> None:
 def _cli_train(args: Any) -> int:
     for name in ("n_problems", "epochs", "gae_epochs", "n_negatives"):
         check_positive_int(getattr(args, name), "--" + name.replace("_", "-"))
-    for name in ("n_synthetic", "n_degenerate", "seed"):
+    for name in ("n_synthetic", "n_degenerate", "seed", "adversarial_synthetic"):
         check_positive_int(getattr(args, name), "--" + name.replace("_", "-"), minimum=0)
     out = Path(args.out) if args.out else Path("runs") / f"critic_{args.domain}_seed{args.seed}.pt"
     t0 = time.time()
@@ -286,7 +304,8 @@ def _cli_train(args: Any) -> int:
         critic, adv = adversarial_training(critic, probs, ts, cfg, rounds=args.adversarial_rounds,
                                            problems_per_round=args.adversarial_problems,
                                            epochs_per_round=max(1, cfg.epochs // 3), seed=args.seed,
-                                           validation=validation)
+                                           validation=validation, synthetic_per_round=args.adversarial_synthetic,
+                                           synthetic_budget=tuple(args.adversarial_synthetic_budget))
         critic.metadata["adversarial"] = adv.to_dict(orient="records")
     critic.metadata["provenance"] = provenance(params=vars(args) | {"func": None}, seed=args.seed,
                                                device=str(critic.device))

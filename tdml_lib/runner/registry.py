@@ -17,7 +17,12 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..io import file_sha256
 from ..io import source_hash as _library_source_hash
+
+SHIPPED_CRITIC_FILE = "tdml_lib/pretrained/critic_numbers.pt"
+"""The shipped critic, relative to the repository (``load_critic()``'s default)."""
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +37,11 @@ class StoredExperiment:
         command: for other subcommands: the arguments after ``python -m tdml_lib``,
             with ``{out}`` where the output folder goes (empty for a chapter run).
         what: what it holds, in a few words.
+        models: model files (relative to the repository) whose numbers the result depends
+            on: it goes out of date when one of them changes, as when the library does
+            (the library's hash covers only its Python sources). Chapter 5 trains its
+            own critics and the baselines use none, so a new shipped critic leaves their
+            results current.
     """
 
     name: str
@@ -39,6 +49,7 @@ class StoredExperiment:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     command: tuple[str, ...] = ()
     what: str = ""
+    models: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -77,11 +88,13 @@ STORED_EXPERIMENTS: tuple[StoredExperiment, ...] = (
          "SYNTH_CRITIC_SEEDS": [0, 1, 2], "SYNTH_ENSEMBLE": True, "SEED_SET": "held_out",
          "DOMAIN_METHODS": ["agent (K found)", "agent (true K)", "k-means (true K)", "k-means (K by silhouette)"],
          "WHOLE_SET_DOMAINS": ["numbers", "fashion"]},
-        what="clustering: the agent with a transferred critic vs k-means (ACC / NMI / ARI)"),
+        what="clustering: the agent with a transferred critic vs k-means (ACC / NMI / ARI)",
+        models=(SHIPPED_CRITIC_FILE,)),
     StoredExperiment(
         "benchmarks", "09_performance",
         command=("bench", "--agent-generations", "10", "--book", "--out", "{out}"),
-        what="scoring and agent throughput, chapter and whole-book timings (bench_<device>*.json)"),
+        what="scoring and agent throughput, chapter and whole-book timings (bench_<device>*.json)",
+        models=(SHIPPED_CRITIC_FILE,)),
     StoredExperiment(
         "baseline_spc", "06_selective_pseudo_labels",
         {"SPLIT": "all", "N_IMAGES": 70000, "PRETRAIN_EPOCHS": 5, "ROUNDS": 3, "EPOCHS": 2},
@@ -156,9 +169,27 @@ def freshness(result: Mapping[str, Any] | None, experiment: StoredExperiment | N
         ran = result.get("params") or {}
         if any(ran.get(k) != v for k, v in experiment.params.items()):
             reasons.append("parameters differ from the registry")
+    if experiment is not None:
+        reasons += _changed_models(result, experiment.models)
     if require_clean and result.get("clean") is False:
         reasons.append("run from uncommitted changes")
     return "no: " + ", ".join(reasons) if reasons else CURRENT
+
+
+def _changed_models(result: Mapping[str, Any], files: tuple[str, ...]) -> list[str]:
+    """A reason for each of ``files`` whose sha256 now differs from the one the result
+    recorded (or that the result did not record)."""
+    recorded = {m.get("file"): m.get("sha256") for m in (result.get("models") or {}).values()
+                if isinstance(m, Mapping)}
+    reasons = []
+    for rel in files:
+        path = REPOSITORY / rel
+        now = file_sha256(path) if path.is_file() else None
+        if rel not in recorded:
+            reasons.append(f"{rel} not recorded")
+        elif now != recorded[rel]:
+            reasons.append(f"{Path(rel).name} changed")
+    return reasons
 
 
 def read_result(folder: str | os.PathLike) -> dict[str, Any] | None:
