@@ -280,6 +280,12 @@ def test_recipe_needs_problems_and_counts_its_sources():
         Recipe(n_problems=0, n_synthetic=0).problems("synthetic", None, seed=0)
     probs = Recipe(n_problems=0, n_synthetic=4).problems("numbers", None, seed=0)
     assert len(probs) == 4 + 2 + 2 and all(p.source.startswith("synthetic") for p in probs)
+    # the synthetic clusters' size is the recipe's (its shrunk copies keep every point)
+    big = Recipe(n_problems=0, n_synthetic=4, subsampled_copies=False, synthetic_points=(150, 160)).problems(
+        "numbers", None, seed=0)
+    sizes = np.concatenate([np.bincount(p.labels) for p in big])
+    assert sizes.min() >= 150 and sizes.max() <= 160
+    assert Recipe().synthetic_points == (20, 100)
 
 
 def test_transfer_ranks_the_ensemble_of_the_seed_critics_of_every_training_domain():

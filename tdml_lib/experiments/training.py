@@ -30,17 +30,19 @@ from ..validation import check_positive_int
 
 
 def training_problems(domain: str, n_problems: int, seed: int = 0, split: str = "train",
-                      feature_map: Any = None, examples_per_class: int | None = None) -> list[Problem]:
+                      feature_map: Any = None, examples_per_class: int | None = None,
+                      synthetic_points: tuple[int, int] = (20, 100)) -> list[Problem]:
     """Labelled problems of a domain (K 2..10, 20..100 points per class).
 
     Args:
         domain: a dataset name of :func:`tdml_lib.data.load`, or ``"synthetic"``.
+        synthetic_points: for ``"synthetic"``, the range of points per cluster.
         feature_map: image features (default: PCA fitted on Numbers' training split).
         examples_per_class: if given, the few-shot regime
             (:func:`tdml_lib.problems.few_shot_problems`).
     """
     if domain == "synthetic":
-        return synthetic_problems(n_problems, n_features=(2, 32), seed=seed)
+        return synthetic_problems(n_problems, n_features=(2, 32), points_per_class=synthetic_points, seed=seed)
     if examples_per_class is None:
         return domain_problems(domain, n_problems, split=split, feature_map=feature_map, seed=seed)
     ds = data.load(domain, split)
@@ -124,6 +126,10 @@ class Recipe:
         n_synthetic: synthetic problems added (labelled by construction, from no dataset).
         examples_per_class: ``None`` for the standard regime; a number for few-shot: the
             domain's problems are drawn from a pool of that many labelled images per class.
+        synthetic_points: points per cluster of the synthetic problems (lowest, highest).
+            Clusters larger than the domain's let the critic see correct clusterings of a
+            few large clusters, as a user's 2-D point sets often are; without them it rates
+            such a cluster split into pieces of a training problem's size above the truth.
     """
 
     n_problems: int = 300
@@ -133,6 +139,7 @@ class Recipe:
     examples_per_class: int | None = None
     shrunk_copies: bool = True
     subsampled_copies: bool = True
+    synthetic_points: tuple[int, int] = (20, 100)
 
     def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
         """The labelled training problems of this recipe for ``domain``."""
@@ -145,7 +152,8 @@ class Recipe:
         out = list(own)
         if self.noise_copies and own:
             out += noise_augmented(own, self.max_noise, seed=seed + 1)
-        synthetic = training_problems("synthetic", self.n_synthetic, seed=seed + 2) if self.n_synthetic else []
+        synthetic = training_problems("synthetic", self.n_synthetic, seed=seed + 2,
+                                      synthetic_points=self.synthetic_points) if self.n_synthetic else []
         out += synthetic
         if self.shrunk_copies:
             # half of the domain's problems and half of the synthetic ones, made cleaner
@@ -259,6 +267,8 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--n-problems", type=int, default=Recipe.n_problems, help="labelled problems of the domain")
     p.add_argument("--no-noise-copies", action="store_true", help="do not add noisy copies of them")
     p.add_argument("--n-synthetic", type=int, default=Recipe.n_synthetic, help="synthetic problems added")
+    p.add_argument("--synthetic-points", type=int, nargs=2, default=list(Recipe.synthetic_points), metavar=("LOW", "HIGH"),
+                   help="points per cluster of the synthetic problems")
     p.add_argument("--epochs", type=int, default=CriticConfig.epochs, help="critic epochs")
     p.add_argument("--gae-epochs", type=int, default=CriticConfig.gae_epochs, help="graph auto-encoder epochs")
     p.add_argument("--n-negatives", type=int, default=CriticConfig.n_negatives, help="near misses per problem")
@@ -288,7 +298,8 @@ def _cli_train(args: Any) -> int:
         check_positive_int(getattr(args, name), "--" + name.replace("_", "-"), minimum=0)
     out = Path(args.out) if args.out else Path("runs") / f"critic_{args.domain}_seed{args.seed}.pt"
     t0 = time.time()
-    recipe = Recipe(n_problems=args.n_problems, noise_copies=not args.no_noise_copies, n_synthetic=args.n_synthetic)
+    recipe = Recipe(n_problems=args.n_problems, noise_copies=not args.no_noise_copies, n_synthetic=args.n_synthetic,
+                    synthetic_points=tuple(args.synthetic_points))
     fmap = None if args.domain == "synthetic" else features.fit_feature_map(args.domain)
     probs = recipe.problems(args.domain, fmap, seed=args.seed)
     cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives,
@@ -299,7 +310,8 @@ def _cli_train(args: Any) -> int:
     check_positive_int(args.adversarial_rounds, "--adversarial-rounds", minimum=0)
     if args.adversarial_rounds:
         # held-out labelled problems of the same recipe (another seed) for the stopping rule
-        validation = Recipe(n_problems=4, noise_copies=False, n_synthetic=4).problems(
+        validation = Recipe(n_problems=4, noise_copies=False, n_synthetic=4,
+                            synthetic_points=recipe.synthetic_points).problems(
             args.domain, fmap, seed=args.seed + 100)
         critic, adv = adversarial_training(critic, probs, ts, cfg, rounds=args.adversarial_rounds,
                                            problems_per_round=args.adversarial_problems,
