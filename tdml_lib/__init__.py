@@ -32,6 +32,7 @@ _LAZY = {
     "resolve_device": ("device", "resolve_device"),
     "ClusteringCritic": ("critic", "ClusteringCritic"),
     "load_critic": ("critic", "load_critic"),
+    "load_reward": ("critic", "load_reward"),
     "CriticEnsemble": ("critic", "CriticEnsemble"),
     "cluster": ("agent", "cluster"),
     "TDMLClustering": ("estimator", "TDMLClustering"),

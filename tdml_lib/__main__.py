@@ -17,7 +17,8 @@ import sys
 import warnings
 
 # module -> subcommands it provides (its add_cli registers them)
-CLI_MODULES = ("data", "runner.cli", "experiments.training", "experiments.clustering", "bench")
+CLI_MODULES = ("data", "runner.cli", "experiments.training", "experiments.clustering",
+               "experiments.synthetic", "bench")
 
 
 def show_defaults(parser: argparse.ArgumentParser) -> None:

@@ -433,9 +433,9 @@ def _seed_pool(X: np.ndarray, knn: np.ndarray, seed_ks: list[int], rng: np.rando
 # --- scoring ------------------------------------------------------------------------------------
 
 def _default_reward() -> Any:
-    from .critic import load_critic
+    from .critic import load_reward
 
-    return load_critic()
+    return load_reward()
 
 
 def _scoring(reward: Any, X: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray | None]:
@@ -509,7 +509,7 @@ def cluster(X: object, reward: Any = None, n_clusters: int | None = None, genera
         X: the point set (n, d), n >= 3.
         reward: any scorer, an object with ``score_many(X, labelings) -> (B,) scores``,
             higher = better (a critic, :class:`tdml_lib.metrics.IndexScorer`...); default
-            :func:`tdml_lib.load_critic` (the shipped critic). It scores clusterings of
+            :func:`tdml_lib.load_reward` (the mean of the two shipped critics). It scores clusterings of
             X centred and scaled in float64.
         n_clusters: fix K; by default the agent searches K in ``2..k_max`` and the reward
             chooses (K = 1 is only returned when asked for).

@@ -46,12 +46,13 @@ class TDMLClustering(ClusterMixin, BaseEstimator):
     """Clustering by a learned reward: the book's agent as a scikit-learn estimator.
 
     A genetic algorithm searches clusterings of X (and their number) that maximise a
-    reward, by default the critic shipped with the package (chapters 3 and 4).
+    reward, by default the mean of the two critics shipped with the package
+    (:func:`tdml_lib.load_reward`, chapters 3 and 4).
 
     Args:
         n_clusters: K; ``None`` (default) lets the reward choose K in ``2..k_max``.
         reward: the reward, any object with ``score_many(X, labelings)`` (higher =
-            better); default :func:`tdml_lib.load_critic`. Named ``reward``, not
+            better); default :func:`tdml_lib.load_reward`. Named ``reward``, not
             ``critic`` as first proposed, because any scorer fits, e.g.
             :class:`tdml_lib.metrics.IndexScorer` ``("silhouette")``; the same name as
             :func:`tdml_lib.agent.cluster`'s argument.

@@ -22,3 +22,11 @@ SHIPPED_CRITIC_TRAINING = "shipped_critic"
 Numbers and all six synthetic families, ``load_critic()``), beside the synthetic critics'
 protocols ``leave_one_out`` and ``all_families``. One critic: it has no seed range and no
 ensemble."""
+
+DEFAULT_REWARD_TRAINING = "default_reward"
+"""The training key of result rows whose agent's reward is the default reward
+(``load_reward()``: the mean of the shipped critic and the shipped synthetic critic)."""
+ONE_RUN_REWARDS = (DEFAULT_REWARD_TRAINING, SHIPPED_CRITIC_TRAINING)
+"""Training keys of the given rewards (one run each: no critic seeds, no ensemble)."""
+ONE_RUN_METHODS = (KMEANS_SILHOUETTE, AGENT_TRUE_K, AGENT_K_FOUND)
+"""The methods chapter 4 runs with each given reward on the synthetic test problems."""

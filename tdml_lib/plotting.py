@@ -22,7 +22,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from .methods import AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, KMEANS_SILHOUETTE, SHIPPED_CRITIC_TRAINING
+from .methods import (AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, DEFAULT_REWARD_TRAINING, KMEANS_SILHOUETTE,
+                      SHIPPED_CRITIC_TRAINING)
 
 COLUMN_WIDTH = 6.8
 """Width of every figure, in inches (the book's text column at :data:`DPI`)."""
@@ -205,13 +206,19 @@ def image_grid(images: np.ndarray, labels: Sequence[object] | None = None, n_col
     return watch_overlaps(fig)
 
 
+ONE_RUN_STARS = {DEFAULT_REWARD_TRAINING: ("gold", "agent, the default reward (what tdml.cluster uses)"),
+                 SHIPPED_CRITIC_TRAINING: ("tab:red", "agent, the shipped critic alone")}
+"""The stars of :func:`k_found_by_protocol`: training key -> (colour, legend label)."""
+
+
 def k_found_by_protocol(summary: Any, trainings: Sequence[str], labels: Mapping[str, str], title: str,
-                        shipped_training: str | None = SHIPPED_CRITIC_TRAINING) -> plt.Figure:
+                        one_run: Mapping[str, tuple[str, str]] | None = None) -> plt.Figure:
     """How often the agent found the true K, per synthetic family (chapter 4's protocol
     figure): a bar per critic training protocol in ``trainings`` (mean over critic seeds,
     whiskers from the lowest to the highest seed), a diamond for the agent whose reward is
-    the mean of those seeds' critics, a red star for the shipped critic (rows of
-    ``shipped_training``), and a black dash for k-means with K chosen by silhouette.
+    the mean of those seeds' critics, a star per given reward (:data:`ONE_RUN_STARS`: gold
+    for the default reward, red for the shipped critic alone), and a black dash for
+    k-means with K chosen by silhouette.
 
     Args:
         summary: :func:`tdml_lib.experiments.protocol_summary` (columns ``training``,
@@ -219,6 +226,8 @@ def k_found_by_protocol(summary: Any, trainings: Sequence[str], labels: Mapping[
         trainings: the protocols drawn as bars, in order.
         labels: how the legend names each protocol (``reference.TRAINING_LABELS``).
         title: the axes' title.
+        one_run: ``{training key: (colour, legend label)}`` of the stars (default
+            :data:`ONE_RUN_STARS`).
     """
     families = list(dict.fromkeys(summary.family))
     x, width = np.arange(len(families)), 0.8 / max(1, len(trainings))
@@ -239,10 +248,11 @@ def k_found_by_protocol(summary: Any, trainings: Sequence[str], labels: Mapping[
             ax.scatter(at, ensemble.k_exact, marker="D", s=30, color="white", edgecolor="black", zorder=4,
                        label=ensemble_label)
             ensemble_label = None
-    shipped = found(shipped_training, AGENT_K_FOUND) if shipped_training else None
-    if shipped is not None and shipped.k_exact.notna().any():
-        ax.scatter(x, shipped.k_exact, marker="*", s=120, color="tab:red", edgecolor="black", linewidth=0.5,
-                   zorder=5, label="agent, the shipped critic (the default)")
+    for training, (colour, label) in (ONE_RUN_STARS if one_run is None else one_run).items():
+        star = found(training, AGENT_K_FOUND)
+        if star.k_exact.notna().any():
+            ax.scatter(x, star.k_exact, marker="*", s=140, color=colour, edgecolor="black", linewidth=0.5,
+                       zorder=5, label=label)
     ax.scatter(x, found(None, KMEANS_SILHOUETTE).k_exact, marker="_", s=900, color="black", zorder=3,
                label="k-means (K by silhouette)")
     ax.set(xticks=x, xticklabels=[f.replace("_", " ") for f in families], ylabel="true K found (%)",

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from .io import source_hash
-from .methods import (AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K,
-                      SHIPPED_CRITIC_TRAINING)
+from .methods import (AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, AGENT_TRUE_K, DEFAULT_REWARD_TRAINING,
+                      KMEANS_SILHOUETTE, KMEANS_TRUE_K, ONE_RUN_REWARDS, SHIPPED_CRITIC_TRAINING)
 from .runner.registry import STORED_EXPERIMENTS, freshness
 
 NOT_RUN = "not yet run"
@@ -526,7 +526,8 @@ def _agent_finding(results: Mapping[str, Mapping[str, Any]]) -> str:
     acc = rows.pivot_table(index="dataset", columns="method", values="acc").dropna(subset=["agent", "kmeans"])
     better = [d.capitalize() for d in acc.index if acc.loc[d, "agent"] > acc.loc[d, "kmeans"]]
     worse = [d.capitalize() for d in acc.index if acc.loc[d, "agent"] <= acc.loc[d, "kmeans"]]
-    sentence = "The agent (block A), with the transferred critic as its reward, clusters "
+    sentence = ("The agent (block A), with the default reward (the shipped critic averaged with a critic "
+                "trained on synthetic problems), clusters ")
     if better and worse:
         sentence += (f"more accurately than k-means on {_words(better)} but not on {_words(worse, 'or')} "
                      "(mean over test problems)")
@@ -789,8 +790,13 @@ def format_clustering_summary(summary: pd.DataFrame, by: str = "domain") -> pd.D
 
 
 TRAINING_LABELS = {"leave_one_out": "the other families", "all_families": "all six families",
-                   SHIPPED_CRITIC_TRAINING: "Numbers and all six families (the shipped critic)"}
-"""How tables name the critics' training protocols (``SYNTHETIC_TRAINING`` and the shipped critic)."""
+                   DEFAULT_REWARD_TRAINING: "the default reward",
+                   SHIPPED_CRITIC_TRAINING: "the shipped critic alone"}
+"""How tables name the rewards compared on the synthetic families: the critics' training
+protocols (``SYNTHETIC_TRAINING``), the default reward (``load_reward()``: the shipped
+critic averaged with the shipped synthetic critic) and the shipped critic alone."""
+DOMAIN_REWARD = "the default reward"
+"""How :func:`choosing_k_table` names the agent's reward on the domains' test problems."""
 ENSEMBLE_K_FOUND = AGENT_ENSEMBLE_K_FOUND
 """The method name of the agent whose reward averages the critic seeds (:mod:`tdml_lib.methods`)."""
 
@@ -803,22 +809,30 @@ def _over_seeds(row: Mapping[str, Any], col: str, scale: float, digits: int) -> 
     return format_estimate(scale * row[col], spread, digits)
 
 
-def format_protocol_summary(summary: pd.DataFrame) -> pd.DataFrame:
+PROTOCOL_VALUES = {"k_exact": ("true K found (%)", 100.0, 0), "acc": ("ACC", 1.0, 2)}
+"""What :func:`format_protocol_summary` can show: column -> (name, scale, digits)."""
+
+
+def format_protocol_summary(summary: pd.DataFrame, value: str = "k_exact") -> pd.DataFrame:
     """A summary of :func:`tdml_lib.experiments.protocol_summary` as the book prints it:
-    one row per family and method, and per training protocol the true K found (%) and
-    the mean ACC, each the mean over critic seeds with the lowest and highest seed in
-    brackets."""
+    one row per family and method, one column per reward (training protocol, default
+    reward, shipped critic alone), each cell ``value`` (``"k_exact"``: the true K found,
+    %; ``"acc"``: the mean ACC) as the mean over critic seeds with the lowest and highest
+    seed in brackets; empty where that reward did not run that method. One value per
+    table keeps it narrow enough for the page with four rewards."""
+    if value not in PROTOCOL_VALUES:
+        raise ValueError(f"value must be one of {sorted(PROTOCOL_VALUES)}, got {value!r}.")
+    name, scale, digits = PROTOCOL_VALUES[value]
     rows: dict[tuple[str, str], dict[str, str]] = {}
     for r in summary.to_dict(orient="records"):
-        label = TRAINING_LABELS.get(r["training"], r["training"])
         row = rows.setdefault((r["family"].replace("_", " "), r["method"]), {})
-        row[f"true K found (%), critic: {label}"] = _over_seeds(r, "k_exact", 100.0, 0)
-        row[f"ACC, critic: {label}"] = _over_seeds(r, "acc", 1.0, 2)
-    table = pd.DataFrame.from_dict(rows, orient="index")
+        row[TRAINING_LABELS.get(r["training"], r["training"])] = _over_seeds(r, value, scale, digits)
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna("")
     # each family's methods together (an ensemble's rows come after every seed's)
     families = list(dict.fromkeys(family for family, _ in table.index))
     table = table.loc[sorted(table.index, key=lambda fm: families.index(fm[0]))]
     table.index = pd.MultiIndex.from_tuples(table.index, names=["family", "method"])
+    table.columns.name = f"{name}, by reward"
     return table
 
 
@@ -841,11 +855,12 @@ def protocol_comparison(results: Mapping[str, Mapping[str, Any]]) -> str:
 
 def choosing_k_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """How often the methods that choose K found the true K, from the stored clustering
-    run: on the domains' test problems (the shipped critic as the agent's reward) and on
+    run: on the domains' test problems (the default reward as the agent's reward) and on
     the synthetic families (critics trained on the other families or on all of them;
-    mean over critic seeds with the seed range; and, where the run has it, the agent
-    with the mean of those critics as one reward), beside k-means with K chosen by
-    silhouette. Empty when the clustering run is missing."""
+    mean over critic seeds with the seed range; where the run has it, the agent with the
+    mean of those critics as one reward; and the one-run rewards, the default reward and
+    the shipped critic alone), beside k-means with K chosen by silhouette. Empty when the
+    clustering run is missing."""
     res = results.get("clustering")
     if not res or res.get("status") != "ok":
         return pd.DataFrame()
@@ -855,7 +870,7 @@ def choosing_k_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     for dataset in CLUSTERING_DATASETS:
         part = domains[domains.dataset == dataset].set_index("method") if len(domains) else pd.DataFrame()
         if {"agent", "kmeans_silhouette_k"} <= set(part.index):
-            rows.append({"problems": dataset, "agent's reward": "the shipped critic",
+            rows.append({"problems": dataset, "agent's reward": DOMAIN_REWARD,
                          AGENT_K_FOUND: format_estimate(100 * part.loc["agent", "k_exact"]),
                          ENSEMBLE_K_FOUND: "",
                          KMEANS_SILHOUETTE: format_estimate(100 * part.loc["kmeans_silhouette_k", "k_exact"]),
@@ -863,13 +878,13 @@ def choosing_k_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     summary = pd.DataFrame(metrics.get("synthetic_protocols") or [])
     for (training, family), part in (summary.groupby(["training", "family"], sort=False) if len(summary) else []):
         by = part.set_index("method")
-        shipped = training == SHIPPED_CRITIC_TRAINING
+        one_run = training in ONE_RUN_REWARDS
         cell = {m: _over_seeds(by.loc[m], "k_exact", 100.0, 0) if m in by.index else NOT_RUN
                 for m in (AGENT_K_FOUND, ENSEMBLE_K_FOUND, KMEANS_SILHOUETTE)}
-        if shipped:  # one critic: an ensemble of it does not exist
+        if one_run:  # a given reward: no seeds to average into an ensemble
             cell[ENSEMBLE_K_FOUND] = ""
         rows.append({"problems": family.replace("_", " "),
-                     "agent's reward": "the shipped critic" if shipped else
+                     "agent's reward": TRAINING_LABELS[training] if one_run else
                      f"critic trained on {TRAINING_LABELS.get(training, training)}", **cell,
                      "problems × seeds": f"{int(by.n_problems.max())} × {int(by.n_seeds.max())}"})
     return pd.DataFrame(rows)

@@ -29,8 +29,9 @@ def test_agent_chapter_runs_with_several_critic_seeds_and_their_ensemble(tmp_pat
     assert ensemble and all(r["n_critics"] == 2 and r["training"] == "all_families" for r in ensemble)
     one_critic = [r for r in rows if r["method"] == AGENT_K_FOUND and r["training"] == "all_families"]
     assert one_critic and all(r["n_seeds"] == 2 for r in one_critic)
-    # the defaults' row: the shipped critic on the same test problems
-    shipped = {r["training"] for r in rows} - {"all_families"}
-    assert len(shipped) == 1 and "shipped" in shipped.pop()
+    # the given rewards on the same test problems: the default reward (two critics) and
+    # the shipped critic alone (one)
+    given = {r["training"]: r["n_critics"] for r in rows if r["training"] != "all_families"}
+    assert given == {"default_reward": 2, "shipped_critic": 1}
     for r in rows:
         assert r["k_exact_min"] <= r["k_exact"] <= r["k_exact_max"]

@@ -106,7 +106,9 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
                                    ("all_families", 0, reference.ENSEMBLE_K_FOUND, 0, 2, 1.0),
                                    ("all_families", 0, reference.ENSEMBLE_K_FOUND, 1, 3, 0.6),
                                    (experiments.SHIPPED_CRITIC_TRAINING, 0, "agent (K found)", 0, 2, 1.0),
-                                   (experiments.SHIPPED_CRITIC_TRAINING, 0, "agent (K found)", 1, 6, 0.4)]])
+                                   (experiments.SHIPPED_CRITIC_TRAINING, 0, "agent (K found)", 1, 6, 0.4),
+                                   (experiments.DEFAULT_REWARD_TRAINING, 0, "agent (K found)", 0, 2, 1.0),
+                                   (experiments.DEFAULT_REWARD_TRAINING, 0, "agent (K found)", 1, 2, 0.9)]])
     summary = experiments.protocol_summary(runs)
     _write(tmp_path, "clustering", {
         "clustering": [{"dataset": "numbers", "method": "agent", "acc": 0.7, "k_exact": 0.4, "n_problems": 10},
@@ -114,8 +116,8 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
                         "n_problems": 10}],
         "synthetic_protocols": summary.to_dict(orient="records")})
     table = reference.choosing_k_table(reference.load_results(tmp_path)).set_index(["problems", "agent's reward"])
-    assert table.loc[("numbers", "the shipped critic"), "agent (K found)"] == "40"
-    assert table.loc[("numbers", "the shipped critic"), "k-means (K by silhouette)"] == "10"
+    assert table.loc[("numbers", "the default reward"), "agent (K found)"] == "40"
+    assert table.loc[("numbers", "the default reward"), "k-means (K by silhouette)"] == "10"
     unseen = table.loc[("moons", "critic trained on the other families")]
     assert unseen["agent (K found)"] == "25 [0, 50]" and unseen["problems × seeds"] == "2 × 2"
     assert unseen["k-means (K by silhouette)"] == reference.NOT_RUN
@@ -123,11 +125,14 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
     assert seen["agent (K found)"] == "100" and seen["k-means (K by silhouette)"] == "50"
     # the agent with the critics' mean as its reward: its own column; not run on the domains or unseen
     assert seen[reference.ENSEMBLE_K_FOUND] == "50" and unseen[reference.ENSEMBLE_K_FOUND] == reference.NOT_RUN
-    assert table.loc[("numbers", "the shipped critic"), reference.ENSEMBLE_K_FOUND] == ""
-    # the shipped critic on the synthetic families: named as on the domains, one critic, no ensemble cell
-    shipped = table.loc[("moons", "the shipped critic")]
+    assert table.loc[("numbers", "the default reward"), reference.ENSEMBLE_K_FOUND] == ""
+    # the one-run rewards on the synthetic families: the default reward (named as on the
+    # domains) and the shipped critic alone, one run each, no ensemble cell
+    shipped = table.loc[("moons", "the shipped critic alone")]
     assert shipped["agent (K found)"] == "50" and shipped[reference.ENSEMBLE_K_FOUND] == ""
     assert shipped["problems × seeds"] == "2 × 1"
+    default = table.loc[("moons", "the default reward")]
+    assert default["agent (K found)"] == "100" and default[reference.ENSEMBLE_K_FOUND] == ""
     assert reference.ENSEMBLE_K_FOUND is experiments.AGENT_ENSEMBLE_K_FOUND  # one name, tdml_lib.methods
     # an ensemble's rows come after every family's single-critic rows; the table keeps a family together
     is_ensemble = summary.method == reference.ENSEMBLE_K_FOUND
@@ -135,15 +140,23 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
     formatted = reference.format_protocol_summary(pd.concat([single, single.assign(family="circles"),
                                                              ensemble, ensemble.assign(family="circles")]))
     assert [f for f, _ in formatted.index] == ["moons"] * 3 + ["circles"] * 3
-    assert "true K found (%), critic: Numbers and all six families (the shipped critic)" in formatted.columns
+    # one column per reward, in the order they ran; one value per table
+    assert list(formatted.columns) == ["the other families", "all six families", "the shipped critic alone",
+                                       "the default reward"]
+    assert formatted.columns.name == "true K found (%), by reward"
     shown = reference.format_protocol_summary(summary).loc[("moons", "agent (K found)")]
-    assert shown["true K found (%), critic: the other families"] == "25 [0, 50]"
-    assert shown["ACC, critic: the other families"] == "0.70 [0.65, 0.75]"
-    assert shown["true K found (%), critic: all six families"] == "100"
+    assert shown["the other families"] == "25 [0, 50]" and shown["all six families"] == "100"
+    assert shown["the default reward"] == "100" and shown["the shipped critic alone"] == "50"
+    acc = reference.format_protocol_summary(summary, "acc")
+    assert acc.loc[("moons", "agent (K found)"), "the other families"] == "0.70 [0.65, 0.75]"
+    assert acc.columns.name == "ACC, by reward"
+    # a method a reward did not run: an empty cell
+    assert acc.loc[("moons", "k-means (K by silhouette)"), "the default reward"] == ""
+    with pytest.raises(ValueError, match="value must be one of"):
+        reference.format_protocol_summary(summary, "nmi")
     # every seed gives the same value: the mean alone, no empty range
     same = summary.assign(k_exact_min=summary.k_exact, k_exact_max=summary.k_exact, n_seeds=2)
-    assert reference.format_protocol_summary(same).loc[("moons", "agent (K found)"),
-                                                      "true K found (%), critic: the other families"] == "25"
+    assert reference.format_protocol_summary(same).loc[("moons", "agent (K found)"), "the other families"] == "25"
     assert reference.choosing_k_table({}).empty
     # the protocols compared in one sentence: all families find K more often on moons
     assert "more often than the critics that never saw the family on 1 of 1 synthetic families" in \
@@ -228,8 +241,9 @@ def test_overlap_check_ignores_undrawn_tick_labels_and_hidden_axes():
 
 def test_k_found_by_protocol_draws_each_reward_once():
     """Chapter 4's protocol figure: a bar per protocol and family (whisker = seed range),
-    a diamond per family for the ensemble, a red star per family for the shipped critic,
-    the k-means dash; families in the summary's order."""
+    a diamond per family for the ensemble, a gold star per family for the default reward
+    and a red one for the shipped critic alone, the k-means dash; families in the
+    summary's order."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
@@ -241,7 +255,8 @@ def test_k_found_by_protocol_draws_each_reward_once():
             ("leave_one_out", 0, "agent (K found)", 2), ("leave_one_out", 1, "agent (K found)", 3),
             ("all_families", 0, "agent (K found)", 2), ("all_families", 0, "k-means (K by silhouette)", 4),
             ("all_families", 0, reference.ENSEMBLE_K_FOUND, 2),
-            (experiments.SHIPPED_CRITIC_TRAINING, 0, "agent (K found)", 5)]])
+            (experiments.SHIPPED_CRITIC_TRAINING, 0, "agent (K found)", 5),
+            (experiments.DEFAULT_REWARD_TRAINING, 0, "agent (K found)", 2)]])
     summary = experiments.protocol_summary(runs)
     fig = plotting.k_found_by_protocol(summary, ["leave_one_out", "all_families"], reference.TRAINING_LABELS, "t")
     ax = fig.axes[0]
@@ -249,6 +264,10 @@ def test_k_found_by_protocol_draws_each_reward_once():
     assert [round(b.get_height()) for b in bars] == [50, 50, 100, 100]   # per protocol: moons, circles
     assert [t.get_text() for t in ax.get_xticklabels()] == ["moons", "circles"]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "agent, the shipped critic (the default)" in legend and "agent, mean of the seeds' critics" in legend
+    assert "agent, the shipped critic alone" in legend and "agent, mean of the seeds' critics" in legend
+    assert "agent, the default reward (what tdml.cluster uses)" in legend
+    drawn = {c.get_label(): list(np.round(c.get_offsets()[:, 1])) for c in ax.collections}
+    assert drawn["agent, the default reward (what tdml.cluster uses)"] == [100.0, 100.0]
+    assert drawn["agent, the shipped critic alone"] == [0.0, 0.0]
     assert "agent, critic: the other families" in legend and "k-means (K by silhouette)" in legend
     plt.close(fig)

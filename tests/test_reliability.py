@@ -3,6 +3,9 @@ naming the problem, never a deep torch traceback; extreme but valid input gives 
 correct result; memory stays within the documented budget; a corrupt checkpoint is
 refused with the field named; nothing the book ships is overwritten; invariances hold
 for any input (hypothesis); same seed, same answer."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -101,6 +104,34 @@ def test_shipped_critic_loads_safely_and_records_its_command():
     c = tdml.load_critic(device="cpu")
     assert "train-critic" in c.metadata["command"]
     assert np.isfinite(c.score(X_OK, LAB_OK))
+
+
+def test_shipped_synthetic_critic_records_its_command_and_provenance():
+    """The default reward's second member says how it was made: the command the
+    reproduce page gives, and a run from a clean tree."""
+    synthetic = tdml.load_reward(device="cpu").critics[1]
+    meta = synthetic.metadata
+    assert meta["command"] == ("python -m tdml_lib train-synthetic-critic "
+                               "--out tdml_lib/pretrained/critic_synthetic.pt")
+    assert meta["domain"] == "synthetic" and len(meta["families"]) == 6
+    assert meta["provenance"]["clean"] is True and meta["provenance"]["source_hash"]
+    assert np.isfinite(synthetic.score(X_OK, LAB_OK))
+
+
+def test_missing_synthetic_critic_names_the_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(tdml.critic, "SYNTHETIC_PRETRAINED_PATH", tmp_path / "critic_synthetic.pt")
+    with pytest.raises(FileNotFoundError, match="train-synthetic-critic"):
+        tdml.load_reward(device="cpu")
+
+
+@pytest.mark.parametrize("argv", [["--n-problems", "0"], ["--epochs", "-1"], ["--max-points", "5"],
+                                  ["--adversarial-rounds", "-1"], ["--adversarial-budget", "5", "2"]])
+def test_train_synthetic_critic_refuses_bad_arguments_before_training(argv, tmp_path):
+    out = tmp_path / "c.pt"
+    proc = subprocess.run([sys.executable, "-m", "tdml_lib", "train-synthetic-critic", *argv, "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and not out.exists()
 
 
 @pytest.mark.parametrize("fn", [tdml.clustering_accuracy, tdml.nmi, tdml.ari])

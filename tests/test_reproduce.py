@@ -121,8 +121,12 @@ def test_freshness_follows_the_shipped_critic(tiny: Path) -> None:
     # the stored experiments that score with the critic say so; the baselines do not
     uses = {e.name for e in runner.STORED_EXPERIMENTS if SHIPPED_CRITIC_FILE in e.models}
     assert uses == {"clustering", "benchmarks"}
-    from tdml_lib.critic import PRETRAINED_PATH
+    from tdml_lib.critic import PRETRAINED_PATH, SYNTHETIC_PRETRAINED_PATH
     assert REPOSITORY / SHIPPED_CRITIC_FILE == PRETRAINED_PATH   # one file, named in two places
+    # the agent's default reward reads both shipped critics: the runner checks exactly those
+    from tdml_lib.runner.registry import SHIPPED_REWARD_FILES
+    assert [REPOSITORY / f for f in SHIPPED_REWARD_FILES] == [PRETRAINED_PATH, SYNTHETIC_PRETRAINED_PATH]
+    assert {e.name for e in runner.STORED_EXPERIMENTS if e.models == SHIPPED_REWARD_FILES} == uses
 
 
 def write_result(root: Path, name: str, **fields) -> None:
@@ -143,7 +147,8 @@ def test_experiment_status_shows_whether_each_result_is_current(tmp_path: Path) 
     write_result(tmp_path, "extra", source_hash=now, clean=False)
     status = reference.experiment_status(reference.load_results(tmp_path)).set_index("experiment")
     assert status.loc["transfer", "current"] == "yes"
-    assert status.loc["clustering", "current"] == "no: library changed, tdml_lib/pretrained/critic_numbers.pt not recorded"
+    assert status.loc["clustering", "current"] == ("no: library changed, tdml_lib/pretrained/critic_numbers.pt not "
+                                                   "recorded, tdml_lib/pretrained/critic_synthetic.pt not recorded")
     assert status.loc["baseline_spc", "current"] == "unknown: recorded before source hashes"
     assert status.loc["baseline_udml", "current"] == ""  # not run
     assert status.loc["extra", "current"] == "no: run from uncommitted changes"

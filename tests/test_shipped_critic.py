@@ -58,6 +58,17 @@ def test_agent_without_k_finds_four_separated_blobs(critic):
     assert sum(found) >= 4, found
 
 
+def test_default_reward_finds_four_separated_blobs():
+    """What a user gets from ``tdml.cluster(X)`` with no reward: the same five problems,
+    the truth on at least four."""
+    found = []
+    for seed in range(11, 16):
+        p = separated_blobs(4, seed=seed)
+        res = tdml.cluster(p.X, generations=15, population_size=32, seed=0)
+        found.append(res.labels.max() + 1 == 4 and tdml.ari(p.labels, res.labels) > 0.99)
+    assert sum(found) >= 4, found
+
+
 @settings(max_examples=6, deadline=None)
 @given(scale=st.floats(1e-3, 1e3), shift=st.floats(-1e4, 1e4), seed=st.integers(0, 2**31 - 1))
 def test_ranking_ignores_scale_shift_rotation_and_order(critic, candidate_sets, scale, shift, seed):

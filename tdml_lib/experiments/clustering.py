@@ -159,7 +159,7 @@ def compare_on_domains(domains: Sequence[str] = ("numbers", "letters", "fashion"
     Args:
         domains: dataset names.
         n_problems: test problems per domain.
-        reward: the agent's reward (default: the shipped critic).
+        reward: the agent's reward (default: :func:`tdml_lib.load_reward`).
         seeds: :data:`~tdml_lib.experiments.seeds.DEVELOPMENT` while building the book,
             :data:`~tdml_lib.experiments.seeds.HELD_OUT` for stored results.
         methods: names from :data:`METHODS`.
@@ -169,12 +169,12 @@ def compare_on_domains(domains: Sequence[str] = ("numbers", "letters", "fashion"
     """
     from tqdm.auto import tqdm
 
-    from ..critic import load_critic
+    from ..critic import load_reward
     from ..features import domain_problems, fit_feature_map
 
     methods = _check_methods(methods)
     if reward is None and any(m.startswith("agent") for m in methods):
-        reward = load_critic()
+        reward = load_reward()
     fm = feature_map if feature_map is not None else fit_feature_map("numbers")
     rows = []
     for domain in domains:
@@ -232,12 +232,12 @@ def cluster_whole_set(domain: str = "numbers", split: str = "test", reward: Any 
     """
     from sklearn.cluster import KMeans
 
-    from ..critic import load_critic
+    from ..critic import load_reward
 
     methods = _check_methods(methods)
     X, truth = whole_set_features(domain, split, feature_map)
     k_true = int(np.unique(truth).size)
-    reward = load_critic() if reward is None and any(m.startswith("agent") for m in methods) else reward
+    reward = load_reward() if reward is None and any(m.startswith("agent") for m in methods) else reward
     rows, table, notes = [], pd.DataFrame(columns=["K", "reward"]), []
     for method in methods:
         t0 = time.perf_counter()
@@ -261,17 +261,17 @@ def agent_scale_case(domain: str = "numbers", split: str = "test", generations: 
                      population_size: int = 32, seed: int = 0, reward: Any = None,
                      progress: bool = True) -> dict[str, Any]:
     """Wall time and peak memory of the agent (K found) clustering every image of a split
-    with the shipped critic (chapter 9). Peak memory is the process's RSS sampled every
+    with the default reward (:func:`tdml_lib.load_reward`, chapter 9). Peak memory is the process's RSS sampled every
     50 ms (:class:`tdml_lib.bench.PeakMemory`), the features already loaded
     (``rss_before_mb``); run one case per process for a clean peak."""
     import psutil
     import torch
 
     from ..bench import PeakMemory
-    from ..critic import load_critic
+    from ..critic import load_reward
 
     X, truth = whole_set_features(domain, split)
-    reward = reward if reward is not None else load_critic()
+    reward = reward if reward is not None else load_reward()
     device = getattr(reward, "device", torch.device("cpu"))
     before = psutil.Process().memory_info().rss / 2**20
     with PeakMemory(device) as memory:

@@ -7,15 +7,22 @@ Explained in chapter 4.
 """
 from __future__ import annotations
 
+import argparse
+import sys
+import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..critic import CriticConfig, CriticEnsemble, fit_critic
+from ..io import provenance
 from ..problems import SYNTHETIC_FAMILIES, synthetic_problem, synthetic_problems
-from ..methods import AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K
+from ..methods import (AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K,
+                       ONE_RUN_METHODS)
+from ..validation import check_positive_int
 from .clustering import run_methods, score_rows, summarise
 from .seeds import DEVELOPMENT, EvaluationSeeds
 from .training import adversarial_training
@@ -79,14 +86,16 @@ test family included (other draws than the test problems: the reward is in its o
 distribution)."""
 
 
-def _synthetic_critic(families: Sequence[str], n_train_problems: int, max_points: int, cfg: Any, seed: int,
-                      device: Any, adversarial_rounds: int, adversarial_problems: int, generations: int,
-                      population_size: int) -> Any:
+def synthetic_critic(families: Sequence[str], n_train_problems: int, max_points: int, cfg: Any, seed: int,
+                     device: Any, adversarial_rounds: int, adversarial_problems: int, generations: int,
+                     population_size: int, metadata: dict[str, Any] | None = None) -> Any:
     """A critic trained on seeded problems of ``families`` (2-D to 8-D, 20 to ``max_points``
-    points per cluster), then ``adversarial_rounds`` rounds of the adversarial loop."""
+    points per cluster), then ``adversarial_rounds`` rounds of the adversarial loop
+    (chapter 4's synthetic critics; with every family and the defaults of
+    ``train-synthetic-critic``, the second member of :func:`tdml_lib.load_reward`)."""
     train = synthetic_problems(n_train_problems, families=families, n_features=(2, 8),
                                points_per_class=(20, max_points), seed=seed)
-    critic, _, training_set = fit_critic(train, cfg, seed=seed, device=device, progress=False)
+    critic, _, training_set = fit_critic(train, cfg, seed=seed, device=device, progress=False, metadata=metadata)
     if adversarial_rounds:
         critic, _ = adversarial_training(critic, train, training_set, cfg, rounds=adversarial_rounds,
                                          problems_per_round=adversarial_problems,
@@ -180,12 +189,12 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
             families = trained_on[family] = tuple(f for f in SYNTHETIC_FAMILIES
                                                   if training == "all_families" or f != family)
             if families not in critics:
-                critics[families] = _synthetic_critic(families, n_train_problems, max_points, cfg, seed, device,
-                                                      adversarial_rounds, adversarial_problems,
-                                                      generations if adversarial_generations is None
-                                                      else adversarial_generations,
-                                                      population_size if adversarial_population is None
-                                                      else adversarial_population)
+                critics[families] = synthetic_critic(families, n_train_problems, max_points, cfg, seed, device,
+                                                     adversarial_rounds, adversarial_problems,
+                                                     generations if adversarial_generations is None
+                                                     else adversarial_generations,
+                                                     population_size if adversarial_population is None
+                                                     else adversarial_population)
             critic = critics[families]
         used[family] = critic
         for i in range(n_problems):
@@ -288,3 +297,87 @@ def protocol_summary(runs: pd.DataFrame) -> pd.DataFrame:
     for col in ("k_exact", "acc"):
         summary[col] = summary[col].clip(summary[f"{col}_min"], summary[f"{col}_max"])
     return summary
+
+
+def compare_rewards_on_synthetic(rewards: Mapping[str, Any], seed: int = 0,
+                                 methods: Sequence[str] = ONE_RUN_METHODS,
+                                 **kwargs: Any) -> dict[tuple[str, int], SyntheticComparison]:
+    """:func:`compare_on_synthetic` once per given reward (no critic trained), on the same
+    test problems and with the agent seeded alike, keyed like
+    :func:`compare_training_protocols` (``{(name, seed): comparison}``), so that both
+    feed :func:`protocol_runs`. Chapter 4 compares the default reward with the shipped
+    critic alone this way.
+
+    Args:
+        rewards: ``{training key: reward}``, e.g. ``{DEFAULT_REWARD_TRAINING: load_reward()}``.
+        seed: the agent's seed (problem ``i``: ``seed + i``).
+        methods: the methods run with each reward.
+        kwargs: the other arguments of :func:`compare_on_synthetic` (test problems, budget).
+    """
+    if not rewards:
+        raise ValueError("rewards is empty; give at least one, e.g. {'default_reward': tdml_lib.load_reward()}.")
+    if {"reward", "training", "methods", "seed"} & set(kwargs):
+        raise ValueError("reward, training, methods and seed are set by compare_rewards_on_synthetic.")
+    return {(name, int(seed)): compare_on_synthetic(reward=reward, methods=methods, seed=seed, **kwargs)
+            for name, reward in rewards.items()}
+
+
+# --- command line ---------------------------------------------------------------------------
+
+SYNTHETIC_CRITIC_RECIPE = {"n_train_problems": 300, "epochs": 100, "gae_epochs": 4, "n_negatives": 24,
+                           "adversarial_rounds": 3, "adversarial_problems": 32, "adversarial_generations": 10,
+                           "adversarial_population": 24, "max_points": 200}
+"""The shipped synthetic critic's recipe: chapter 4's stored run's ``SYNTH_*`` parameters
+(all six families, critic seed 0), whose test clusters hold up to 200 points."""
+
+
+def add_cli(sub: Any) -> None:
+    p = sub.add_parser("train-synthetic-critic",
+                       help="train a critic on synthetic problems of all six families (chapter 4's recipe) and save it",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r = SYNTHETIC_CRITIC_RECIPE
+    p.add_argument("--n-problems", type=int, default=r["n_train_problems"], help="synthetic training problems")
+    p.add_argument("--epochs", type=int, default=r["epochs"], help="critic epochs")
+    p.add_argument("--gae-epochs", type=int, default=r["gae_epochs"], help="graph auto-encoder epochs")
+    p.add_argument("--n-negatives", type=int, default=r["n_negatives"], help="near misses per problem")
+    p.add_argument("--max-points", type=int, default=r["max_points"], help="most points per cluster")
+    p.add_argument("--adversarial-rounds", type=int, default=r["adversarial_rounds"],
+                   help="rounds of the adversarial loop (0: none)")
+    p.add_argument("--adversarial-problems", type=int, default=r["adversarial_problems"],
+                   help="training problems attacked per round")
+    p.add_argument("--adversarial-budget", type=int, nargs=2, metavar=("GENERATIONS", "POPULATION"),
+                   default=[r["adversarial_generations"], r["adversarial_population"]],
+                   help="the attacking agent's budget")
+    p.add_argument("--seed", type=int, default=0, help="seed of the problems and the training")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda...")
+    p.add_argument("--out", default="runs/critic_synthetic.pt",
+                   help="where to save the critic (.pt); the shipped one is replaced only when you pass "
+                        "tdml_lib/pretrained/critic_synthetic.pt")
+    p.set_defaults(func=_cli_train_synthetic)
+
+
+def _cli_train_synthetic(args: Any) -> int:
+    """Check every argument before training (a bad one exits 2, writing nothing)."""
+    for name in ("n_problems", "epochs", "gae_epochs", "n_negatives", "adversarial_problems"):
+        check_positive_int(getattr(args, name), "--" + name.replace("_", "-"))
+    check_positive_int(args.max_points, "--max-points", minimum=20)
+    for name in ("adversarial_rounds", "seed"):
+        check_positive_int(getattr(args, name), "--" + name.replace("_", "-"), minimum=0)
+    generations, population = args.adversarial_budget
+    check_positive_int(generations, "--adversarial-budget GENERATIONS")
+    check_positive_int(population, "--adversarial-budget POPULATION", minimum=4)
+    t0 = time.time()
+    command = "python -m tdml_lib " + " ".join(sys.argv[1:]) if sys.argv[1:] else \
+        "python -m tdml_lib train-synthetic-critic"
+    cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives)
+    critic = synthetic_critic(SYNTHETIC_FAMILIES, args.n_problems, args.max_points, cfg, args.seed, args.device,
+                              args.adversarial_rounds, args.adversarial_problems, generations, population,
+                              metadata={"domain": "synthetic", "families": list(SYNTHETIC_FAMILIES),
+                                        "command": command})
+    critic.metadata["provenance"] = provenance(params=vars(args) | {"func": None}, seed=args.seed,
+                                               device=str(critic.device))
+    critic.metadata["wall_time_s"] = round(time.time() - t0, 1)
+    out = critic.save(Path(args.out))
+    print(f"saved a critic trained on {args.n_problems} synthetic problems of {len(SYNTHETIC_FAMILIES)} families "
+          f"to {out} ({critic.metadata['wall_time_s']} s)")
+    return 0

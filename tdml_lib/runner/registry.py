@@ -22,6 +22,10 @@ from ..io import source_hash as _library_source_hash
 
 SHIPPED_CRITIC_FILE = "tdml_lib/pretrained/critic_numbers.pt"
 """The shipped critic, relative to the repository (``load_critic()``'s default)."""
+SHIPPED_SYNTHETIC_CRITIC_FILE = "tdml_lib/pretrained/critic_synthetic.pt"
+"""The second shipped critic (synthetic problems only), relative to the repository."""
+SHIPPED_REWARD_FILES = (SHIPPED_CRITIC_FILE, SHIPPED_SYNTHETIC_CRITIC_FILE)
+"""The files ``load_reward()``, the agent's default reward, reads."""
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
@@ -89,12 +93,12 @@ STORED_EXPERIMENTS: tuple[StoredExperiment, ...] = (
          "DOMAIN_METHODS": ["agent (K found)", "agent (true K)", "k-means (true K)", "k-means (K by silhouette)"],
          "WHOLE_SET_DOMAINS": ["numbers", "fashion"]},
         what="clustering: the agent with a transferred critic vs k-means (ACC / NMI / ARI)",
-        models=(SHIPPED_CRITIC_FILE,)),
+        models=SHIPPED_REWARD_FILES),
     StoredExperiment(
         "benchmarks", "09_performance",
         command=("bench", "--agent-generations", "10", "--book", "--out", "{out}"),
         what="scoring and agent throughput, chapter and whole-book timings (bench_<device>*.json)",
-        models=(SHIPPED_CRITIC_FILE,)),
+        models=SHIPPED_REWARD_FILES),
     StoredExperiment(
         "baseline_spc", "06_selective_pseudo_labels",
         {"SPLIT": "all", "N_IMAGES": 70000, "PRETRAIN_EPOCHS": 5, "ROUNDS": 3, "EPOCHS": 2},
