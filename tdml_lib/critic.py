@@ -160,9 +160,11 @@ class ClusteringCritic(nn.Module):
         return save_torch(path, self.state())
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = "auto") -> "ClusteringCritic":
-        """Load with ``torch.load(weights_only=True)``: a checkpoint cannot run code."""
-        state = load_torch(path, "critic", "train one with `python -m tdml_lib train-critic`")
+    def load(cls, path: str | Path, device: str | torch.device | None = "auto",
+             how_to_make: str = "train one with `python -m tdml_lib train-critic`") -> "ClusteringCritic":
+        """Load with ``torch.load(weights_only=True)``: a checkpoint cannot run code.
+        ``how_to_make`` is what the missing-file error tells the user to run."""
+        state = load_torch(path, "critic", how_to_make)
         return cls.from_state(state, device, source=str(path))
 
 
@@ -317,11 +319,11 @@ def load_reward(device: str | torch.device | None = "auto") -> CriticEnsemble:
         FileNotFoundError / ValueError: a shipped file is missing or unreadable; the
             message names the command that retrains it.
     """
-    if not SYNTHETIC_PRETRAINED_PATH.is_file():
-        raise FileNotFoundError(f"the shipped synthetic critic {SYNTHETIC_PRETRAINED_PATH} is missing; restore it "
-                                "(git checkout -- tdml_lib/pretrained) or retrain it: python -m tdml_lib "
-                                "train-synthetic-critic --out tdml_lib/pretrained/critic_synthetic.pt")
-    return CriticEnsemble([load_critic(None, device), ClusteringCritic.load(SYNTHETIC_PRETRAINED_PATH, device)])
+    synthetic = ClusteringCritic.load(
+        SYNTHETIC_PRETRAINED_PATH, device,
+        how_to_make="restore it (git checkout -- tdml_lib/pretrained) or retrain it: python -m tdml_lib "
+                    "train-synthetic-critic --out tdml_lib/pretrained/critic_synthetic.pt")
+    return CriticEnsemble([load_critic(None, device), synthetic])
 
 
 # --- training -----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import numpy as np
 import seaborn as sns
 
 from .methods import (AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, DEFAULT_REWARD_TRAINING, KMEANS_SILHOUETTE,
-                      SHIPPED_CRITIC_TRAINING)
+                      ONE_RUN_REWARDS, SHIPPED_CRITIC_TRAINING)
 
 COLUMN_WIDTH = 6.8
 """Width of every figure, in inches (the book's text column at :data:`DPI`)."""
@@ -206,9 +206,12 @@ def image_grid(images: np.ndarray, labels: Sequence[object] | None = None, n_col
     return watch_overlaps(fig)
 
 
-ONE_RUN_STARS = {DEFAULT_REWARD_TRAINING: ("gold", "agent, the default reward (what tdml.cluster uses)"),
-                 SHIPPED_CRITIC_TRAINING: ("tab:red", "agent, the shipped critic alone")}
-"""The stars of :func:`k_found_by_protocol`: training key -> (colour, legend label)."""
+_STAR_STYLES = {DEFAULT_REWARD_TRAINING: ("gold", "agent, the default reward (what tdml.cluster uses)"),
+                SHIPPED_CRITIC_TRAINING: ("tab:red", "agent, the shipped critic alone")}
+ONE_RUN_STARS = {key: _STAR_STYLES[key] for key in ONE_RUN_REWARDS}
+"""The stars of :func:`k_found_by_protocol`, one per given reward of
+:data:`tdml_lib.methods.ONE_RUN_REWARDS` (a new one without a style fails at import):
+training key -> (colour, legend label)."""
 
 
 def k_found_by_protocol(summary: Any, trainings: Sequence[str], labels: Mapping[str, str], title: str,

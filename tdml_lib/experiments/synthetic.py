@@ -8,24 +8,21 @@ Explained in chapter 4.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..critic import CriticConfig, CriticEnsemble, fit_critic
-from ..io import provenance
 from ..problems import SYNTHETIC_FAMILIES, synthetic_problem, synthetic_problems
 from ..methods import (AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, AGENT_TRUE_K, KMEANS_SILHOUETTE, KMEANS_TRUE_K,
                        ONE_RUN_METHODS)
 from ..validation import check_positive_int
 from .clustering import run_methods, score_rows, summarise
 from .seeds import DEVELOPMENT, EvaluationSeeds
-from .training import adversarial_training
+from .training import adversarial_training, cli_command, save_trained_critic
 
 SYNTHETIC_METHODS = (KMEANS_TRUE_K, KMEANS_SILHOUETTE, AGENT_TRUE_K, AGENT_K_FOUND)
 """The methods compared on each synthetic test problem."""
@@ -367,17 +364,13 @@ def _cli_train_synthetic(args: Any) -> int:
     check_positive_int(generations, "--adversarial-budget GENERATIONS")
     check_positive_int(population, "--adversarial-budget POPULATION", minimum=4)
     t0 = time.time()
-    command = "python -m tdml_lib " + " ".join(sys.argv[1:]) if sys.argv[1:] else \
-        "python -m tdml_lib train-synthetic-critic"
+    command = cli_command("train-synthetic-critic")
     cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives)
     critic = synthetic_critic(SYNTHETIC_FAMILIES, args.n_problems, args.max_points, cfg, args.seed, args.device,
                               args.adversarial_rounds, args.adversarial_problems, generations, population,
                               metadata={"domain": "synthetic", "families": list(SYNTHETIC_FAMILIES),
                                         "command": command})
-    critic.metadata["provenance"] = provenance(params=vars(args) | {"func": None}, seed=args.seed,
-                                               device=str(critic.device))
-    critic.metadata["wall_time_s"] = round(time.time() - t0, 1)
-    out = critic.save(Path(args.out))
+    out = save_trained_critic(critic, args, t0, args.out)
     print(f"saved a critic trained on {args.n_problems} synthetic problems of {len(SYNTHETIC_FAMILIES)} families "
           f"to {out} ({critic.metadata['wall_time_s']} s)")
     return 0

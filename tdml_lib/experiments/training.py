@@ -291,6 +291,22 @@ def add_cli(sub: Any) -> None:
     p.set_defaults(func=_cli_train)
 
 
+def cli_command(subcommand: str) -> str:
+    """The command line that is running, as a trained critic's metadata records it
+    (``python -m tdml_lib <subcommand>`` when it was called without arguments)."""
+    return "python -m tdml_lib " + " ".join(sys.argv[1:]) if sys.argv[1:] else f"python -m tdml_lib {subcommand}"
+
+
+def save_trained_critic(critic: Any, args: Any, t0: float, out: str | Path) -> Path:
+    """Record a command's provenance (its arguments, seed and device) and wall time since
+    ``t0`` in a trained critic's metadata, then save it to ``out`` (the shared end of
+    ``train-critic`` and ``train-synthetic-critic``)."""
+    critic.metadata["provenance"] = provenance(params=vars(args) | {"func": None}, seed=args.seed,
+                                               device=str(critic.device))
+    critic.metadata["wall_time_s"] = round(time.time() - t0, 1)
+    return critic.save(Path(out))
+
+
 def _cli_train(args: Any) -> int:
     for name in ("n_problems", "epochs", "gae_epochs", "n_negatives"):
         check_positive_int(getattr(args, name), "--" + name.replace("_", "-"))
@@ -304,7 +320,7 @@ def _cli_train(args: Any) -> int:
     probs = recipe.problems(args.domain, fmap, seed=args.seed)
     cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives,
                        n_degenerate=args.n_degenerate, objective=args.objective)
-    command = "python -m tdml_lib " + " ".join(sys.argv[1:]) if sys.argv[1:] else "python -m tdml_lib train-critic"
+    command = cli_command("train-critic")
     critic, hist, ts = fit_critic(probs, cfg, seed=args.seed, device=args.device,
                                   metadata={"domain": args.domain, "command": command, "recipe": recipe.as_dict()})
     check_positive_int(args.adversarial_rounds, "--adversarial-rounds", minimum=0)
@@ -319,11 +335,8 @@ def _cli_train(args: Any) -> int:
                                            validation=validation, synthetic_per_round=args.adversarial_synthetic,
                                            synthetic_budget=tuple(args.adversarial_synthetic_budget))
         critic.metadata["adversarial"] = adv.to_dict(orient="records")
-    critic.metadata["provenance"] = provenance(params=vars(args) | {"func": None}, seed=args.seed,
-                                               device=str(critic.device))
-    critic.metadata["wall_time_s"] = round(time.time() - t0, 1)
     critic.metadata["truth_first_last_epoch"] = float(hist["critic"]["truth_first"].iloc[-1])
-    critic.save(out)
+    save_trained_critic(critic, args, t0, out)
     print(f"saved critic trained on {len(probs)} problems ({args.domain} recipe) to {out} "
           f"({critic.metadata['wall_time_s']} s)")
     return 0
