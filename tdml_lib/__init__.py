@@ -13,8 +13,7 @@ Submodules are imported lazily, so ``import tdml_lib`` stays fast.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import make_lazy
 
 __version__ = "0.1.0"
 
@@ -43,14 +42,4 @@ _SUBMODULES = {"agent", "baselines", "candidates", "critic", "data", "device", "
                "validation", "bench", "checkpoint", "reference"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'tdml_lib' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+make_lazy(__name__, _LAZY, _SUBMODULES)

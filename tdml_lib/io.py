@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -287,6 +287,43 @@ def source_hash(package: str | os.PathLike | None = None) -> str:
     for path in sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def module_source_hashes(package: str | os.PathLike | None = None) -> dict[str, str]:
+    """sha256 of each module of the library: ``{"tdml_lib.critic": sha, ...}``.
+
+    A package's ``__init__.py`` is named after the package (``"tdml_lib.experiments"``).
+    The runner takes this at the start of a chapter run and keeps the entries of the
+    modules the chapter's kernel loaded (:func:`modules_hash`).
+    """
+    root = Path(package) if package is not None else Path(__file__).resolve().parent
+    out = {}
+    for path in sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts):
+        parts = (root.name,) + path.relative_to(root).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def modules_hash(modules: Iterable[str], hashes: Mapping[str, str] | None = None) -> str | None:
+    """sha256 over some of the library's modules (names and sources), or None when one of
+    them no longer exists.
+
+    A chapter run records it for the modules its kernel loaded: the result then goes out
+    of date when one of *those* changes, not when any module of the library does (which
+    :func:`source_hash` tracks, conservatively).
+
+    Args:
+        modules: dotted module names such as ``"tdml_lib.metrics"``.
+        hashes: :func:`module_source_hashes` taken earlier (default: now).
+    """
+    hashes = module_source_hashes() if hashes is None else hashes
+    digest = hashlib.sha256()
+    for name in sorted(set(modules)):
+        if name not in hashes:
+            return None
+        digest.update(f"{name}\0{hashes[name]}\0".encode())
     return digest.hexdigest()
 
 

@@ -101,6 +101,25 @@ def test_freshness_says_why_a_result_is_stale(tiny: Path) -> None:
         "no: library changed, chapter changed"
 
 
+def test_freshness_follows_only_the_modules_a_chapter_loaded(tiny: Path) -> None:
+    """A chapter run records the modules its kernel loaded: an edit elsewhere in the
+    library leaves it current, an edit of one of them (or its removal) does not."""
+    exp = StoredExperiment("x", str(tiny), {"N": 5})
+    loaded = ["tdml_lib", "tdml_lib.metrics"]
+    good = {"status": "ok", "source_hash": "0" * 64, "clean": True,
+            "chapter_hash": runner.chapter_code_hash(tiny), "params": {"N": 5},
+            "code_modules": loaded, "code_hash": tdml_io.modules_hash(loaded)}
+    assert freshness(good, exp) == CURRENT            # the whole library's hash differs
+    assert freshness({**good, "code_hash": "0" * 64}, exp) == "no: library changed"
+    gone = {**good, "code_modules": loaded + ["tdml_lib.removed"]}
+    assert tdml_io.modules_hash(gone["code_modules"]) is None
+    assert freshness(gone, exp) == "no: library changed"
+    hashes = tdml_io.module_source_hashes()
+    edited = {**hashes, "tdml_lib.metrics": "1" * 64}
+    assert tdml_io.modules_hash(loaded, edited) != good["code_hash"]
+    assert tdml_io.modules_hash(loaded, {**hashes, "tdml_lib.critic": "1" * 64}) == good["code_hash"]
+
+
 def test_freshness_follows_the_shipped_critic(tiny: Path) -> None:
     """A result that depends on the shipped critic goes out of date when the critic file
     changes (the library's hash covers only its Python sources); one that does not

@@ -158,8 +158,14 @@ def test_run_with_a_changed_parameter_records_a_different_result(tiny: Path,
     assert result["chapter_hash"] == runner.chapter_code_hash(tiny)
     assert " run " in result["command"] and "-p N 5" in result["command"]
     assert "--out" in result["command"]
+    # the modules the kernel loaded, measured by a cell the runner appends and removes
+    assert "tdml_lib.runner.metrics" in result["code_modules"]
+    assert "tdml_lib.critic" not in result["code_modules"]   # this chapter never scores
+    assert result["code_hash"] == tdml_io.modules_hash(result["code_modules"])
     executed = nbformat.read(str(changed.notebook), as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert len(executed.cells) == 4 and "modules" not in executed.cells[-1].source
+    assert executed.metadata["papermill"]["input_path"].endswith("/01_tiny.ipynb")  # not the copy
     assert sorted(p.name for p in changed.out_dir.iterdir()) == [
         "01_tiny.ipynb", "metrics.json", "result.json"]  # no partial file left
     assert executions(tiny) == ["a 3 0.5", "a 5 0.5"]
@@ -435,3 +441,24 @@ def test_seed_spread_sets_the_ensemble_beside_the_seeds(tmp_path: Path) -> None:
     assert spread[["best", "best_seed_max", "best_ensemble"]].values.tolist() == [[70.0, 80.0, 85.0]]
     # the ensemble is a scorer of its own in every other table
     assert reference.ENSEMBLE in set(reference.scorer_summary(reference.load_results(tmp_path)).scorer)
+
+
+def test_packages_load_only_what_is_used() -> None:
+    """A chapter that only writes its metrics, or runs a baseline, loads neither the critic
+    nor the agent (so a new reward leaves its stored result current); a function and the
+    submodule of the same name (``runner.sweep``) do not shadow each other."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, tdml_lib.runner as r\n"
+        "from tdml_lib.runner import write_metrics\n"
+        "from tdml_lib.experiments import evaluate_baseline\n"
+        "loaded = {m for m in sys.modules if m.startswith('tdml_lib')}\n"
+        "assert not loaded & {'tdml_lib.critic', 'tdml_lib.agent', 'tdml_lib.gae', 'tdml_lib.runner.execute'}, loaded\n"
+        "import tdml_lib.runner.sweep, tdml_lib.runner.reproduce\n"
+        "assert callable(r.sweep) and callable(r.reproduce), (r.sweep, r.reproduce)\n"
+        "import tdml_lib\n"
+        "assert tdml_lib.cluster.__module__ == 'tdml_lib.agent' and 'cluster' in dir(tdml_lib)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -27,16 +27,40 @@ Command line (``python -m tdml_lib --help``)::
 """
 from __future__ import annotations
 
-from .cli import add_cli
-from .execute import (INLINE_BACKEND, RESULT_FILE, RunRecord, check_output_folder,
-                      reproduce_command, run_chapter)
-from .metrics import METRICS_FILE, dataset_sources, read_metrics, write_metrics
-from .parameters import (RESULTS_PARAM, chapter_code_hash, config_hash, read_parameters,
-                         validate_overrides)
-from .registry import STORED_EXPERIMENTS, StoredExperiment, freshness, stored_experiment
-from .reproduce import reproduce
-from .sweep import expand_grid, load_grid, sweep
-from .toc import BOOK_DIR, resolve_chapter, toc_files
+from .._lazy import make_lazy
+
+_LAZY = {
+    # name -> (module, attribute): a chapter that only writes its metrics loads only .metrics
+    "add_cli": (".cli", "add_cli"),
+    "INLINE_BACKEND": (".execute", "INLINE_BACKEND"),
+    "RESULT_FILE": (".execute", "RESULT_FILE"),
+    "RunRecord": (".execute", "RunRecord"),
+    "check_output_folder": (".execute", "check_output_folder"),
+    "reproduce_command": (".execute", "reproduce_command"),
+    "run_chapter": (".execute", "run_chapter"),
+    "METRICS_FILE": (".metrics", "METRICS_FILE"),
+    "dataset_sources": (".metrics", "dataset_sources"),
+    "read_metrics": (".metrics", "read_metrics"),
+    "write_metrics": (".metrics", "write_metrics"),
+    "RESULTS_PARAM": (".parameters", "RESULTS_PARAM"),
+    "chapter_code_hash": (".parameters", "chapter_code_hash"),
+    "config_hash": (".parameters", "config_hash"),
+    "read_parameters": (".parameters", "read_parameters"),
+    "validate_overrides": (".parameters", "validate_overrides"),
+    "STORED_EXPERIMENTS": (".registry", "STORED_EXPERIMENTS"),
+    "StoredExperiment": (".registry", "StoredExperiment"),
+    "freshness": (".registry", "freshness"),
+    "stored_experiment": (".registry", "stored_experiment"),
+    "reproduce": (".reproduce", "reproduce"),
+    "expand_grid": (".sweep", "expand_grid"),
+    "load_grid": (".sweep", "load_grid"),
+    "sweep": (".sweep", "sweep"),
+    "BOOK_DIR": (".toc", "BOOK_DIR"),
+    "resolve_chapter": (".toc", "resolve_chapter"),
+    "toc_files": (".toc", "toc_files"),
+}
+
+_SUBMODULES = {"cli", "execute", "metrics", "parameters", "processes", "registry", "reproduce", "sweep", "toc"}
 
 __all__ = ["BOOK_DIR", "INLINE_BACKEND", "METRICS_FILE", "RESULTS_PARAM", "RESULT_FILE",
            "RunRecord", "STORED_EXPERIMENTS", "StoredExperiment", "add_cli",
@@ -44,3 +68,5 @@ __all__ = ["BOOK_DIR", "INLINE_BACKEND", "METRICS_FILE", "RESULTS_PARAM", "RESUL
            "expand_grid", "freshness", "load_grid", "read_metrics", "read_parameters",
            "reproduce", "reproduce_command", "resolve_chapter", "run_chapter",
            "stored_experiment", "sweep", "toc_files", "validate_overrides", "write_metrics"]
+
+make_lazy(__name__, _LAZY, _SUBMODULES)

@@ -33,13 +33,21 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..io import code_state, exclusive_lock, portable, provenance, replace_dir, write_json
+from ..io import (code_state, exclusive_lock, module_source_hashes, modules_hash, portable, provenance,
+                  replace_dir, write_json)
 from .metrics import KERNEL_FIELDS, read_metrics
 from .parameters import (RESULTS_PARAM, chapter_code_hash, config_hash, read_parameters,
                          validate_overrides)
 from .toc import chapter_arg, resolve_chapter
 
 RESULT_FILE = "result.json"
+MODULE_REPORT_TAG = "tdml-module-report"
+"""Tag of the cell the runner appends to a chapter to learn which library modules it loaded
+(removed from the executed notebook it keeps)."""
+_MODULE_REPORT_CODE = (
+    "import json as _json, sys as _sys\n"
+    "with open({path!r}, 'w') as _f:\n"
+    "    _json.dump(sorted(m for m in _sys.modules if m.split('.')[0] == 'tdml_lib'), _f)")
 
 
 @dataclasses.dataclass
@@ -168,6 +176,48 @@ def _kernel_draws_inline() -> None:
         os.environ["MPLBACKEND"] = INLINE_BACKEND
 
 
+def _with_module_report(nb_path: Path, work: Path) -> tuple[Path, Path]:
+    """A copy of the chapter in ``work`` with one more cell at the end, which writes the
+    ``tdml_lib`` modules its kernel has loaded to a file; returns (copy, that file).
+
+    A stored result then depends on the modules the chapter actually ran (measured, not
+    guessed from its imports): chapter 6 never loads the critic, so a new critic leaves
+    its result current (:func:`tdml_lib.runner.registry.freshness`).
+    """
+    import nbformat
+
+    report = work / ".modules.json"
+    nb = nbformat.read(str(nb_path), as_version=4)
+    cell = nbformat.v4.new_code_cell(_MODULE_REPORT_CODE.format(path=str(report)))
+    cell.metadata["tags"] = [MODULE_REPORT_TAG]
+    nb.cells.append(cell)
+    copy = work / f".{nb_path.stem}.input.ipynb"
+    nbformat.write(nb, str(copy))
+    return copy, report
+
+
+def _drop_module_report(executed: Path, nb_path: Path) -> None:
+    """Remove the report cell from the executed notebook, and name the chapter (not the
+    hidden copy) as papermill's input."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    nb.cells = [c for c in nb.cells if MODULE_REPORT_TAG not in c.metadata.get("tags", [])]
+    pm = nb.metadata.get("papermill")
+    if isinstance(pm, dict) and "input_path" in pm:
+        pm["input_path"] = str(portable(str(nb_path)))
+    nbformat.write(nb, str(executed))
+
+
+def _loaded_modules(report: Path) -> list[str] | None:
+    """The module names the report cell wrote, or None when it did not run."""
+    try:
+        names = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return None
+    return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
+
+
 # ------------------------------------------------------------------ output folders
 
 def check_output_folder(out_dir: str | os.PathLike, force: bool = False) -> Path:
@@ -229,7 +279,10 @@ def run_chapter(chapter: str | os.PathLike, params: Mapping[str, Any] | None = N
     the provenance of :func:`tdml_lib.io.provenance` (code state captured when the run
     started; device, data sources and models as the chapter reported them through
     :func:`~tdml_lib.runner.write_metrics`), ``chapter_hash`` (the chapter's code,
-    :func:`~tdml_lib.runner.parameters.chapter_code_hash`) and the chapter's metrics.
+    :func:`~tdml_lib.runner.parameters.chapter_code_hash`), the chapter's metrics and,
+    for a run that finished, ``code_modules`` (the ``tdml_lib`` modules its kernel loaded,
+    reported by a cell the runner appends and then removes) with ``code_hash``
+    (:func:`tdml_lib.io.modules_hash` of their sources as the run started).
 
     Args:
         chapter: a notebook path or a short chapter name (see :func:`resolve_chapter`).
@@ -291,9 +344,11 @@ def _execute(nb_path: Path, defaults: Mapping[str, Any], overrides: Mapping[str,
         inject[RESULTS_PARAM] = str(work)        # the chapter writes into the new folder
         effective[RESULTS_PARAM] = str(target)   # ... which becomes the output folder
     state = code_state()
+    module_hashes = module_source_hashes()   # the sources as the run starts
     chapter_hash = chapter_code_hash(nb_path)
     final_nb = work / f"{nb_path.stem}.ipynb"
     partial_nb = work / f".{nb_path.stem}.partial.ipynb"
+    source_nb, report = _with_module_report(nb_path, work)
     _kernel_draws_inline()
     status, error = "ok", None
     start = time.perf_counter()
@@ -301,7 +356,7 @@ def _execute(nb_path: Path, defaults: Mapping[str, Any], overrides: Mapping[str,
         # the kernel starts in the notebook's folder through nbclient's resources, not
         # papermill's cwd=, which chdirs the whole process: two runs in two threads (a
         # Dask thread pool) then start kernels in each other's folder, or in neither
-        _run_isolated(papermill.execute_notebook, str(nb_path), str(partial_nb),
+        _run_isolated(papermill.execute_notebook, str(source_nb), str(partial_nb),
                       parameters=inject, kernel_name=kernel,
                       resources={"metadata": {"path": str(nb_path.parent)}},
                       progress_bar=progress, log_output=False)
@@ -309,7 +364,11 @@ def _execute(nb_path: Path, defaults: Mapping[str, Any], overrides: Mapping[str,
         status, error = "failed", _describe_error(exc)
     wall = time.perf_counter() - start
     if partial_nb.exists():
+        _drop_module_report(partial_nb, nb_path)
         os.replace(partial_nb, final_nb)
+    loaded = _loaded_modules(report) if status == "ok" else None
+    for scratch in (source_nb, report):
+        scratch.unlink(missing_ok=True)
 
     metrics: dict[str, Any] = {}
     reported: dict[str, Any] = {}
@@ -331,6 +390,9 @@ def _execute(nb_path: Path, defaults: Mapping[str, Any], overrides: Mapping[str,
               "command": reproduce_command(nb_path, overrides, target),
               "wall_time": round(wall, 3), "notebook": final_nb.name,
               **record, "chapter_hash": chapter_hash, "metrics": metrics}
+    if loaded is not None:  # what freshness compares: the modules this chapter ran
+        result["code_modules"] = loaded
+        result["code_hash"] = modules_hash(loaded, module_hashes)
     write_json(work / RESULT_FILE, result)
 
     if status == "ok" or not _holds_good_run(target):

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..io import file_sha256
+from ..io import file_sha256, modules_hash
 from ..io import source_hash as _library_source_hash
 
 SHIPPED_CRITIC_FILE = "tdml_lib/pretrained/critic_numbers.pt"
@@ -135,8 +135,11 @@ def freshness(result: Mapping[str, Any] | None, experiment: StoredExperiment | N
 
     Returns:
         ``""`` without a result; :data:`CURRENT` (``"yes"``) when the run succeeded
-        from a clean tree with the library's current sources (``source_hash``), the
-        chapter's current code (``chapter_hash``) and the registry's parameters;
+        from a clean tree with the library's current sources, the chapter's current
+        code (``chapter_hash``), the registry's parameters and its current model files;
+        "the library's sources" are those of the modules the chapter loaded
+        (``code_modules`` / ``code_hash``, recorded by chapter runs) or, for a result
+        without them (a benchmark command, an older run), every module (``source_hash``);
         otherwise ``"no: <reason>"``, or ``"unknown: ..."`` for a result recorded
         before source hashes existed.
 
@@ -155,7 +158,10 @@ def freshness(result: Mapping[str, Any] | None, experiment: StoredExperiment | N
     if not result.get("source_hash"):
         return "unknown: recorded before source hashes"
     reasons = []
-    if result["source_hash"] != (library_hash or _library_source_hash()):
+    if result.get("code_modules") and result.get("code_hash"):
+        if modules_hash(result["code_modules"]) != result["code_hash"]:
+            reasons.append("library changed")
+    elif result["source_hash"] != (library_hash or _library_source_hash()):
         reasons.append("library changed")
     chapter = experiment.chapter if experiment is not None and experiment.kind == "chapter" \
         else None
