@@ -79,6 +79,15 @@ def test_critic_ensemble_is_the_mean_of_its_members_on_one_graph(trained):
     wide = fit_critic(probs[:3], replace(TINY, k=8, epochs=1), seed=0, device="cpu", progress=False)[0]
     with pytest.raises(ValueError, match="different k"):
         CriticEnsemble([critic, wide])
+    # weights: normalised, the same on every path; bad ones are refused
+    weighted = CriticEnsemble([critic, other], weights=[3, 1])
+    wmean = 0.75 * critic.score_many(p.X, labs) + 0.25 * other.score_many(p.X, labs)
+    assert np.allclose(weighted.score_many(p.X, labs), wmean, atol=1e-6)
+    assert np.allclose(weighted.score_prepared(ps, torch.as_tensor(np.stack(labs), dtype=torch.long)).numpy(),
+                       wmean, atol=1e-5)
+    for bad in ([1], [1, 0], [1, float("nan")], [1, -2]):
+        with pytest.raises(ValueError, match="positive numbers, one per critic"):
+            CriticEnsemble([critic, other], weights=bad)
 
 
 def test_save_load_round_trip(tmp_path, trained):

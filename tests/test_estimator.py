@@ -93,14 +93,16 @@ def test_odd_data_are_clusterings_or_clear_errors():
         est.fit(np.zeros((2, 2)))
 
 
-def test_default_reward_is_the_mean_of_the_two_shipped_critics(blobs):
+def test_default_reward_is_the_weighted_mean_of_the_shipped_critics(blobs):
     est = TDMLClustering(generations=1, population_size=4, random_state=0).fit(blobs.X)
     reward = tdml.load_reward()
     assert est.reward_ == pytest.approx(reward.score(blobs.X, est.labels_), abs=1e-4)
-    critic, synthetic = reward.critics
-    members = [critic.score(blobs.X, est.labels_), synthetic.score(blobs.X, est.labels_)]
-    assert est.reward_ == pytest.approx(np.mean(members), abs=1e-4)
-    assert members[0] != pytest.approx(members[1], abs=1e-3)   # two different critics
+    critic, *synthetic = reward.critics
+    members = [c.score(blobs.X, est.labels_) for c in reward.critics]
+    # the shipped critic one half, the three synthetic draws the other half
+    assert len(synthetic) == 3
+    assert est.reward_ == pytest.approx(members[0] / 2 + np.mean(members[1:]) / 2, abs=1e-4)
+    assert len({round(m, 3) for m in members}) == 4   # four different critics
     # the first member is the shipped critic of chapters 3 and 5
     assert critic.score(blobs.X, est.labels_) == pytest.approx(
         tdml.load_critic().score(blobs.X, est.labels_), abs=1e-6)

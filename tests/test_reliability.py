@@ -106,21 +106,28 @@ def test_shipped_critic_loads_safely_and_records_its_command():
     assert np.isfinite(c.score(X_OK, LAB_OK))
 
 
-def test_shipped_synthetic_critic_records_its_command_and_provenance():
-    """The default reward's second member says how it was made: the command the
-    reproduce page gives, and a run from a clean tree."""
-    synthetic = tdml.load_reward(device="cpu").critics[1]
-    meta = synthetic.metadata
-    assert meta["command"] == ("python -m tdml_lib train-synthetic-critic "
-                               "--out tdml_lib/pretrained/critic_synthetic.pt")
-    assert meta["domain"] == "synthetic" and len(meta["families"]) == 6
-    assert meta["provenance"]["clean"] is True and meta["provenance"]["source_hash"]
-    assert np.isfinite(synthetic.score(X_OK, LAB_OK))
+def test_shipped_synthetic_critics_record_their_command_and_provenance():
+    """The default reward's synthetic members say how they were made: the commands the
+    reproduce page gives (seeds 0, 1, 2), and runs from a clean tree; the shipped critic
+    weighs one half, the three draws one sixth each."""
+    reward = tdml.load_reward(device="cpu")
+    assert reward.weights.tolist() == pytest.approx([1 / 2, 1 / 6, 1 / 6, 1 / 6])
+    for seed, synthetic in enumerate(reward.critics[1:]):
+        meta = synthetic.metadata
+        name = "critic_synthetic.pt" if seed == 0 else f"critic_synthetic_seed{seed}.pt"
+        assert meta["command"] == ("python -m tdml_lib train-synthetic-critic " + (f"--seed {seed} " if seed else "")
+                                   + f"--out tdml_lib/pretrained/{name}")
+        assert meta["seed"] == seed and meta["domain"] == "synthetic" and len(meta["families"]) == 6
+        assert meta["provenance"]["clean"] is True and meta["provenance"]["source_hash"]
+        assert np.isfinite(synthetic.score(X_OK, LAB_OK))
 
 
 def test_missing_synthetic_critic_names_the_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(tdml.critic, "SYNTHETIC_PRETRAINED_PATH", tmp_path / "critic_synthetic.pt")
-    with pytest.raises(FileNotFoundError, match="train-synthetic-critic"):
+    paths = list(tdml.critic.SYNTHETIC_PRETRAINED_PATHS)
+    paths[2] = tmp_path / "critic_synthetic_seed2.pt"
+    monkeypatch.setattr(tdml.critic, "SYNTHETIC_PRETRAINED_PATHS", tuple(paths))
+    with pytest.raises(FileNotFoundError, match="train-synthetic-critic --seed 2 --out "
+                                                "tdml_lib/pretrained/critic_synthetic_seed2.pt"):
         tdml.load_reward(device="cpu")
 
 

@@ -89,7 +89,8 @@ def synthetic_critic(families: Sequence[str], n_train_problems: int, max_points:
     """A critic trained on seeded problems of ``families`` (2-D to 8-D, 20 to ``max_points``
     points per cluster), then ``adversarial_rounds`` rounds of the adversarial loop
     (chapter 4's synthetic critics; with every family and the defaults of
-    ``train-synthetic-critic``, the second member of :func:`tdml_lib.load_reward`)."""
+    ``train-synthetic-critic``, the synthetic members of :func:`tdml_lib.load_reward`, seeds
+    0, 1 and 2)."""
     train = synthetic_problems(n_train_problems, families=families, n_features=(2, 8),
                                points_per_class=(20, max_points), seed=seed)
     critic, _, training_set = fit_critic(train, cfg, seed=seed, device=device, progress=False, metadata=metadata)
@@ -349,7 +350,7 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda...")
     p.add_argument("--out", default="runs/critic_synthetic.pt",
                    help="where to save the critic (.pt); the shipped one is replaced only when you pass "
-                        "tdml_lib/pretrained/critic_synthetic.pt")
+                        "tdml_lib/pretrained/critic_synthetic.pt (or critic_synthetic_seed1.pt, _seed2.pt)")
     p.set_defaults(func=_cli_train_synthetic)
 
 
