@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from tdml_lib import runner
+from tdml_lib.critic import SYNTHETIC_PRETRAINED_PATHS
 from tdml_lib.experiments import AGENT_ENSEMBLE_K_FOUND
 from tdml_lib.experiments.clustering import AGENT_K_FOUND
 
@@ -29,9 +30,9 @@ def test_agent_chapter_runs_with_several_critic_seeds_and_their_ensemble(tmp_pat
     assert ensemble and all(r["n_critics"] == 2 and r["training"] == "all_families" for r in ensemble)
     one_critic = [r for r in rows if r["method"] == AGENT_K_FOUND and r["training"] == "all_families"]
     assert one_critic and all(r["n_seeds"] == 2 for r in one_critic)
-    # the given rewards on the same test problems: the default reward (two critics) and
-    # the shipped critic alone (one)
+    # the given rewards on the same test problems: the default reward (the shipped critic
+    # and every shipped synthetic-critic draw) and the shipped critic alone (one)
     given = {r["training"]: r["n_critics"] for r in rows if r["training"] != "all_families"}
-    assert given == {"default_reward": 2, "shipped_critic": 1}
+    assert given == {"default_reward": 1 + len(SYNTHETIC_PRETRAINED_PATHS), "shipped_critic": 1}
     for r in rows:
         assert r["k_exact_min"] <= r["k_exact"] <= r["k_exact_max"]
