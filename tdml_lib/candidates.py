@@ -395,13 +395,48 @@ def training_negatives(problem: Problem, n: int, seed: int) -> np.ndarray:
 #: Degenerate clusterings an optimiser finds first when a reward has holes. They are
 #: always among the critic's training negatives (never in the evaluation candidate sets,
 #: which stay as they were fixed): a single cluster, one cluster per point, 5 % of the
-#: points split off as singletons, random labels with the true K and with a large K.
-DEGENERATE_KINDS = ("one_cluster", "all_singletons", "singletons_5", "random_K", "random_large_K")
+#: points split off as singletons, random labels with the true K and with a large K, and
+#: every true cluster cut in two (``split_each``: the agent's answer on two rings, each
+#: ring halved, before it was a training negative; measured on the development seeds).
+DEGENERATE_KINDS = ("one_cluster", "all_singletons", "singletons_5", "random_K", "random_large_K", "split_each")
+
+#: The degenerate kinds the shipped Numbers critic (``critic_numbers.pt``) was trained
+#: with, before ``split_each`` joined them; ``train-critic --degenerate-kinds`` with
+#: these reproduces that file.
+DEGENERATE_KINDS_V1 = DEGENERATE_KINDS[:5]
 
 
-def degenerate_clustering(kind: str, truth: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+def _split_each(X: np.ndarray, truth: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """Every true cluster of two or more distinct points cut in two by ``KMeans(2)`` on its
+    own points (``None`` when no cluster can be cut)."""
+    out, k = truth.copy(), int(truth.max()) + 1
+    for c in range(k):
+        idx = np.flatnonzero(truth == c)
+        if len(idx) >= 2:
+            sub = kmeans_labels(X[idx], 2, int(rng.integers(2**31 - 1)))
+            out[idx[sub == 1]] = k + c
+    return None if np.array_equal(out, truth) else canonical_labels(out)
+
+
+def check_degenerate_kinds(kinds: object) -> tuple[str, ...]:
+    """``kinds`` as a tuple of names from :data:`DEGENERATE_KINDS` (at least one, no
+    repeats); anything else raises a ``ValueError`` naming the valid kinds."""
+    if isinstance(kinds, str) or not isinstance(kinds, Sequence) or not kinds:
+        raise ValueError(f"degenerate kinds must be a non-empty list of names from {list(DEGENERATE_KINDS)}, "
+                         f"got {kinds!r}.")
+    unknown = [k for k in kinds if k not in DEGENERATE_KINDS]
+    if unknown or len(set(kinds)) != len(kinds):
+        raise ValueError(f"unknown or repeated degenerate kinds {unknown or list(kinds)}; "
+                         f"choose from {list(DEGENERATE_KINDS)}.")
+    return tuple(kinds)
+
+
+def degenerate_clustering(kind: str, truth: np.ndarray, rng: np.random.Generator,
+                          X: np.ndarray | None = None) -> np.ndarray | None:
     """One degenerate clustering of kind ``kind`` (:data:`DEGENERATE_KINDS`) of a problem
-    whose correct labels are ``truth``; ``None`` when the kind does not apply."""
+    whose correct labels are ``truth`` (``split_each`` also needs its points ``X``);
+    ``None`` when the kind does not apply."""
+    check_degenerate_kinds([kind])
     n, k = len(truth), int(truth.max()) + 1
     if kind == "one_cluster":
         return np.zeros(n, dtype=np.int64)
@@ -414,22 +449,28 @@ def degenerate_clustering(kind: str, truth: np.ndarray, rng: np.random.Generator
         return canonical_labels(out)
     if kind == "random_K":
         return _random_partition(n, k, rng) if k >= 2 else None
+    if kind == "split_each":
+        if X is None:
+            raise ValueError("the split_each kind cuts each cluster by its points: pass X.")
+        return _split_each(np.asarray(X), truth, rng)
     large = min(n, max(3 * k, 10))
     return _random_partition(n, large, rng)
 
 
-def degenerate_negatives(problem: Problem, n: int, seed: int) -> np.ndarray:
-    """``n`` degenerate clusterings of a problem (kinds of :data:`DEGENERATE_KINDS` taken
-    in turn, random ones drawn anew), as an int64 array (m, n_points), m <= n: those equal
-    to the truth or to each other are dropped."""
+def degenerate_negatives(problem: Problem, n: int, seed: int,
+                         kinds: Sequence[str] = DEGENERATE_KINDS) -> np.ndarray:
+    """``n`` degenerate clusterings of a problem (``kinds`` taken in turn, random ones
+    drawn anew), as an int64 array (m, n_points), m <= n: those equal to the truth or to
+    each other are dropped."""
     _check_problem(problem)
+    kinds = check_degenerate_kinds(kinds)
     rng = np.random.default_rng(_check_seed(seed))
     seen = {problem.labels.tobytes()}
     out = []
     for i in range(4 * n):
         if len(out) == n:
             break
-        lab = degenerate_clustering(DEGENERATE_KINDS[i % len(DEGENERATE_KINDS)], problem.labels, rng)
+        lab = degenerate_clustering(kinds[i % len(kinds)], problem.labels, rng, problem.X)
         if lab is not None and lab.tobytes() not in seen:
             seen.add(lab.tobytes())
             out.append(lab)

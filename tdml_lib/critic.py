@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import graphs
+from .candidates import DEGENERATE_KINDS, check_degenerate_kinds
 from .device import deterministic_algorithms, resolve_device
 from .gae import ClusteringEmbedder, train_gae
 from .io import load_torch, save_torch
@@ -360,6 +361,7 @@ class CriticConfig:
 
     n_negatives: int = 24          # near misses per training problem
     n_degenerate: int = 6          # degenerate negatives per problem (candidates.degenerate_negatives)
+    degenerate_kinds: tuple[str, ...] = DEGENERATE_KINDS  # taken in turn
     epochs: int = 100              # passes over the training problems
     problems_per_step: int = 16
     lr: float = 1e-3
@@ -376,6 +378,7 @@ class CriticConfig:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}.")
+        self.degenerate_kinds = check_degenerate_kinds(self.degenerate_kinds)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -393,9 +396,10 @@ class TrainingSet:
 
 
 def embed_training_set(embedder: ClusteringEmbedder, problems: Sequence[Problem], n_negatives: int,
-                       seed: int, progress: bool = False, n_degenerate: int = 0) -> TrainingSet:
+                       seed: int, progress: bool = False, n_degenerate: int = 0,
+                       degenerate_kinds: Sequence[str] = DEGENERATE_KINDS) -> TrainingSet:
     """Embed each problem's truth, ``n_negatives`` near misses and ``n_degenerate``
-    degenerate clusterings (block B, frozen)."""
+    degenerate clusterings of ``degenerate_kinds`` (block B, frozen)."""
     from tqdm.auto import tqdm
 
     from .candidates import degenerate_negatives, training_negatives
@@ -404,7 +408,7 @@ def embed_training_set(embedder: ClusteringEmbedder, problems: Sequence[Problem]
     for i, p in enumerate(tqdm(problems, desc="embedding", disable=not progress)):
         negs = [training_negatives(p, n_negatives, seed=seed * 100_003 + i)]
         if n_degenerate:
-            negs.append(degenerate_negatives(p, n_degenerate, seed=seed * 100_003 + i))
+            negs.append(degenerate_negatives(p, n_degenerate, seed=seed * 100_003 + i, kinds=degenerate_kinds))
         e = embedder.embed_many(p.X, np.vstack([p.labels[None], *negs]))
         ts.real.append(e[0])
         ts.fake.append(e[1:])
@@ -556,7 +560,8 @@ def fit_critic(problems: Sequence[Problem], cfg: CriticConfig | None = None, see
     embedder = embedder.to(dev).eval()
     for prm in embedder.parameters():
         prm.requires_grad_(False)
-    ts = embed_training_set(embedder, problems, cfg.n_negatives, seed, progress, n_degenerate=cfg.n_degenerate)
+    ts = embed_training_set(embedder, problems, cfg.n_negatives, seed, progress, n_degenerate=cfg.n_degenerate,
+                            degenerate_kinds=cfg.degenerate_kinds)
     critic = ClusteringCritic(embedder, cfg.hidden, metadata).to(dev)
     allemb = torch.cat([torch.stack(ts.real)] + ts.fake)
     critic.emb_mean.copy_(allemb.mean(0))

@@ -187,3 +187,38 @@ def test_degenerate_negatives_are_the_holes_an_optimiser_finds():
     assert len({lab.tobytes() for lab in d}) == len(d)      # distinct
     assert all(not np.array_equal(lab, p.labels) for lab in d)
     assert np.array_equal(d, degenerate_negatives(p, len(DEGENERATE_KINDS), seed=0))
+
+
+def test_split_each_cuts_every_true_cluster_in_two():
+    """The agent's answer on two rings before it was a training negative: each ring halved."""
+    from tdml_lib.candidates import degenerate_clustering
+    from tdml_lib.metrics import ari
+    from tdml_lib.problems import synthetic_problem
+
+    p = synthetic_problem("circles", 2, (60, 80), seed=3)
+    lab = degenerate_clustering("split_each", p.labels, np.random.default_rng(0), p.X)
+    assert lab.max() + 1 == 4
+    for c in range(2):  # each new cluster lies inside one true cluster, two per true cluster
+        assert len(np.unique(lab[p.labels == c])) == 2
+    assert ari(p.labels, lab) < 1
+    with pytest.raises(ValueError, match="pass X"):
+        degenerate_clustering("split_each", p.labels, np.random.default_rng(0))
+
+
+def test_degenerate_kinds_are_chosen_and_checked():
+    from tdml_lib.candidates import DEGENERATE_KINDS, DEGENERATE_KINDS_V1, degenerate_negatives
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.problems import synthetic_problem
+
+    p = synthetic_problem("blobs", 3, (20, 30), seed=0)
+    six = degenerate_negatives(p, 6, seed=0)
+    five = degenerate_negatives(p, 6, seed=0, kinds=DEGENERATE_KINDS_V1)
+    assert "split_each" in DEGENERATE_KINDS and "split_each" not in DEGENERATE_KINDS_V1
+    assert np.array_equal(six[:5], five[:5]) and not np.array_equal(six[5], five[5])
+    assert sorted(int(lab.max()) + 1 for lab in degenerate_negatives(p, 1, seed=0, kinds=["split_each"])) == [6]
+    for bad in (["split_all"], [], "one_cluster", ["one_cluster", "one_cluster"]):
+        with pytest.raises(ValueError, match="degenerate kinds"):
+            degenerate_negatives(p, 2, seed=0, kinds=bad)
+        with pytest.raises(ValueError, match="degenerate kinds"):
+            CriticConfig(degenerate_kinds=bad)
+    assert CriticConfig().degenerate_kinds == DEGENERATE_KINDS

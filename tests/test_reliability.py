@@ -118,6 +118,7 @@ def test_shipped_synthetic_critics_record_their_command_and_provenance():
         assert meta["command"] == ("python -m tdml_lib train-synthetic-critic " + (f"--seed {seed} " if seed else "")
                                    + f"--out tdml_lib/pretrained/{name}")
         assert meta["seed"] == seed and meta["domain"] == "synthetic" and len(meta["families"]) == 6
+        assert tuple(meta["config"]["degenerate_kinds"]) == tdml.candidates.DEGENERATE_KINDS
         assert meta["provenance"]["clean"] is True and meta["provenance"]["source_hash"]
         assert np.isfinite(synthetic.score(X_OK, LAB_OK))
 

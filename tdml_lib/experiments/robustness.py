@@ -5,8 +5,8 @@ and by the tests of the shipped critic:
 
 * :func:`degenerate_scores` — on labelled problems, the truth against the degenerate
   clusterings an optimiser finds first when a reward has holes (one cluster, one
-  cluster per point, singletons split off, random labels at the true and at a large K;
-  :data:`tdml_lib.candidates.DEGENERATE_KINDS`);
+  cluster per point, singletons split off, random labels at the true and at a large K,
+  every true cluster cut in two; :data:`tdml_lib.candidates.DEGENERATE_KINDS`);
 * :func:`invariance_table` — the ranking of each problem's fixed candidates after the
   point set is rescaled, translated, rotated, reordered or subsampled to a third
   (stratified: a third of each class, every candidate restricted to the same points).
@@ -37,7 +37,7 @@ def degenerate_scores(reward: Any, problems: Sequence[Problem], seed: int = 0) -
         labs, kinds = [p.labels], ["truth"]
         for kind in DEGENERATE_KINDS:
             for _ in range(3 if kind.startswith("random") or kind.startswith("singletons") else 1):
-                lab = degenerate_clustering(kind, p.labels, rng)
+                lab = degenerate_clustering(kind, p.labels, rng, p.X)
                 if lab is not None:
                     labs.append(lab)
                     kinds.append(kind)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .. import data, features
 from ..agent import cluster, make_agent_proposals
+from ..candidates import DEGENERATE_KINDS
 from ..critic import ClusteringCritic, CriticConfig, TrainingSet, fit_critic, train_critic_net
 from ..features import domain_problems
 from ..io import provenance
@@ -274,6 +275,10 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--n-negatives", type=int, default=CriticConfig.n_negatives, help="near misses per problem")
     p.add_argument("--n-degenerate", type=int, default=CriticConfig.n_degenerate,
                    help="degenerate negatives per problem")
+    p.add_argument("--degenerate-kinds", nargs="+", default=list(CriticConfig.degenerate_kinds),
+                   choices=list(DEGENERATE_KINDS), metavar="KIND",
+                   help=f"degenerate kinds, taken in turn ({', '.join(DEGENERATE_KINDS)}); the shipped "
+                        "Numbers critic was trained with the first five")
     p.add_argument("--objective", default=CriticConfig.objective, help="listwise or wgan-gp")
     p.add_argument("--adversarial-rounds", type=int, default=3,
                    help="most rounds of the adversarial loop (0: none); it stops once the agent no longer "
@@ -319,7 +324,8 @@ def _cli_train(args: Any) -> int:
     fmap = None if args.domain == "synthetic" else features.fit_feature_map(args.domain)
     probs = recipe.problems(args.domain, fmap, seed=args.seed)
     cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives,
-                       n_degenerate=args.n_degenerate, objective=args.objective)
+                       n_degenerate=args.n_degenerate, degenerate_kinds=tuple(args.degenerate_kinds),
+                       objective=args.objective)
     command = cli_command("train-critic")
     critic, hist, ts = fit_critic(probs, cfg, seed=args.seed, device=args.device,
                                   metadata={"domain": args.domain, "command": command, "recipe": recipe.as_dict()})
