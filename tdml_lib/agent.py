@@ -51,7 +51,7 @@ import numbers
 import random
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,6 +83,14 @@ SEEDED_KS = 16
 others are reached by splits and merges)."""
 KNN_NEIGHBOURS = 10
 """Neighbours per point for the move mutation and the spectral seeds."""
+K_CHOICES = ("subsample", "reward")
+"""How :func:`cluster` picks K among the best clustering of each K when it searches K:
+``"subsample"`` by the mean reward over random subsamples of the points (default),
+``"reward"`` by the reward on all of them."""
+SUBSAMPLES = 8
+"""Random subsamples of the ``"subsample"`` K choice."""
+SUBSAMPLE_FRACTION = 0.8
+"""Share of the points in each of those subsamples."""
 HIERARCHY_MAX_POINTS = 5_000
 """Largest point set that gets Ward seeds (scipy's linkage needs O(n^2) memory)."""
 MIXTURE_MAX_POINTS = 5_000
@@ -500,9 +508,39 @@ def _survivors(pop: list[Any], elite: int, niches: int, limit: int) -> list[Any]
     return [pop[i] for i in keep[:limit]]
 
 
+def subsample_rewards(X: np.ndarray, reward: Any, labelings: Sequence[np.ndarray], seed: int = 0,
+                      n_subsamples: int = SUBSAMPLES, fraction: float = SUBSAMPLE_FRACTION) -> np.ndarray:
+    """Mean reward of each clustering of X over ``n_subsamples`` random subsamples of its
+    points (``fraction`` of them, at least 3, drawn without replacement by
+    ``numpy.random.default_rng(seed)``), each clustering restricted to the subsample.
+
+    Why: a reward's holes are tied to one point set's kNN graph (which points are
+    neighbours, how many points a cluster has); a clustering that wins only there, such as
+    each of two rings cut in half, loses its edge on most subsamples, while the truth keeps
+    its own. Measured on the development seeds (agent 25 x 40, the default reward, 60
+    synthetic and 90 image problems) and confirmed on a separate validation seed set, both
+    before any held-out run: the true K was found more often, and the mean ACC on the image
+    domains moved by less than two points. Half-size subsamples pushed K down on the image
+    domains, where the reward already under-estimates it; hence ``fraction=0.8``.
+
+    Returns:
+        (len(labelings),) mean rewards; NaN rewards count as ``-inf``.
+    """
+    rng = np.random.default_rng(seed)
+    n = X.shape[0]
+    size = min(n, max(3, int(fraction * n)))
+    total = np.zeros(len(labelings))
+    for _ in range(n_subsamples):
+        idx = np.sort(rng.choice(n, size, replace=False))
+        restricted = np.stack([np.unique(np.asarray(lab)[idx], return_inverse=True)[1] for lab in labelings])
+        scores = np.asarray(reward.score_many(X[idx], restricted), dtype=np.float64)
+        total += np.nan_to_num(scores, nan=-np.inf)
+    return total / n_subsamples
+
+
 def cluster(X: object, reward: Any = None, n_clusters: int | None = None, generations: int = 40,
             population_size: int = 48, seed: int = 0, k_max: int | None = None, elite: int = 2,
-            crossover_rate: float = 0.4, progress: bool = False) -> ClusterResult:
+            crossover_rate: float = 0.4, progress: bool = False, k_choice: str = "subsample") -> ClusterResult:
     """Cluster X by maximising a reward with a genetic algorithm (block A).
 
     Args:
@@ -526,10 +564,14 @@ def cluster(X: object, reward: Any = None, n_clusters: int | None = None, genera
             ``population_size - 1``.
         crossover_rate: share of offspring made by crossover (the rest by mutation), in [0, 1].
         progress: show tqdm progress bars.
+        k_choice: when K is searched, how the answer's K is picked among the best clustering
+            of each K (:data:`K_CHOICES`): ``"subsample"`` by :func:`subsample_rewards`
+            (seeded with ``seed``), ``"reward"`` by the reward on all the points.
 
     Returns:
-        :class:`ClusterResult`; ``best_per_k`` holds the best clustering found at each K,
-        ``notes`` the seeds dropped on odd data.
+        :class:`ClusterResult`; ``best_per_k`` holds the best clustering found at each K
+        (with its ``subsample_reward`` when that chose K), ``notes`` the seeds dropped on
+        odd data.
 
     Raises:
         ValueError: bad X (fewer than 3 points, NaN...), a parameter of the wrong type or
@@ -541,6 +583,8 @@ def cluster(X: object, reward: Any = None, n_clusters: int | None = None, genera
     n = X64.shape[0]
     prm = check_agent_params(n, n_clusters, generations, population_size, seed, k_max, elite,
                              crossover_rate, progress)
+    if k_choice not in K_CHOICES:
+        raise ValueError(f"k_choice must be one of {K_CHOICES}, got {k_choice!r}.")
     reward = _default_reward() if reward is None else reward
     if not callable(getattr(reward, "score_many", None)):
         raise ValueError(f"reward must be a scorer with a score_many(X, labelings) method, got "
@@ -627,6 +671,10 @@ def cluster(X: object, reward: Any = None, n_clusters: int | None = None, genera
     order = sorted(range(len(pop)), key=lambda i: (-pop[i].fitness.values[0], int(pop[i].max())))
     k_best, r_best = best_so_far()
     table = pd.DataFrame([{"K": K, "reward": r, "labels": lab} for K, (r, lab) in sorted(best_per_k.items())])
+    if prm.n_clusters is None and k_choice == "subsample" and len(table) > 1:
+        table["subsample_reward"] = subsample_rewards(X64, reward, list(table["labels"]), prm.seed)
+        k_best = int(table.K[table.subsample_reward.idxmax()])   # ties: the smaller K
+        r_best = best_per_k[k_best][0]
     history = pd.DataFrame(logbook)[["generation", "best", "mean", "std", "n_clusters_best", "n_k"]]
     return ClusterResult(best_per_k[k_best][1], float(r_best), history,
                          np.stack([np.asarray(pop[i]) for i in order]).astype(np.int64),
@@ -636,8 +684,10 @@ def cluster(X: object, reward: Any = None, n_clusters: int | None = None, genera
 def make_agent_proposals(X: object, reward: Any, n: int = 4, seed: int = 0, generations: int = 15,
                          population_size: int = 32) -> list[np.ndarray]:
     """The agent's ``n`` best distinct clusterings of X under ``reward``: the set D of
-    the poster's Eq. (1), used as hard negatives by the adversarial training loop."""
-    res = cluster(X, reward=reward, generations=generations, population_size=population_size, seed=seed)
+    the poster's Eq. (1), used as hard negatives by the adversarial training loop (the
+    last population, ranked by the reward on all points: the search's own finds)."""
+    res = cluster(X, reward=reward, generations=generations, population_size=population_size, seed=seed,
+                  k_choice="reward")
     out, seen = [], set()
     for lab in res.population:
         key = lab.tobytes()

@@ -72,10 +72,13 @@ def test_agent_never_sees_true_labels(blobs):
     params = inspect.signature(agent.cluster).parameters
     assert not any("true" in p or p in ("y", "labels", "target") for p in params)
     rec = Recorder()
-    run(blobs.X, reward=rec, generations=3, seed=0)
-    n = blobs.n_points
-    assert rec.calls and all(xs == (n, blobs.n_features) and ls[1] == n for xs, ls in rec.calls)
-    assert len(rec.calls) == 4, "one batched call per generation (initial + 3)"
+    res = run(blobs.X, reward=rec, generations=3, seed=0)
+    n, search = blobs.n_points, rec.calls[:4]
+    assert all(xs == (n, blobs.n_features) and ls[1] == n for xs, ls in search), \
+        "one batched call per generation (initial + 3) on the whole point set"
+    m = int(agent.SUBSAMPLE_FRACTION * n)
+    assert rec.calls[4:] == [((m, blobs.n_features), (len(res.best_per_k), m))] * agent.SUBSAMPLES, \
+        "then one call per subsample, with the best clustering of each K, to choose K"
 
 
 def test_one_reward_argument():
@@ -87,9 +90,11 @@ def test_one_reward_argument():
                                       ("moons", 2)])
 def test_k_is_found_when_the_reward_points_there(family, k):
     """With a reward maximal at the truth, the agent left to choose K finds the true K
-    (searching 2..12) and the truth itself, whatever K is."""
+    (searching 2..12) and the truth itself, whatever K is. (The oracle knows the labels of
+    the whole point set only, so K is chosen by the reward on all points.)"""
     p = synthetic_problem(family, n_clusters=k, points_per_class=(40, 60), seed=7)
-    res = run(p.X, reward=_OracleScorer(p.labels), generations=15, population_size=24, seed=0)
+    res = run(p.X, reward=_OracleScorer(p.labels), generations=15, population_size=24, seed=0,
+              k_choice="reward")
     assert res.n_clusters == k
     assert clustering_accuracy(p.labels, res.labels) > 0.9
     table = res.best_per_k
@@ -331,3 +336,49 @@ def test_large_point_sets_use_minibatch_seeds_and_skip_quadratic_methods(monkeyp
     res = run(p.X, n_clusters=4, generations=2, population_size=8, seed=0)
     assert set(called) == {"minibatch"}
     assert clustering_accuracy(p.labels, res.labels) > 0.95
+
+
+class _HoleScorer:
+    """Silhouette, plus a large bonus for any clustering into ``hole_k`` clusters of the
+    whole point set only: a hole tied to one point set, as a critic's holes are."""
+
+    def __init__(self, n_points: int, hole_k: int) -> None:
+        self.n_points, self.hole_k = n_points, hole_k
+
+    def score_many(self, X, labelings):
+        scores = SIL.score_many(X, labelings)
+        if X.shape[0] == self.n_points:
+            scores = scores + 10.0 * np.array([lab.max() + 1 == self.hole_k for lab in labelings])
+        return scores
+
+
+def test_k_chosen_on_subsamples_escapes_a_hole_of_the_whole_point_set(blobs):
+    """By default K is picked by the mean reward over subsamples of the points, so a
+    clustering that wins only on the whole point set is not returned; picked by the reward
+    on all points, it is."""
+    hole = _HoleScorer(blobs.n_points, hole_k=6)
+    fooled = run(blobs.X, reward=hole, seed=0, k_choice="reward")
+    assert fooled.n_clusters == 6
+    res = run(blobs.X, reward=hole, seed=0)
+    assert res.n_clusters == 3 and clustering_accuracy(blobs.labels, res.labels) > 0.95
+    table = res.best_per_k
+    assert list(table.columns) == ["K", "reward", "labels", "subsample_reward"]
+    chosen = table[table.K == res.n_clusters].iloc[0]
+    assert chosen.subsample_reward == table.subsample_reward.max()
+    assert np.array_equal(chosen.labels, res.labels) and chosen.reward == res.reward
+    X64 = agent.scaled_points(blobs.X, dtype=np.float64)[0]
+    again = agent.subsample_rewards(X64, hole, list(table.labels), seed=0)
+    assert np.allclose(again, table.subsample_reward)
+
+
+def test_subsample_rewards_restrict_each_clustering_and_are_seeded(blobs):
+    labs = [blobs.labels, np.arange(blobs.n_points) % 2]
+    a = agent.subsample_rewards(blobs.X, SIL, labs, seed=1)
+    assert a.shape == (2,) and a[0] > a[1]
+    assert np.array_equal(a, agent.subsample_rewards(blobs.X, SIL, labs, seed=1))
+    assert not np.array_equal(a, agent.subsample_rewards(blobs.X, SIL, labs, seed=2))
+
+
+def test_k_choice_is_checked(blobs):
+    with pytest.raises(ValueError, match="k_choice"):
+        run(blobs.X, k_choice="silhouette")

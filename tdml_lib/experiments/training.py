@@ -172,13 +172,15 @@ def agent_beats_truth(critic: ClusteringCritic, problems: Sequence[Problem], gen
                       population_size: int = 32, seed: int = 0) -> pd.DataFrame:
     """For each labelled problem, let the agent maximise the critic without K and check
     whether its best clustering (when it is not the truth) scores at least as high as
-    the truth: a hole in the reward that an optimiser can find. One row per problem:
-    ``beats_truth``, ``K_found``, ``K_true``, the agent's ACC."""
+    the truth: a hole in the reward that an optimiser can find (K is picked by the
+    critic on all points, ``k_choice="reward"``: the hole itself, not the agent's
+    subsample-checked answer). One row per problem: ``beats_truth``, ``K_found``,
+    ``K_true``, the agent's ACC."""
     rng = np.random.default_rng(seed)
     rows = []
     for i, p in enumerate(problems):
         found = cluster(p.X, reward=critic, generations=generations, population_size=population_size,
-                        seed=int(rng.integers(2**31)))
+                        seed=int(rng.integers(2**31)), k_choice="reward")
         acc = clustering_accuracy(p.labels, found.labels)
         truth_score = critic.score(p.X, p.labels)
         rows.append({"problem": i, "beats_truth": bool(acc < 1.0 and found.reward >= truth_score),
