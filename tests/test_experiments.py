@@ -128,6 +128,17 @@ def test_synthetic_test_problems_come_from_the_seed_set():
                                   seed=seeds.synthetic + shown["problem"])
         assert np.array_equal(shown["X"], drawn.X)
     assert not dev.scores[["acc", "nmi"]].equals(other.scores[["acc", "nmi"]])
+    # a chosen example: each problem in turn, whatever k-means did on it
+    for i in (0, 1):
+        chosen = experiments.compare_on_synthetic(
+            test_families=("blobs",), n_problems=2, points_per_class=(15, 20), generations=1, population_size=4,
+            reward=IndexScorer("silhouette"), methods=("k-means (true K)",), example_problems={"blobs": i})
+        assert chosen.examples["blobs"]["problem"] == i
+        assert np.array_equal(chosen.examples["blobs"]["X"], synthetic_problem(
+            "blobs", n_clusters=4, points_per_class=(15, 20), seed=experiments.DEVELOPMENT.synthetic + i).X)
+    with pytest.raises(ValueError, match="name no test problem"):
+        experiments.compare_on_synthetic(test_families=("blobs",), n_problems=2, reward=IndexScorer(),
+                                         example_problems={"blobs": 2})
     with pytest.raises(ValueError, match="methods must be some of"):
         experiments.compare_on_synthetic(test_families=("blobs",), methods=("dbscan",), reward=IndexScorer())
 
@@ -404,7 +415,9 @@ def test_training_protocols_with_a_critic_ensemble():
     assert [id(c) for c in reward.critics] == [id(runs["all_families", s].critics["moons"]) for s in (0, 1)]
     assert set(ensemble.scores.method) == {experiments.AGENT_ENSEMBLE_K_FOUND} and len(ensemble.scores) == 2
     shown = runs["all_families", 0].examples["moons"]
-    assert np.array_equal(ensemble.examples["moons"]["X"], shown["X"])   # the same test problems
+    # the same test problem shown, whatever the ensemble's agent scored on it
+    assert ensemble.examples["moons"]["problem"] == shown["problem"]
+    assert np.array_equal(ensemble.examples["moons"]["X"], shown["X"])
     rows = experiments.protocol_runs(runs)
     assert set(rows[rows.method == experiments.AGENT_ENSEMBLE_K_FOUND].n_critics) == {2}
     assert set(rows[rows.method != experiments.AGENT_ENSEMBLE_K_FOUND].n_critics) == {1}
