@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import graphs
-from .candidates import DEGENERATE_KINDS, check_degenerate_kinds
+from .candidates import DEGENERATE_KINDS, check_degenerate_kinds, degenerate_negatives, training_negatives
 from .device import deterministic_algorithms, resolve_device
 from .gae import ClusteringEmbedder, train_gae
 from .io import load_torch, save_torch
@@ -402,8 +402,6 @@ def embed_training_set(embedder: ClusteringEmbedder, problems: Sequence[Problem]
     degenerate clusterings of ``degenerate_kinds`` (block B, frozen)."""
     from tqdm.auto import tqdm
 
-    from .candidates import degenerate_negatives, training_negatives
-
     ts = TrainingSet()
     for i, p in enumerate(tqdm(problems, desc="embedding", disable=not progress)):
         negs = [training_negatives(p, n_negatives, seed=seed * 100_003 + i)]
@@ -542,7 +540,6 @@ def fit_critic(problems: Sequence[Problem], cfg: CriticConfig | None = None, see
         (critic, histories {"gae": ..., "critic": ...}, the training set of embeddings,
         to which the adversarial loop adds the agent's proposals).
     """
-    from .candidates import training_negatives
     from .device import seed_everything
 
     if len(problems) == 0:

@@ -68,13 +68,17 @@ class TDMLClustering(ClusterMixin, BaseEstimator):
         n_jobs: threads for the reward's torch and BLAS work during ``fit``: None
             (default) leaves the process's settings as they are, -1 uses every core.
         progress: show progress bars.
+        k_choice: when K is searched, how K is picked among the best clustering of each
+            K: ``"subsample"`` (default, the mean reward over random subsamples) or
+            ``"reward"`` (the reward on the whole set); see :func:`tdml_lib.agent.cluster`.
 
     Attributes:
         labels_: the cluster of each point of the training data (int64, 0..K-1).
         n_clusters_: K of that clustering.
         reward_: its reward.
         history_: one row per generation (see :class:`tdml_lib.agent.ClusterResult`).
-        best_per_k_: the best clustering found at each K (columns ``K``, ``reward``, ``labels``).
+        best_per_k_: the best clustering found at each K (columns ``K``, ``reward``, ``labels``,
+            and ``subsample_reward`` when K was picked by subsamples).
         notes_: seeds dropped on odd data, and other things worked around.
         n_features_in_: features seen in ``fit``; ``feature_names_in_`` with a DataFrame.
 
@@ -90,7 +94,7 @@ class TDMLClustering(ClusterMixin, BaseEstimator):
     def __init__(self, n_clusters: int | None = None, reward: Any = None, generations: int = 40,
                  population_size: int = 48, k_max: int | None = None, elite: int = 2,
                  crossover_rate: float = 0.4, random_state: Any = None, n_jobs: int | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, k_choice: str = "subsample") -> None:
         self.n_clusters = n_clusters
         self.reward = reward
         self.generations = generations
@@ -101,6 +105,7 @@ class TDMLClustering(ClusterMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.progress = progress
+        self.k_choice = k_choice
 
     def _seed(self) -> int:
         rs = self.random_state
@@ -119,7 +124,8 @@ class TDMLClustering(ClusterMixin, BaseEstimator):
         with _threads(self.n_jobs):
             res = cluster(X, reward=self.reward, n_clusters=self.n_clusters, generations=self.generations,
                           population_size=self.population_size, seed=self._seed(), k_max=self.k_max,
-                          elite=self.elite, crossover_rate=self.crossover_rate, progress=self.progress)
+                          elite=self.elite, crossover_rate=self.crossover_rate, progress=self.progress,
+                          k_choice=self.k_choice)
         self.labels_ = res.labels
         self.n_clusters_ = res.n_clusters
         self.reward_ = res.reward

@@ -33,12 +33,15 @@ def blobs():
     return synthetic_problem("blobs", n_clusters=3, points_per_class=(30, 40), n_features=4, seed=3)
 
 
-def test_same_result_as_cluster_with_the_same_seed(blobs):
-    est = TDMLClustering(reward=SIL, generations=4, population_size=12, random_state=5).fit(blobs.X)
-    res = agent.cluster(blobs.X, reward=SIL, generations=4, population_size=12, seed=5)
+@pytest.mark.parametrize("k_choice", agent.K_CHOICES)
+def test_same_result_as_cluster_with_the_same_seed(blobs, k_choice):
+    est = TDMLClustering(reward=SIL, generations=4, population_size=12, random_state=5,
+                         k_choice=k_choice).fit(blobs.X)
+    res = agent.cluster(blobs.X, reward=SIL, generations=4, population_size=12, seed=5, k_choice=k_choice)
     assert np.array_equal(est.labels_, res.labels) and est.reward_ == res.reward
     assert est.n_clusters_ == res.n_clusters == 3
     assert est.history_.equals(res.history) and list(est.best_per_k_.K) == list(res.best_per_k.K)
+    assert ("subsample_reward" in est.best_per_k_) == (k_choice == "subsample")
     assert est.n_features_in_ == blobs.n_features and est.notes_ == []
 
 
@@ -60,6 +63,7 @@ def test_fit_predict_in_a_pipeline_and_clone(blobs):
     ({"n_jobs": 0}, "n_jobs must be None, -1"),
     ({"n_jobs": 1.5}, "n_jobs must be None, -1"),
     ({"reward": "silhouette"}, "score_many"),
+    ({"k_choice": "votes"}, "k_choice must be one of"),
 ])
 def test_bad_parameters_are_clear_errors_at_fit(blobs, params, fragment):
     est = TDMLClustering(**{"reward": SIL, "generations": 1, "population_size": 4, **params})
