@@ -314,14 +314,23 @@ def test_fixed_k_holds_even_with_tiny_seed_clusters():
 
 
 def test_large_point_sets_use_minibatch_seeds_and_skip_quadratic_methods(monkeypatch):
-    """Above the documented sizes (lowered here to 200 points) Ward, mixtures and
-    spectral seeds are skipped and k-means seeds come from MiniBatchKMeans."""
+    """Above the documented sizes (lowered here to 200 points) Ward and spectral seeds
+    are skipped, k-means seeds come from MiniBatchKMeans and mixtures are fitted on a
+    subsample of MIXTURE_MAX_POINTS points."""
     import sklearn.cluster
+    import sklearn.mixture
 
-    called = []
+    called, fitted_on = [], []
     for name in ("HIERARCHY_MAX_POINTS", "MIXTURE_MAX_POINTS", "SPECTRAL_MAX_POINTS", "MINIBATCH_MIN_POINTS"):
         monkeypatch.setattr(agent, name, 200)
-    monkeypatch.setattr(agent, "_mixture_labels", lambda *a: called.append("mixture"))
+    mixture = sklearn.mixture.GaussianMixture
+
+    class MixtureSpy(mixture):
+        def fit(self, X, *args, **kwargs):
+            fitted_on.append(len(X))
+            return super().fit(X, *args, **kwargs)
+
+    monkeypatch.setattr(sklearn.mixture, "GaussianMixture", MixtureSpy)
     monkeypatch.setattr(agent, "_spectral_embedding", lambda *a: called.append("spectral"))
     monkeypatch.setattr(agent, "linkage", lambda *a, **k: called.append("ward"), raising=False)
     minibatch = sklearn.cluster.MiniBatchKMeans
@@ -335,7 +344,24 @@ def test_large_point_sets_use_minibatch_seeds_and_skip_quadratic_methods(monkeyp
     p = synthetic_problem("blobs", n_clusters=4, points_per_class=80, n_features=8, seed=0)
     res = run(p.X, n_clusters=4, generations=2, population_size=8, seed=0)
     assert set(called) == {"minibatch"}
+    assert fitted_on == [200]   # 320 points: one mixture seed (K = 4), fitted on 200 of them
     assert clustering_accuracy(p.labels, res.labels) > 0.95
+
+
+def test_mixture_seeds_on_large_sets_label_every_point_and_are_seeded(monkeypatch):
+    """A mixture fitted on a subsample still labels every point, the same way for the
+    same seed; at or below the cap it is fitted on all points, as before."""
+    monkeypatch.setattr(agent, "MIXTURE_MAX_POINTS", 100)
+    p = synthetic_problem("blobs", n_clusters=3, points_per_class=100, n_features=4, seed=1)
+    a = agent._mixture_labels(p.X, 3, seed=4)
+    assert a.shape == (300,) and np.unique(a).size == 3
+    assert np.array_equal(a, agent._mixture_labels(p.X, 3, seed=4))
+    assert clustering_accuracy(p.labels, a) > 0.95
+    monkeypatch.setattr(agent, "MIXTURE_MAX_POINTS", 300)
+    full = agent._mixture_labels(p.X, 3, seed=4)
+    from sklearn.mixture import GaussianMixture
+    expected = GaussianMixture(3, covariance_type="full", reg_covar=1e-4, random_state=4).fit(p.X).predict(p.X)
+    assert np.array_equal(full, expected)
 
 
 class _HoleScorer:

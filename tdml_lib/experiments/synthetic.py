@@ -219,8 +219,8 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
             # the example shown: the problem asked for, or where k-means (true K), or else the
             # first method, did worst
             ref = next((r for r in scored if r["method"] == KMEANS_TRUE_K), scored[0])["acc"]
-            if (ref < worst.get(family, np.inf) if example_problems is None or family not in example_problems
-                    else i == example_problems[family]):
+            chosen = (example_problems or {}).get(family)
+            if i == chosen if chosen is not None else ref < worst.get(family, np.inf):
                 worst[family] = ref
                 examples[family] = {"problem": i, "X": p.X, "truth": p.labels, "labels": found}
     columns = ["family", "problem", "method", "K_true", "K_found", "acc", "nmi", "ari"]
