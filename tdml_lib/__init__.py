@@ -39,7 +39,7 @@ _LAZY = {
 
 _SUBMODULES = {"agent", "baselines", "candidates", "critic", "data", "device", "estimator", "evaluate", "experiments",
                "features", "gae", "graphs", "io", "metrics", "plotting", "probe", "problems", "runner",
-               "validation", "bench", "checkpoint", "reference"}
+               "validation", "bench", "checkpoint", "reference", "findings"}
 
 
 make_lazy(__name__, _LAZY, _SUBMODULES)

@@ -25,7 +25,8 @@ ensemble."""
 
 DEFAULT_REWARD_TRAINING = "default_reward"
 """The training key of result rows whose agent's reward is the default reward
-(``load_reward()``: the mean of the shipped critic and the shipped synthetic critic)."""
+(``load_reward()``: a weighted mean of the shipped critic, for one half, and the three
+shipped synthetic critics, for one sixth each)."""
 ONE_RUN_REWARDS = (DEFAULT_REWARD_TRAINING, SHIPPED_CRITIC_TRAINING)
 """Training keys of the given rewards (one run each: no critic seeds, no ensemble)."""
 ONE_RUN_METHODS = (KMEANS_SILHOUETTE, AGENT_TRUE_K, AGENT_K_FOUND)

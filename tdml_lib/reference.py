@@ -10,7 +10,8 @@ Two constant tables, each with its source:
 And readers for ``results/<experiment>/result.json`` (written by
 ``python -m tdml_lib run CHAPTER ... --out results/<experiment>``; schema in
 ``results/README.md``): :func:`load_results`, :func:`poster_comparison`,
-:func:`clustering_comparison`, :func:`baseline_table`. A number that no result file
+:func:`clustering_comparison`, :func:`baseline_table` (the front page's sentences on
+them: :mod:`tdml_lib.findings`). A number that no result file
 holds is ``NaN`` in the numeric tables and :data:`NOT_RUN` in the displayed ones:
 nothing is ever filled in by hand.
 """
@@ -26,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from .io import source_hash
-from .methods import (AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, AGENT_TRUE_K, DEFAULT_REWARD_TRAINING,
-                      KMEANS_SILHOUETTE, KMEANS_TRUE_K, ONE_RUN_REWARDS, SHIPPED_CRITIC_TRAINING)
+from .methods import (AGENT_ENSEMBLE_K_FOUND, AGENT_K_FOUND, DEFAULT_REWARD_TRAINING, KMEANS_SILHOUETTE,
+                      ONE_RUN_REWARDS, SHIPPED_CRITIC_TRAINING)
 from .runner.registry import STORED_EXPERIMENTS, freshness
 
 NOT_RUN = "not yet run"
@@ -486,106 +487,6 @@ def headline_table(results: Mapping[str, Mapping[str, Any]], scorer: str = "crit
     return pd.DataFrame(rows)
 
 
-def _pct(x: float, digits: int = 0) -> str:
-    return f"{x:.{digits}f} %"
-
-
-def _words(items: Sequence[str], joiner: str = "and") -> str:
-    items = list(items)
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
-
-
-def _critic_finding(results: Mapping[str, Mapping[str, Any]], scorer: str) -> str:
-    comp = poster_comparison(results, scorer=scorer).dropna(subset=["ours best"])
-    if not len(comp):
-        return f"The critic (block C): the transfer table is {NOT_RUN}."
-    below = int((comp["diff best"] < 0).sum())
-    verdict = "falls short of the poster" if below > len(comp) / 2 else "matches or beats the poster in most cells"
-    cells = [(row[f"diff {m}"], name, row) for _, row in comp.iterrows()
-             for m, name in (("best", "Best"), ("top3", "Top 3")) if not math.isnan(row[f"diff {m}"])]
-    gap, name, row = max(cells, key=lambda c: c[0])
-    metric = "best" if name == "Best" else "top3"
-    closest = (f"its closest cell is {name} for {row['train'].capitalize()} ({row['regime']}) tested on "
-               f"{row['test'].capitalize()}, {_pct(row[f'ours {metric}'])} against the poster's "
-               f"{_pct(row[f'poster {metric}'], 1)}")
-    sentence = (f"The critic (block C) {verdict}: its Best is below the poster's in {below} of the "
-                f"{len(comp)} cells we ran; {closest}")
-    few = comp[comp["regime"] == "few-shot"]
-    std = comp[comp["regime"] == "standard"]
-    if len(few) and len(std) and few["ours best"].mean() < std["ours best"].mean():
-        sentence += (f", and the few-shot critics fall furthest behind (mean Best "
-                     f"{_pct(few['ours best'].mean())} against {_pct(few['poster best'].mean(), 1)})")
-    return sentence + "."
-
-
-def _agent_finding(results: Mapping[str, Mapping[str, Any]]) -> str:
-    res = results.get("clustering")
-    rows = pd.DataFrame(res["metrics"]["clustering"]) if res and res.get("status") == "ok" else pd.DataFrame()
-    if not len(rows) or not {"agent", "kmeans"} <= set(rows["method"]):
-        return f"The agent (block A): the clustering comparison is {NOT_RUN}."
-    acc = rows.pivot_table(index="dataset", columns="method", values="acc").dropna(subset=["agent", "kmeans"])
-    better = [d.capitalize() for d in acc.index if acc.loc[d, "agent"] > acc.loc[d, "kmeans"]]
-    worse = [d.capitalize() for d in acc.index if acc.loc[d, "agent"] <= acc.loc[d, "kmeans"]]
-    sentence = ("The agent (block A), with the default reward (the shipped critic averaged with a critic "
-                "trained on synthetic problems), clusters ")
-    if better and worse:
-        sentence += (f"more accurately than k-means on {_words(better)} but not on {_words(worse, 'or')} "
-                     "(mean over test problems)")
-    elif better:
-        sentence += f"more accurately than k-means on {_words(better)} (mean over test problems)"
-    else:
-        sentence += f"no more accurately than k-means on {_words(worse)} (mean over test problems)"
-    synthetic = pd.DataFrame(res["metrics"].get("synthetic") or [])
-    if {AGENT_TRUE_K, KMEANS_TRUE_K} <= set(synthetic.columns):
-        wins = int((synthetic[AGENT_TRUE_K] > synthetic[KMEANS_TRUE_K]).sum())
-        sentence += (f"; told the true number of clusters, it beats k-means on {wins} of the "
-                     f"{len(synthetic)} held-out synthetic families")
-    return sentence + "."
-
-
-def _baselines_finding(results: Mapping[str, Mapping[str, Any]]) -> str:
-    sentences = []
-    for experiment, method, name in (("baseline_spc", "spc", "Selective Pseudo-Label Clustering"),
-                                     ("baseline_udml", "udml", "CBSwR")):
-        res = results.get(experiment)
-        if not res or res.get("status") != "ok":
-            continue
-        pixels = {r["dataset"]: r["acc"] for r in res["metrics"].get("reference") or []
-                  if "k-means" in str(r.get("method")) and "pixels" in str(r.get("method"))}
-        rows = [r for r in res["metrics"]["clustering"] if r["method"] == method]
-        if not rows:
-            continue
-        scores = _words([f"{r['acc']:.2f} on {r['dataset'].capitalize()}" for r in rows])
-        sizes = {int(r["n_points"]) for r in rows if r.get("n_points")}
-        size = f" ({_words([f'{n:,}' for n in sorted(sizes)])} images each)" if sizes else ""
-        above = [r["dataset"].capitalize() for r in rows if r["dataset"] in pixels and r["acc"] > pixels[r["dataset"]]]
-        compared = [r for r in rows if r["dataset"] in pixels]
-        if compared:
-            versus = ("above k-means on the same pixels on " + ("both" if len(above) == len(compared) == 2 else
-                                                                  _words(above) if above else "none"))
-            sentences.append(f"{name} reaches an accuracy of {scores}{size}, {versus}")
-        else:
-            sentences.append(f"{name} reaches an accuracy of {scores}{size}")
-    if not sentences:
-        return f"The baselines: {NOT_RUN}."
-    return "The baselines, rebuilt so that no true label steers them: " + "; ".join(sentences) + "."
-
-
-def headline_findings(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic") -> dict[str, str]:
-    """One sentence per part of the replication on what worked and what did not,
-    written from the stored results (the front page prints them).
-
-    Keys: ``"critic"`` (block C: the transfer table against the poster), ``"agent"``
-    (block A: clustering against k-means) and ``"baselines"`` (the two rebuilt
-    methods against k-means on the same pixels). A part whose result is missing says
-    :data:`NOT_RUN`. Every number comes from ``results`` and the wording follows the
-    comparison (below / above, more / less accurate), so the sentences stay true when
-    the results are replaced by a new run with the same schema.
-    """
-    return {"critic": _critic_finding(results, scorer), "agent": _agent_finding(results),
-            "baselines": _baselines_finding(results)}
-
-
 def plot_difference_heatmap(ax: Any, comparison: pd.DataFrame, metric: str = "best",
                             limit: float = 30.0, ylabels: bool = True) -> Any:
     """Heatmap of ours − poster (percentage points) for one metric, on a matplotlib axis.
@@ -794,7 +695,8 @@ TRAINING_LABELS = {"leave_one_out": "the other families", "all_families": "all s
                    SHIPPED_CRITIC_TRAINING: "the shipped critic alone"}
 """How tables name the rewards compared on the synthetic families: the critics' training
 protocols (``SYNTHETIC_TRAINING``), the default reward (``load_reward()``: the shipped
-critic averaged with the shipped synthetic critic) and the shipped critic alone."""
+critic for one half and the three shipped synthetic critics for one sixth each) and the
+shipped critic alone."""
 DOMAIN_REWARD = "the default reward"
 """How :func:`choosing_k_table` names the agent's reward on the domains' test problems."""
 ENSEMBLE_K_FOUND = AGENT_ENSEMBLE_K_FOUND

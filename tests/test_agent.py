@@ -320,7 +320,7 @@ def test_large_point_sets_use_minibatch_seeds_and_skip_quadratic_methods(monkeyp
     import sklearn.cluster
     import sklearn.mixture
 
-    called, fitted_on = [], []
+    called, fitted_on, subsamples = [], [], set()
     for name in ("HIERARCHY_MAX_POINTS", "MIXTURE_MAX_POINTS", "SPECTRAL_MAX_POINTS", "MINIBATCH_MIN_POINTS"):
         monkeypatch.setattr(agent, name, 200)
     mixture = sklearn.mixture.GaussianMixture
@@ -328,6 +328,7 @@ def test_large_point_sets_use_minibatch_seeds_and_skip_quadratic_methods(monkeyp
     class MixtureSpy(mixture):
         def fit(self, X, *args, **kwargs):
             fitted_on.append(len(X))
+            subsamples.add(np.asarray(X).tobytes())
             return super().fit(X, *args, **kwargs)
 
     monkeypatch.setattr(sklearn.mixture, "GaussianMixture", MixtureSpy)
@@ -344,8 +345,12 @@ def test_large_point_sets_use_minibatch_seeds_and_skip_quadratic_methods(monkeyp
     p = synthetic_problem("blobs", n_clusters=4, points_per_class=80, n_features=8, seed=0)
     res = run(p.X, n_clusters=4, generations=2, population_size=8, seed=0)
     assert set(called) == {"minibatch"}
-    assert fitted_on == [200]   # 320 points: one mixture seed (K = 4), fitted on 200 of them
+    # 320 points, K = 4 told: TOLD_K_MIXTURES mixture seeds, each fitted on 200 of them
+    assert fitted_on == [200] * agent.TOLD_K_MIXTURES and len(subsamples) == agent.TOLD_K_MIXTURES
     assert clustering_accuracy(p.labels, res.labels) > 0.95
+    fitted_on.clear()
+    run(p.X, k_max=5, generations=1, population_size=8, seed=0)
+    assert fitted_on == [200] * 4  # a K search: one mixture per seeded K, as before
 
 
 def test_mixture_seeds_on_large_sets_label_every_point_and_are_seeded(monkeypatch):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tdml_lib import plotting, reference
+from tdml_lib import findings, plotting, reference
 
 
 def test_format_estimate_rounds_and_brackets_the_interval():
@@ -68,9 +68,10 @@ def test_headline_findings_follow_the_numbers(tmp_path):
     _write(tmp_path / "a", "clustering", {"clustering": [
         {"dataset": "numbers", "method": "agent", "acc": 0.6}, {"dataset": "numbers", "method": "kmeans", "acc": 0.5},
         {"dataset": "fashion", "method": "agent", "acc": 0.4}, {"dataset": "fashion", "method": "kmeans", "acc": 0.5}]})
-    found = reference.headline_findings(reference.load_results(tmp_path / "a"))
+    found = findings.headline_findings(reference.load_results(tmp_path / "a"))
     assert "falls short" in found["critic"] and "12 of the 12" in found["critic"]
     assert "more accurately than k-means on Numbers but not on Fashion" in found["agent"]
+    assert "averaged with three critics trained on synthetic problems" in found["agent"]  # load_reward()
     assert reference.NOT_RUN in found["baselines"]
 
     high = [_cell(p["train"], p["regime"], p["test"], min(100.0, p["best"] + 10), p["top3"]) for p in reference.POSTER_TABLE]
@@ -80,11 +81,23 @@ def test_headline_findings_follow_the_numbers(tmp_path):
                        {"dataset": "fashion", "method": "spc", "acc": 0.3, "n_points": 70000}],
         "reference": [{"dataset": "numbers", "method": "k-means, pixels", "acc": 0.5},
                       {"dataset": "fashion", "method": "k-means, pixels", "acc": 0.5}]})
-    found = reference.headline_findings(reference.load_results(tmp_path / "b"))
+    found = findings.headline_findings(reference.load_results(tmp_path / "b"))
     assert "matches or beats" in found["critic"] and "0 of the 12" in found["critic"]
     assert "0.90 on Numbers and 0.30 on Fashion (70,000 images each), above k-means on the same pixels on Numbers" \
         in found["baselines"]
     assert reference.NOT_RUN in found["agent"]
+
+
+def test_the_front_page_sentences_are_loaded_by_no_chapter_module():
+    """Rewording a finding must not make stored results stale: the modules chapters use
+    for their tables do not import :mod:`tdml_lib.findings`."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tdml_lib.reference, tdml_lib.plotting, tdml_lib.experiments.clustering; "
+            "print('tdml_lib.findings' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):

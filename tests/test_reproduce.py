@@ -142,11 +142,9 @@ def test_freshness_follows_the_shipped_critic(tiny: Path) -> None:
     assert uses == {"clustering", "benchmarks"}
     from tdml_lib.critic import PRETRAINED_PATH, SYNTHETIC_PRETRAINED_PATHS
     assert REPOSITORY / SHIPPED_CRITIC_FILE == PRETRAINED_PATH   # one file, named in two places
-    # the agent's default reward reads the shipped critics; the runner checks the first two
-    # (the seed 1 and 2 synthetic critics join SHIPPED_REWARD_FILES with the next edit of the
-    # registry: editing it now would stale the baselines' results, whose chapters load it)
+    # the agent's default reward reads the shipped critics, and the runner checks all of them
     from tdml_lib.runner.registry import SHIPPED_REWARD_FILES
-    assert [REPOSITORY / f for f in SHIPPED_REWARD_FILES] == [PRETRAINED_PATH, *SYNTHETIC_PRETRAINED_PATHS[:1]]
+    assert [REPOSITORY / f for f in SHIPPED_REWARD_FILES] == [PRETRAINED_PATH, *SYNTHETIC_PRETRAINED_PATHS]
     import tdml_lib
     reward = tdml_lib.load_reward(device="cpu")
     assert [c.metadata.get("domain") for c in reward.critics] == ["numbers"] + ["synthetic"] * 3
@@ -171,8 +169,10 @@ def test_experiment_status_shows_whether_each_result_is_current(tmp_path: Path) 
     write_result(tmp_path, "extra", source_hash=now, clean=False)
     status = reference.experiment_status(reference.load_results(tmp_path)).set_index("experiment")
     assert status.loc["transfer", "current"] == "yes"
-    assert status.loc["clustering", "current"] == ("no: library changed, tdml_lib/pretrained/critic_numbers.pt not "
-                                                   "recorded, tdml_lib/pretrained/critic_synthetic.pt not recorded")
+    assert status.loc["clustering", "current"] == "no: library changed, " + ", ".join(
+        f"{f} not recorded" for f in ("tdml_lib/pretrained/critic_numbers.pt", "tdml_lib/pretrained/critic_synthetic.pt",
+                                      "tdml_lib/pretrained/critic_synthetic_seed1.pt",
+                                      "tdml_lib/pretrained/critic_synthetic_seed2.pt"))
     assert status.loc["baseline_spc", "current"] == "unknown: recorded before source hashes"
     assert status.loc["baseline_udml", "current"] == ""  # not run
     assert status.loc["extra", "current"] == "no: run from uncommitted changes"

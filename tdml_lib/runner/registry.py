@@ -22,9 +22,12 @@ from ..io import source_hash as _library_source_hash
 
 SHIPPED_CRITIC_FILE = "tdml_lib/pretrained/critic_numbers.pt"
 """The shipped critic, relative to the repository (``load_critic()``'s default)."""
-SHIPPED_SYNTHETIC_CRITIC_FILE = "tdml_lib/pretrained/critic_synthetic.pt"
-"""The second shipped critic (synthetic problems only), relative to the repository."""
-SHIPPED_REWARD_FILES = (SHIPPED_CRITIC_FILE, SHIPPED_SYNTHETIC_CRITIC_FILE)
+SHIPPED_SYNTHETIC_CRITIC_FILES = tuple(f"tdml_lib/pretrained/critic_synthetic{tail}.pt"
+                                       for tail in ("", "_seed1", "_seed2"))
+"""The three shipped synthetic critics (synthetic problems only, seeds 0, 1, 2), relative
+to the repository (``critic.SYNTHETIC_PRETRAINED_PATHS``; named here so that the runner
+need not import torch)."""
+SHIPPED_REWARD_FILES = (SHIPPED_CRITIC_FILE, *SHIPPED_SYNTHETIC_CRITIC_FILES)
 """The files ``load_reward()``, the agent's default reward, reads."""
 REPOSITORY = Path(__file__).resolve().parents[2]
 
