@@ -454,8 +454,10 @@ def _seed_pool(X: np.ndarray, knn: np.ndarray, seed_ks: list[int], rng: np.rando
             s = int(rng.integers(2**31))
             found.append(_seed("spectral", k, lambda: kmeans_labels(spectral[:, :k], k, s), n, notes))
         if 2 * k <= min(n, MIXTURE_MAX_POINTS) and k <= SEED_METHOD_MAX_K:
-            s = int(rng.integers(2**31))
-            found.append(_seed("Gaussian mixture", k, lambda: _mixture_labels(X, k, s), n, notes))
+            # told K on a large set: several mixtures, each on its own subsample and seed
+            for _ in range(TOLD_K_MIXTURES if len(seed_ks) == 1 and n > MIXTURE_MAX_POINTS else 1):
+                s = int(rng.integers(2**31))
+                found.append(_seed("Gaussian mixture", k, lambda: _mixture_labels(X, k, s), n, notes))
         found = [f for f in found if f is not None]
         if not found:
             last = _seed("principal-axis", k, lambda: _projection_labels(X, k), n, notes)
@@ -465,13 +467,6 @@ def _seed_pool(X: np.ndarray, knn: np.ndarray, seed_ks: list[int], rng: np.rando
                          "axis seed it instead.")
             found = [last]
         pool += found
-    if len(seed_ks) == 1 and n > MIXTURE_MAX_POINTS and 2 * seed_ks[0] <= MIXTURE_MAX_POINTS \
-            and seed_ks[0] <= SEED_METHOD_MAX_K:
-        k = seed_ks[0]
-        for _ in range(TOLD_K_MIXTURES - 1):
-            s = int(rng.integers(2**31))
-            pool.append(_seed("Gaussian mixture", k, lambda: _mixture_labels(X, k, s), n, notes))
-        pool = [lab for lab in pool if lab is not None]
     unique = {lab.tobytes(): lab for lab in pool}
     return list(unique.values())
 

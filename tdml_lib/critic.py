@@ -1,6 +1,8 @@
 """Block C: the critic, a learned reward ``R(X, labels)`` that grades a whole clustering.
 
-A shallow MLP on block B's embedding (:class:`~tdml_lib.gae.ClusteringEmbedder`). The
+A shallow MLP on block B's embedding (:class:`~tdml_lib.gae.ClusteringEmbedder`): on the
+whole embedding (what the shipped critics read) or on its graph statistics without the
+learned GAE codes (what chapters 3 and 5 train; :data:`INPUTS`). The
 poster's Eq. (1) asks that, for each labelled problem, the perfect clustering beat the
 best proposal found with the reward by the largest margin. The critic is therefore
 trained *per problem*: each training problem brings its correct clustering, near misses
@@ -43,6 +45,14 @@ SYNTHETIC_PRETRAINED_PATHS = (SYNTHETIC_PRETRAINED_PATH,
 """The shipped synthetic critics: three training draws of the same recipe (seeds 0, 1, 2);
 :func:`load_reward` averages them with the shipped critic."""
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+INPUTS = ("embedding", "statistics")
+"""What block C reads of block B's embedding: ``"embedding"``, all of it (the learned
+GAE codes, the pooled node features and the clustering statistics; what the shipped
+critics read, and :class:`CriticConfig`'s default, so that their recorded commands
+retrain them), or ``"statistics"``, the same without the GAE codes. Chapters 3 and 5
+train on ``"statistics"``: on the development seeds, critics without the codes ranked
+the truth first more often on every test domain, trained on Numbers or on Fashion
+(three training seeds each; chapter 5 keeps the whole embedding as an ablation)."""
 
 
 class CriticNet(nn.Module):
@@ -65,14 +75,19 @@ class ClusteringCritic(nn.Module):
     Holds block B (the embedder), the embedding's standardisation (fitted on the
     training embeddings) and block C (the MLP). A *scorer*: the agent and the
     evaluation call :meth:`score_many`.
+
+    Args:
+        inputs: what the MLP reads of the standardised embedding (:data:`INPUTS`).
     """
 
     def __init__(self, embedder: ClusteringEmbedder, hidden: int = 64,
-                 metadata: dict[str, Any] | None = None) -> None:
+                 metadata: dict[str, Any] | None = None, inputs: str = "embedding") -> None:
         super().__init__()
         self.embedder = embedder
         self.hidden = int(hidden)
-        self.net = CriticNet(embedder.embedding_dim, hidden)
+        self.inputs = check_inputs(inputs)
+        self.first_input = embedder.code_columns if inputs == "statistics" else 0
+        self.net = CriticNet(embedder.embedding_dim - self.first_input, hidden)
         self.register_buffer("emb_mean", torch.zeros(embedder.embedding_dim))
         self.register_buffer("emb_std", torch.ones(embedder.embedding_dim))
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -83,7 +98,8 @@ class ClusteringCritic(nn.Module):
 
     def reward(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Scores of raw (unstandardised) embeddings, differentiable."""
-        return self.net((embeddings - self.emb_mean) / self.emb_std)
+        z = (embeddings - self.emb_mean) / self.emb_std
+        return self.net(z[..., self.first_input:])
 
     @torch.inference_mode()
     def score_prepared(self, ps: graphs.PointSet, labels: torch.Tensor, batch_size: int | None = None,
@@ -134,7 +150,7 @@ class ClusteringCritic(nn.Module):
 
     # -- persistence -----------------------------------------------------------------
     def state(self) -> dict:
-        return {"format": FORMAT_VERSION, "hidden": self.hidden,
+        return {"format": FORMAT_VERSION, "hidden": self.hidden, "inputs": self.inputs,
                 "embedder": self.embedder.state(),
                 "net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
                 "emb_mean": self.emb_mean.cpu(), "emb_std": self.emb_std.cpu(),
@@ -155,7 +171,7 @@ class ClusteringCritic(nn.Module):
         """
         _check_critic_state(state, source)
         emb = ClusteringEmbedder.from_state(state["embedder"], "cpu", source=f"{source}: field 'embedder'")
-        critic = cls(emb, state["hidden"], state.get("metadata"))
+        critic = cls(emb, state["hidden"], state.get("metadata"), state.get("inputs", "embedding"))
         critic.net.load_state_dict(state["net"])
         critic.emb_mean.copy_(state["emb_mean"])
         critic.emb_std.copy_(state["emb_std"])
@@ -250,7 +266,9 @@ class CriticEnsemble:
 MAX_HIDDEN = 4096
 _RETRAIN_CRITIC = "Retrain it: python -m tdml_lib train-critic --out runs/critic.pt, then load_critic('runs/critic.pt')."
 #: Fields of a critic state (key -> what it holds). Extra keys are ignored (newer formats
-#: add fields); add a row here when a new field becomes required.
+#: add fields); add a row here when a new field becomes required. An optional ``inputs``
+#: (:data:`INPUTS`) says what the MLP reads; states saved before it existed read the whole
+#: embedding.
 CRITIC_FIELDS = {"format": f"the format version, {FORMAT_VERSION}",
                  "hidden": f"the MLP's width, an int in 1..{MAX_HIDDEN}",
                  "embedder": "block B's state, a dict",
@@ -284,8 +302,13 @@ def _check_critic_state(state: object, source: str = "critic state") -> None:
     except ValueError as exc:
         raise ValueError(f"{source}: {str(exc).rstrip('.')} (limit: tdml_lib.critic.MAX_HIDDEN). {fix}") from None
     config = _check_embedder_state(state["embedder"], f"{source}: field 'embedder'")
-    dim = ClusteringEmbedder(**config).embedding_dim
-    expected = {k: tuple(v.shape) for k, v in CriticNet(dim, hidden).state_dict().items()}
+    embedder = ClusteringEmbedder(**config)
+    dim = embedder.embedding_dim
+    inputs = state.get("inputs", "embedding")
+    if inputs not in INPUTS:
+        raise ValueError(f"{source}: field 'inputs' is {inputs!r}; it should be one of {INPUTS}. {fix}")
+    in_dim = dim - (embedder.code_columns if inputs == "statistics" else 0)
+    expected = {k: tuple(v.shape) for k, v in CriticNet(in_dim, hidden).state_dict().items()}
     check_tensors(state["net"], expected, f"{source}: field 'net'", fix)
     check_tensors(state["emb_mean"], {"": (dim,)}, f"{source}: field 'emb_mean'", fix)
     check_tensors(state["emb_std"], {"": (dim,)}, f"{source}: field 'emb_std'", fix, positive=True)
@@ -350,13 +373,21 @@ def load_reward(device: str | torch.device | None = "auto") -> CriticEnsemble:
 OBJECTIVES = ("listwise", "wgan-gp")
 
 
+def check_inputs(inputs: object) -> str:
+    """``inputs`` if it is one of :data:`INPUTS`, else a ValueError that lists them."""
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}.")
+    return str(inputs)
+
+
 @dataclass
 class CriticConfig:
     """Hyper-parameters of critic training (replication choices, chapter 3).
 
     ``objective`` chooses the loss (:func:`critic_loss`): ``"listwise"`` (the default,
     what ships) or ``"wgan-gp"`` (a per-problem Wasserstein critic, kept for the
-    ablation of chapter 3). Both add the poster's Eq. (1) margin term.
+    ablation of chapter 3). Both add the poster's Eq. (1) margin term. ``inputs`` says
+    what block C reads of the embedding (:data:`INPUTS`).
     """
 
     n_negatives: int = 24          # near misses per training problem
@@ -374,10 +405,12 @@ class CriticConfig:
     gae_epochs: int = 10
     gae_clusterings: int = 3       # clusterings per problem the GAE trains on
     k: int = graphs.DEFAULT_K
+    inputs: str = "embedding"      # the shipped critics' choice; chapters 3 and 5 train on "statistics"
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}.")
+        self.inputs = check_inputs(self.inputs)
         self.degenerate_kinds = check_degenerate_kinds(self.degenerate_kinds)
 
     def as_dict(self) -> dict[str, Any]:
@@ -559,7 +592,7 @@ def fit_critic(problems: Sequence[Problem], cfg: CriticConfig | None = None, see
         prm.requires_grad_(False)
     ts = embed_training_set(embedder, problems, cfg.n_negatives, seed, progress, n_degenerate=cfg.n_degenerate,
                             degenerate_kinds=cfg.degenerate_kinds)
-    critic = ClusteringCritic(embedder, cfg.hidden, metadata).to(dev)
+    critic = ClusteringCritic(embedder, cfg.hidden, metadata, cfg.inputs).to(dev)
     allemb = torch.cat([torch.stack(ts.real)] + ts.fake)
     critic.emb_mean.copy_(allemb.mean(0))
     critic.emb_std.copy_(allemb.std(0).clamp(min=1e-6))

@@ -130,6 +130,12 @@ class ClusteringEmbedder(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def code_columns(self) -> int:
+        """How many leading coordinates of an embedding pool the learned GAE codes; the
+        rest are the pooled node features and the clustering statistics."""
+        return len(_POOLS) * self.code_dim
+
     def config(self) -> dict[str, int]:
         return {"k": self.k, "hidden": self.hidden, "code_dim": self.code_dim}
 

@@ -149,3 +149,44 @@ def test_training_is_bitwise_reproducible_and_leaves_torch_as_it_was():
         torch.set_num_threads(threads)
     assert scores[0].tobytes() == scores[1].tobytes()
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_a_statistics_critic_ignores_the_gae_codes_and_round_trips(tmp_path, trained):
+    """``inputs="statistics"``: the MLP reads the embedding without its GAE codes, so the
+    scores do not move when the GAE's weights do; the choice survives save/load."""
+    from dataclasses import replace
+
+    _, _, _, probs = trained
+    cfg = replace(TINY, inputs="statistics", epochs=5)
+    critic, _, _ = fit_critic(probs, cfg, seed=0, device="cpu", progress=False)
+    emb = critic.embedder
+    assert critic.net.net[0].in_features == emb.embedding_dim - emb.code_columns
+    p = probs[1]
+    labelings = np.stack([p.labels, np.roll(p.labels, 3), np.zeros_like(p.labels)])
+    before = critic.score_many(p.X, labelings)
+    with torch.no_grad():
+        for prm in emb.gae.parameters():
+            prm.mul_(-3.0)
+    assert np.array_equal(critic.score_many(p.X, labelings), before)
+    again = ClusteringCritic.load(critic.save(tmp_path / "s.pt"), device="cpu")
+    assert again.inputs == "statistics"
+    assert np.array_equal(again.score_many(p.X, labelings), before)
+
+
+def test_inputs_are_checked_and_old_states_read_the_whole_embedding(tmp_path, trained):
+    critic = trained[0]
+    assert critic.inputs == "embedding"
+    with pytest.raises(ValueError, match="inputs must be one of"):
+        CriticConfig(inputs="codes")
+    state = critic.state()
+    del state["inputs"]                      # a state saved before the field existed
+    torch.save(state, tmp_path / "old.pt")
+    assert ClusteringCritic.load(tmp_path / "old.pt", device="cpu").inputs == "embedding"
+    state["inputs"] = "statistics"           # the MLP's weights do not fit that choice
+    torch.save(state, tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match="field 'net'"):
+        ClusteringCritic.load(tmp_path / "mismatch.pt")
+    state["inputs"] = "codes"
+    torch.save(state, tmp_path / "unknown.pt")
+    with pytest.raises(ValueError, match="field 'inputs'"):
+        ClusteringCritic.load(tmp_path / "unknown.pt")

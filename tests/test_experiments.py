@@ -484,3 +484,16 @@ def test_adversarial_loop_attacks_synthetic_problems_at_their_own_budget(monkeyp
     assert set(grown) == {i for i, *_ in calls}
     with pytest.raises(ValueError, match="needs synthetic training problems"):
         training.adversarial_training(critic, domain, ts, cfg, rounds=1, synthetic_per_round=2, progress=False)
+
+
+def test_the_gae_codes_ablation_flips_what_the_critic_reads_and_nothing_else():
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments.transfer import ablations
+
+    standard = Recipe(n_problems=4, n_synthetic=2)
+    for inputs, other in (("statistics", "embedding"), ("embedding", "statistics")):
+        config = CriticConfig(epochs=2, inputs=inputs)
+        recipe, flipped = ablations(["GAE codes"], standard, config)["GAE codes"]
+        assert recipe == standard and flipped.inputs == other
+        assert {**flipped.as_dict(), "inputs": inputs} == config.as_dict()

@@ -22,7 +22,7 @@ import pandas as pd
 from .. import data, features
 from ..agent import cluster, make_agent_proposals
 from ..candidates import DEGENERATE_KINDS
-from ..critic import ClusteringCritic, CriticConfig, TrainingSet, fit_critic, train_critic_net
+from ..critic import INPUTS, ClusteringCritic, CriticConfig, TrainingSet, fit_critic, train_critic_net
 from ..features import domain_problems
 from ..io import provenance
 from ..metrics import clustering_accuracy
@@ -282,6 +282,9 @@ def add_cli(sub: Any) -> None:
                    help=f"degenerate kinds, taken in turn ({', '.join(DEGENERATE_KINDS)}); the shipped "
                         "Numbers critic was trained with the first five")
     p.add_argument("--objective", default=CriticConfig.objective, help="listwise or wgan-gp")
+    p.add_argument("--inputs", default=CriticConfig.inputs, choices=INPUTS,
+                   help="what block C reads: the whole embedding (the shipped critic) or the graph statistics "
+                        "without the GAE codes (chapters 3 and 5)")
     p.add_argument("--adversarial-rounds", type=int, default=3,
                    help="most rounds of the adversarial loop (0: none); it stops once the agent no longer "
                         "beats the truth on held-out labelled problems")
@@ -327,7 +330,7 @@ def _cli_train(args: Any) -> int:
     probs = recipe.problems(args.domain, fmap, seed=args.seed)
     cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives,
                        n_degenerate=args.n_degenerate, degenerate_kinds=tuple(args.degenerate_kinds),
-                       objective=args.objective)
+                       objective=args.objective, inputs=args.inputs)
     command = cli_command("train-critic")
     critic, hist, ts = fit_critic(probs, cfg, seed=args.seed, device=args.device,
                                   metadata={"domain": args.domain, "command": command, "recipe": recipe.as_dict()})

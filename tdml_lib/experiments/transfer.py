@@ -149,7 +149,7 @@ class TransferResult:
 ENSEMBLE = "critic ensemble"
 """The scorer name of the standard critics of all seeds, averaged as z-scores."""
 
-ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "WGAN-GP")
+ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "WGAN-GP", "GAE codes")
 """The ablations chapter 5 can run (:func:`ablations`)."""
 
 
@@ -159,8 +159,12 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig) -> d
     * ``"domain only"``: the domain's problems alone (no copies, no synthetic problems);
     * ``"synthetic only"``: synthetic problems (and their shrunk copies) alone;
     * ``"no noisy copies"``, ``"no shrunk copies"``: the standard recipe without them;
-    * ``"WGAN-GP"``: the standard recipe with the per-problem WGAN-GP objective.
+    * ``"WGAN-GP"``: the standard recipe with the per-problem WGAN-GP objective;
+    * ``"GAE codes"``: the other choice of what block C reads (:data:`tdml_lib.critic.INPUTS`):
+      the whole embedding, learned GAE codes included, when ``config`` reads the
+      statistics, and the statistics alone when it reads the whole embedding.
     """
+    other_inputs = "embedding" if config.inputs == "statistics" else "statistics"
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown ablations {unknown}; choose from {ABLATIONS}.")
@@ -172,6 +176,7 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig) -> d
         "no noisy copies": (replace(standard, noise_copies=False), config),
         "no shrunk copies": (replace(standard, shrunk_copies=False), config),
         "WGAN-GP": (standard, CriticConfig(**{**config.as_dict(), "objective": "wgan-gp"})),
+        "GAE codes": (standard, CriticConfig(**{**config.as_dict(), "inputs": other_inputs})),
     }
     return {name: table[name] for name in names}
 

@@ -85,7 +85,7 @@ STORED_EXPERIMENTS: tuple[StoredExperiment, ...] = (
         {"N_TRAIN_PROBLEMS": 200, "N_SYNTHETIC": 200, "FEW_SHOT_PROBLEMS": 200, "FEW_SHOT_EXAMPLES_PER_CLASS": 20,
          "N_NEGATIVES": 24, "EPOCHS": 100, "GAE_EPOCHS": 10, "CRITIC_SEEDS": [0, 1, 2], "N_EVAL_PROBLEMS": 100,
          "ADVERSARIAL_ROUNDS": 3, "ADVERSARIAL_PROBLEMS": 16, "ADVERSARIAL_GENERATIONS": 15,
-         "ABLATIONS": ["domain only", "synthetic only", "WGAN-GP"], "SEED_SET": "held_out"},
+         "ABLATIONS": ["domain only", "synthetic only", "WGAN-GP", "GAE codes"], "SEED_SET": "held_out"},
         what="transfer table: critics, the probe and index baselines rank fixed candidates (Best / Top 3)"),
     StoredExperiment(
         "clustering", "04_agent",
