@@ -404,7 +404,7 @@ class CriticConfig:
     lambda_gp: float = 10.0        # gradient penalty weight ("wgan-gp" only; Gulrajani et al.)
     gae_epochs: int = 10
     gae_clusterings: int = 3       # clusterings per problem the GAE trains on
-    k: int | None = graphs.DEFAULT_K   # None: scaled with n (graphs.neighbours_for)
+    k: int = graphs.DEFAULT_K
     inputs: str = "embedding"      # the shipped critics' choice; chapters 3 and 5 train on "statistics"
 
     def __post_init__(self) -> None:

@@ -110,16 +110,14 @@ class ClusteringEmbedder(nn.Module):
     """Block B: (X, labels) -> graph -> GCN codes -> one embedding vector per clustering.
 
     Args:
-        k: neighbours per point in the kNN graph; ``None`` scales them with the point set
-            (:func:`tdml_lib.graphs.neighbours_for`).
+        k: neighbours per point in the kNN graph.
         hidden: width of the first GCN layer.
         code_dim: size of the node codes.
     """
 
-    def __init__(self, k: int | None = graphs.DEFAULT_K, hidden: int = 32, code_dim: int = 16) -> None:
+    def __init__(self, k: int = graphs.DEFAULT_K, hidden: int = 32, code_dim: int = 16) -> None:
         super().__init__()
-        self.k = None if k is None else int(k)
-        self.hidden, self.code_dim = int(hidden), int(code_dim)
+        self.k, self.hidden, self.code_dim = int(k), int(hidden), int(code_dim)
         from torch_geometric.nn import GAE
 
         self.gae = GAE(GCNEncoder(len(graphs.NODE_FEATURES), hidden, code_dim))
@@ -138,7 +136,7 @@ class ClusteringEmbedder(nn.Module):
         rest are the pooled node features and the clustering statistics."""
         return len(_POOLS) * self.code_dim
 
-    def config(self) -> dict[str, int | None]:
+    def config(self) -> dict[str, int]:
         return {"k": self.k, "hidden": self.hidden, "code_dim": self.code_dim}
 
     # -- core, on prepared tensors ----------------------------------------------------
@@ -234,7 +232,7 @@ _RETRAIN_EMBEDDER = ("Retrain it: python -m tdml_lib train-critic --out runs/cri
 #: Fields of an embedder state (key -> what it holds). Extra keys are ignored; add a row
 #: when a new field becomes required.
 EMBEDDER_FIELDS = {"format": f"the format version, {FORMAT_VERSION}",
-                   "config": "the model's sizes, a dict {k (None: scaled with n), hidden, code_dim}",
+                   "config": "the model's sizes, a dict {k, hidden, code_dim}",
                    "weights": "the GCN's weights, a dict of tensors"}
 #: Entries of ``config`` with their (min, max): checked before anything is allocated.
 EMBEDDER_CONFIG = {"k": (1, MAX_K), "hidden": (1, MAX_WIDTH), "code_dim": (1, MAX_WIDTH)}
@@ -263,8 +261,6 @@ def _check_embedder_state(state: object, source: str = "embedder state") -> dict
     if missing:
         raise ValueError(f"{source}: field 'config' lacks {missing}. {fix}")
     for key, (lo, hi) in EMBEDDER_CONFIG.items():
-        if key == "k" and config[key] is None:   # neighbours scaled with the point set
-            continue
         try:
             check_int(config[key], f"config[{key!r}]", lo, hi)
         except ValueError as exc:

@@ -50,18 +50,7 @@ from .validation import check_positive_int, scaled_points
 
 NODE_FEATURES = ("s", "ratio", "wrong_side", "a_ratio", "size", "agree", "agree_near", "rel_density")
 _RATIO_CAP = 3.0
-#: Neighbours per point: ``None`` means "scale with the point set" (:func:`neighbours_for`).
-DEFAULT_K: int | None = None
-#: :func:`neighbours_for`: one neighbour per this many points, within [MIN_K, MAX_K].
-#: Measured on development seeds (Fashion, statistics heads, a point set's problems
-#: subsampled to a third; chapter 2): with a fixed k = 10 a critic trained on full-size
-#: problems ranked subsampled ones far worse than full-size ones, because a fixed k
-#: reaches further into other classes when there are fewer points. n / 50 did best of
-#: n / 20, n / 35, n / 50, n / 70 and 0.5 sqrt(n). The cap is the largest k those runs
-#: saw (824 points); it also keeps scoring fast: at 1,000 points, k = 20 cost about a
-#: quarter of the batched speed of k = 10.
-POINTS_PER_NEIGHBOUR = 50
-MIN_K, MAX_K = 3, 16
+DEFAULT_K = 10
 
 # --- limits (measured by ``python -m tdml_lib bench --limits``, shown in book/limits.md) ---
 #: Budget of one forward pass of block B, in *elements*: a pass over B clusterings of n
@@ -260,33 +249,19 @@ def knn_graph(X: torch.Tensor | np.ndarray, k: int, method: str = "auto") -> tup
             torch.as_tensor(dist, dtype=Xt.dtype, device=Xt.device))
 
 
-def neighbours_for(n_points: int) -> int:
-    """The neighbours per point of a point set of ``n_points`` when none is given:
-    ``round(n / POINTS_PER_NEIGHBOUR)`` within [MIN_K, MAX_K].
-
-    Why it scales: a neighbourhood of a fixed k covers a larger share of a class when the
-    point set has fewer points, so kNN agreement, cuts and the GCN's reach all shift with
-    n, and a critic trained on problems of one size misranks problems of another (the
-    few-shot regime trains on 6-20 points per class and is scored on 20-100). With k
-    proportional to n the neighbourhood keeps about the same radius when points are
-    subsampled. The cap keeps large point sets cheap (at most ``MAX_K`` edges per point)."""
-    return int(min(MAX_K, max(MIN_K, round(n_points / POINTS_PER_NEIGHBOUR))))
-
-
-def prepare_point_set(X: object, k: int | None = DEFAULT_K, device: str | torch.device | None = "auto") -> PointSet:
+def prepare_point_set(X: object, k: int = DEFAULT_K, device: str | torch.device | None = "auto") -> PointSet:
     """Compute the label-independent part of the graph of ``X`` (n, d).
 
     Args:
         X: the point set; any number of features.
-        k: neighbours per point (capped at n - 1); ``None``: :func:`neighbours_for` (n).
+        k: neighbours per point (capped at n - 1).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
 
     Raises:
         ValueError: bad X (see :func:`tdml_lib.validation.scaled_points`), a bad ``k``, or a
             point set beyond the limits of :func:`check_knn_size`.
     """
-    if k is not None:
-        k = check_positive_int(k, "k")
+    k = check_positive_int(k, "k")
     dev = resolve_device(device)
     shape = getattr(X, "shape", None)
     if shape is not None and len(shape) == 2:   # refuse an oversized X before copying it
@@ -295,8 +270,6 @@ def prepare_point_set(X: object, k: int | None = DEFAULT_K, device: str | torch.
         X = X.detach().cpu().numpy()
     Xs, _, scale = scaled_points(X)   # centred and scaled in float64, then float32
     Xt = torch.as_tensor(Xs, device=dev)
-    if k is None:
-        k = neighbours_for(Xt.shape[0])
     knn, knn_dist = knn_graph(Xt, int(min(k, Xt.shape[0] - 1)))
     return PointSet(Xt, knn, knn_dist, knn_dist.mean(1), scale)
 
@@ -522,7 +495,7 @@ def edge_batch(ps: PointSet, same: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return edge_index, weight
 
 
-def to_pyg_data(X: object, labels: object, k: int | None = DEFAULT_K):
+def to_pyg_data(X: object, labels: object, k: int = DEFAULT_K):
     """One clustering as a ``torch_geometric.data.Data`` graph (for drawing and teaching):
     ``x`` node features, ``edge_index`` kNN edges, ``edge_attr`` = (same-cluster, distance)."""
     from torch_geometric.data import Data

@@ -24,7 +24,7 @@ from .problems import Problem
 from .validation import check_labelings, check_points
 
 
-def statistics(X: object, labelings: Sequence[object] | np.ndarray, k: int | None = graphs.DEFAULT_K) -> np.ndarray:
+def statistics(X: object, labelings: Sequence[object] | np.ndarray, k: int = graphs.DEFAULT_K) -> np.ndarray:
     """The hand-made statistics of many clusterings of X, (B, 4 * len(NODE_FEATURES) +
     len(STATISTICS)): the node features of :mod:`tdml_lib.graphs` averaged per cluster,
     then their mean, max, min and spread over clusters, and the whole-clustering
@@ -51,8 +51,8 @@ class ProbeScorer:
 
     name = "probe"
 
-    def __init__(self, C: float = 1.0, k: int | None = graphs.DEFAULT_K) -> None:
-        self.C, self.k = float(C), None if k is None else int(k)
+    def __init__(self, C: float = 1.0, k: int = graphs.DEFAULT_K) -> None:
+        self.C, self.k = float(C), int(k)
         self.coef_: np.ndarray | None = None
 
     def fit(self, problems: Sequence[Problem], n_negatives: int = 24, n_degenerate: int = 6,

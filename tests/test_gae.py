@@ -82,20 +82,6 @@ def test_save_load_round_trip(tmp_path, embedder, problem):
     assert torch.allclose(embedder.embed(problem.X, problem.labels), again.embed(problem.X, problem.labels))
 
 
-def test_scaled_neighbours_survive_save_and_load(tmp_path, problem):
-    """An embedder whose k scales with the point set (``k=None``, the default) saves and
-    loads as such, and still refuses a k out of range."""
-    emb = gae.ClusteringEmbedder(hidden=8, code_dim=4).eval()
-    assert emb.k is None and emb.prepare(problem.X).k == graphs.neighbours_for(problem.n_points)
-    again = gae.ClusteringEmbedder.load(emb.save(tmp_path / "scaled.pt"), device="cpu")
-    assert again.k is None
-    assert torch.allclose(emb.embed(problem.X, problem.labels), again.embed(problem.X, problem.labels))
-    state = emb.state()
-    state["config"]["k"] = 0
-    with pytest.raises(ValueError, match="k"):
-        gae.ClusteringEmbedder.from_state(state)
-
-
 def test_load_errors(tmp_path, embedder):
     with pytest.raises(FileNotFoundError, match="train"):
         gae.ClusteringEmbedder.load(tmp_path / "missing.pt")

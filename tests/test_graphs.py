@@ -82,27 +82,3 @@ def test_pyg_data_for_teaching(problem):
 def test_identical_points_do_not_divide_by_zero():
     x = feats_of(np.ones((6, 3)), [0, 0, 0, 1, 1, 1], k=3)
     assert torch.isfinite(x).all()
-
-
-def test_default_neighbours_scale_with_the_point_set():
-    assert [graphs.neighbours_for(n) for n in (10, 150, 400, 1000, 100_000)] == [3, 3, 8, 16, 16]
-    X = np.random.default_rng(0).normal(size=(400, 3))
-    assert graphs.prepare_point_set(X, device="cpu").k == 8
-    assert graphs.prepare_point_set(X[:3], device="cpu").k == 2   # at most n - 1
-    assert graphs.prepare_point_set(X, k=5, device="cpu").k == 5   # an explicit k wins
-
-
-def test_scaled_neighbours_keep_agreement_when_subsampled():
-    """Held-out Numbers problems, each class subsampled to a third: the truth's mean kNN
-    agreement moves far less with neighbours scaled to n than with a fixed k = 10 (why
-    :func:`graphs.neighbours_for` exists: a fixed k reaches further into other classes
-    when there are fewer points; measured: about 0.03 against 0.17)."""
-    from tdml_lib import features
-    from tdml_lib.experiments.training import subsampled_copies
-
-    probs = features.domain_problems("numbers", 6, split="test", seed=77)
-    subs = subsampled_copies(probs, seed=0)
-    col = graphs.NODE_FEATURES.index("agree")
-    shift = {k: np.mean([abs(float(feats_of(p.X, p.labels, k)[:, col].mean() - feats_of(s.X, s.labels, k)[:, col].mean()))
-                         for p, s in zip(probs, subs)]) for k in (10, None)}
-    assert shift[None] < 0.4 * shift[10], shift
