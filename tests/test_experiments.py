@@ -299,22 +299,27 @@ def test_recipe_needs_problems_and_counts_its_sources():
     assert Recipe().synthetic_points == (20, 100)
 
 
-def test_transfer_ranks_the_ensemble_of_the_seed_critics_of_every_training_domain():
+def test_transfer_ranks_the_ensemble_of_the_seed_critics_of_every_training_domain_and_regime():
     from tdml_lib.experiments import Recipe, run_transfer
     from tdml_lib.critic import CriticConfig
     from tdml_lib.experiments.transfer import ENSEMBLE
 
-    res = run_transfer(train_domains=["numbers"], test_domains=["numbers"], regimes=["standard"],
+    res = run_transfer(train_domains=["numbers"], test_domains=["numbers"], regimes=["standard", "few-shot"],
                        protocols=["strict"], standard=Recipe(n_problems=3, n_synthetic=0),
+                       few_shot=Recipe(n_problems=3, n_synthetic=0, noise_copies=False, examples_per_class=8),
                        critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8),
                        critic_seeds=(0, 1), n_eval_problems=3, eval_negatives=4, probe=False, index_scorers=(),
                        device="cpu", progress=False)
     frame = res.to_frame()
-    assert sorted(frame[frame.scorer == "critic"].critic_seed) == [0, 1]
+    critics = frame[frame.scorer == "critic"]
+    # every regime is trained from every seed, so each row has a spread
+    for regime in ("standard", "few-shot"):
+        assert sorted(critics[critics.regime == regime].critic_seed) == [0, 1]
     ensemble = frame[frame.scorer == ENSEMBLE]
-    assert len(ensemble) == 1 and ensemble.critic_seed.isna().all() and (ensemble.regime == "standard").all()
+    assert sorted(ensemble.regime) == ["few-shot", "standard"] and ensemble.critic_seed.isna().all()
     # the ensemble is compared with the other scorers like any scorer
     assert len(res.paired(ENSEMBLE, "critic")) == 1
+    assert len(res.paired(ENSEMBLE, "critic", regime="few-shot")) == 1
 
 
 def test_training_protocols_share_test_problems_and_summarise_over_seeds():

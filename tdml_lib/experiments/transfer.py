@@ -147,7 +147,8 @@ class TransferResult:
 
 
 ENSEMBLE = "critic ensemble"
-"""The scorer name of the standard critics of all seeds, averaged as z-scores."""
+"""The scorer name of the critics of all seeds (of one training domain and regime),
+averaged as z-scores."""
 
 ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "WGAN-GP", "GAE codes")
 """The ablations chapter 5 can run (:func:`ablations`)."""
@@ -215,10 +216,11 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
             ``few_shot``.
         protocols: feature protocols of the test problems (:data:`PROTOCOLS`).
         critic_config: the critic's hyper-parameters (default :class:`CriticConfig`).
-        critic_seeds: one standard critic of each training domain per seed (the spread
-            over seeds is reported); with two or more seeds their
+        critic_seeds: one critic of each training domain and regime per seed (the
+            spread over seeds is reported); with two or more seeds their
             :class:`~tdml_lib.evaluate.ZScoreEnsemble` is ranked too, as scorer
-            :data:`ENSEMBLE`. Every other critic uses the first seed.
+            :data:`ENSEMBLE`. The probe, the adversarial critic and the ablations use
+            the first seed.
         n_eval_problems, eval_negatives: test problems per domain, near misses per problem.
         seeds: the evaluation seeds (test problems and candidate sets).
         adversarial_rounds: the most rounds of the adversarial loop after the standard
@@ -274,11 +276,11 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                 cells.append(evaluate_cell(scorer, csets[(fdom, test)], scorer=name, train=train,
                                            regime=regime, protocol=protocol, test=test, critic_seed=seed))
 
-    # the spread over training seeds is measured on the standard regime (the poster's rows);
-    # every other critic uses the first seed
-    jobs = [(t, r, s) for t in train_domains for r in regimes
-            for s in (critic_seeds if r == "standard" else critic_seeds[:1])]
-    seed_critics: dict[str, list[Any]] = {}
+    # the spread over training seeds is measured on every regime (the poster's rows): one
+    # seed's few-shot critic is as much a draw as one seed's standard critic; the probe, the
+    # adversarial rounds and the ablations use the first seed
+    jobs = [(t, r, s) for t in train_domains for r in regimes for s in critic_seeds]
+    seed_critics: dict[tuple[str, str], list[Any]] = {}
     for train, regime, seed in tqdm(jobs, desc="critics", disable=not progress):
         probs = recipes[regime].problems(train, maps[train], seed=seed)
         critic, hist, ts = fit_critic(probs, cfg, seed=seed, device=device, progress=False)
@@ -287,10 +289,10 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
             "truth_first_last_epoch": float(hist["critic"]["truth_first"].iloc[-1]),
             "loss_last_epoch": float(hist["critic"]["loss"].iloc[-1])}
         rank_all(critic, "critic", train, regime, seed)
-        if regime == "standard":
-            seed_critics.setdefault(train, []).append(critic)
-            if len(critic_seeds) > 1 and len(seed_critics[train]) == len(critic_seeds):
-                rank_all(evaluate.ZScoreEnsemble(seed_critics.pop(train), ENSEMBLE), ENSEMBLE, train, regime, None)
+        members = seed_critics.setdefault((train, regime), [])
+        members.append(critic)
+        if len(critic_seeds) > 1 and len(members) == len(critic_seeds):
+            rank_all(evaluate.ZScoreEnsemble(seed_critics.pop((train, regime)), ENSEMBLE), ENSEMBLE, train, regime, None)
         if regime == "standard" and seed == critic_seeds[0]:
             if probe:
                 rank_all(ProbeScorer().fit(probs, cfg.n_negatives, cfg.n_degenerate, seed=seed), "probe",
