@@ -284,6 +284,58 @@ def test_recipe_copies_keep_labels_and_change_what_they_should():
         shrunk_copies(probs, min_factor=2)
 
 
+def test_interpolated_copies_fill_each_class_within_its_own_points_and_keep_the_originals():
+    from tdml_lib.experiments.training import interpolated_copies
+    from tdml_lib.problems import Problem, synthetic_problems
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [5, 8, 3])
+    X = rng.normal(size=(16, 4)) + 10 * labels[:, None]
+    p = Problem(X.astype(np.float32), labels, "hand-made", (0, 1, 2))
+    copy, = interpolated_copies([p], points_per_class=(30, 40), seed=2)
+    assert copy.n_clusters == 3 and copy.source == "hand-made + interpolated"
+    assert all(30 <= n <= 40 for n in np.bincount(copy.labels))
+    # the copy is standardised again: undo it per feature (new points lie inside their class's
+    # box, so the whole set's extremes are originals), then find the originals and the new points
+    back = (copy.X - copy.X.min(0)) / np.ptp(copy.X, 0) * np.ptp(X, 0) + X.min(0)
+    for k in range(3):   # Problem numbers classes by first appearance: match them by position
+        grown = back[copy.labels == k]
+        own = X[labels == labels[np.abs(X - grown[0]).max(1).argmin()]]
+        nearest = np.abs(grown[:, None] - own[None]).max(-1).min(0)
+        assert (nearest < 1e-3).all()                                   # every original point is kept
+        assert (grown >= own.min(0) - 1e-3).all() and (grown <= own.max(0) + 1e-3).all()   # on its class's side
+    # deterministic per seed; another seed draws other points
+    probs = synthetic_problems(3, families=("blobs",), n_clusters=3, points_per_class=(6, 12), seed=0)
+    first, again = (interpolated_copies(probs, (30, 40), seed=2) for _ in range(2))
+    assert all(np.array_equal(a.X, b.X) and np.array_equal(a.labels, b.labels) for a, b in zip(first, again))
+    other = interpolated_copies(probs, (30, 40), seed=3)
+    assert not all(a.X.shape == b.X.shape and np.allclose(a.X, b.X) for a, b in zip(first, other))
+    # a class already large enough keeps its size
+    same = interpolated_copies(probs, points_per_class=(2, 3), seed=2)
+    assert all(sorted(np.bincount(a.labels)) == sorted(np.bincount(q.labels)) for a, q in zip(same, probs))
+    for bad in ((1, 5), (10, 5), (2.5, 10), "20"):
+        with pytest.raises(ValueError, match="points_per_class"):
+            interpolated_copies(probs, points_per_class=bad)
+
+
+def test_a_recipe_with_interpolate_to_fills_the_few_shot_problems_and_its_ablation_drops_it():
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments.transfer import ablations
+
+    few_shot = Recipe(n_problems=3, n_synthetic=0, noise_copies=False, shrunk_copies=False,
+                      subsampled_copies=False, examples_per_class=8, interpolate_to=(30, 35))
+    probs = few_shot.problems("numbers", None, seed=0)
+    assert len(probs) == 3 and all(p.source.endswith("+ interpolated") for p in probs)
+    assert all(30 <= n <= 35 for p in probs for n in np.bincount(p.labels))
+    plain, _ = ablations(["few-shot, no interpolation"], Recipe(), CriticConfig(), few_shot=few_shot)[
+        "few-shot, no interpolation"]
+    assert plain.interpolate_to is None and plain == Recipe(**{**few_shot.__dict__, "interpolate_to": None})
+    assert all(np.bincount(p.labels).max() <= 8 for p in plain.problems("numbers", None, seed=0))
+    with pytest.raises(ValueError, match="few_shot="):
+        ablations(["few-shot, no interpolation"], Recipe(), CriticConfig())
+
+
 def test_recipe_needs_problems_and_counts_its_sources():
     from tdml_lib.experiments import Recipe
 

@@ -26,7 +26,7 @@ from ..critic import INPUTS, ClusteringCritic, CriticConfig, TrainingSet, fit_cr
 from ..features import domain_problems
 from ..io import provenance
 from ..metrics import clustering_accuracy
-from ..problems import Problem, few_shot_problems, standardize, synthetic_problems
+from ..problems import Problem, _check_range, few_shot_problems, standardize, synthetic_problems
 from ..validation import check_positive_int
 
 
@@ -111,6 +111,38 @@ def subsampled_copies(problems: Sequence[Problem], fraction: float = 1 / 3, seed
     return out
 
 
+def interpolated_copies(problems: Sequence[Problem], points_per_class: tuple[int, int] = (20, 100),
+                        seed: int = 0) -> list[Problem]:
+    """Copies of labelled problems whose classes are filled up to a size drawn uniformly in
+    ``points_per_class`` by *within-class interpolation*: each new point lies at a uniform
+    position on the segment between two randomly drawn points of the same class (the
+    within-class form of mixup, Zhang et al. 2018; SMOTE, Chawla et al. 2002, draws the
+    second point among near neighbours instead, which measured no better here). Every
+    original point is kept; a class already as large is left as it is. Standardised again.
+
+    Why: a few-shot critic's own problems are small (a pool of a few labelled images per
+    class), while the problems it must rank have the standard sizes; a critic trained on
+    small problems ranks large ones poorly. Interpolating between the pool's points gives
+    problems of the standard sizes and uses no label beyond the pool's.
+    """
+    lo, hi = _check_range(points_per_class, "points_per_class", 2)
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in problems:
+        X = p.X.astype(np.float64)
+        rows, labels = [], []
+        for c in range(p.n_clusters):
+            own = X[p.labels == c]
+            extra = max(0, int(rng.integers(lo, hi + 1)) - len(own))
+            first, second = rng.integers(len(own), size=(2, extra))
+            rows.append(np.concatenate([own, own[first] + rng.uniform(size=(extra, 1)) * (own[second] - own[first])]))
+            labels.append(np.full(len(rows[-1]), c))
+        order = rng.permutation(sum(len(r) for r in rows))   # no information in point order
+        out.append(Problem(standardize(np.concatenate(rows)[order]), np.concatenate(labels)[order],
+                           f"{p.source} + interpolated", p.classes))
+    return out
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What one critic (and the probe beside it) is trained on.
@@ -127,6 +159,9 @@ class Recipe:
         n_synthetic: synthetic problems added (labelled by construction, from no dataset).
         examples_per_class: ``None`` for the standard regime; a number for few-shot: the
             domain's problems are drawn from a pool of that many labelled images per class.
+        interpolate_to: if given, (lowest, highest) points per class: the domain's problems
+            are replaced by :func:`interpolated_copies` of them, filled up to those sizes
+            (the few-shot regime's problems are too small otherwise), before the other copies.
         synthetic_points: points per cluster of the synthetic problems (lowest, highest).
             Clusters larger than the domain's let the critic see correct clusterings of a
             few large clusters, as a user's 2-D point sets often are; without them it rates
@@ -141,6 +176,7 @@ class Recipe:
     shrunk_copies: bool = True
     subsampled_copies: bool = True
     synthetic_points: tuple[int, int] = (20, 100)
+    interpolate_to: tuple[int, int] | None = None
 
     def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
         """The labelled training problems of this recipe for ``domain``."""
@@ -150,6 +186,8 @@ class Recipe:
             raise ValueError("a recipe needs problems: n_problems or n_synthetic must be positive.")
         own = training_problems(domain, self.n_problems, seed=seed, feature_map=feature_map,
                                 examples_per_class=self.examples_per_class) if self.n_problems else []
+        if self.interpolate_to is not None and own:
+            own = interpolated_copies(own, self.interpolate_to, seed=seed + 5)
         out = list(own)
         if self.noise_copies and own:
             out += noise_augmented(own, self.max_noise, seed=seed + 1)

@@ -150,12 +150,14 @@ ENSEMBLE = "critic ensemble"
 """The scorer name of the critics of all seeds (of one training domain and regime),
 averaged as z-scores."""
 
-ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "WGAN-GP", "GAE codes")
+ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "WGAN-GP", "GAE codes",
+             "few-shot, no interpolation")
 """The ablations chapter 5 can run (:func:`ablations`)."""
 
 
-def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig) -> dict[str, tuple[Recipe, CriticConfig]]:
-    """Recipes and configurations that differ from the standard ones in one respect:
+def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
+              few_shot: Recipe | None = None) -> dict[str, tuple[Recipe, CriticConfig]]:
+    """Recipes and configurations that differ from the standard (or few-shot) ones in one respect:
 
     * ``"domain only"``: the domain's problems alone (no copies, no synthetic problems);
     * ``"synthetic only"``: synthetic problems (and their shrunk copies) alone;
@@ -163,12 +165,16 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig) -> d
     * ``"WGAN-GP"``: the standard recipe with the per-problem WGAN-GP objective;
     * ``"GAE codes"``: the other choice of what block C reads (:data:`tdml_lib.critic.INPUTS`):
       the whole embedding, learned GAE codes included, when ``config`` reads the
-      statistics, and the statistics alone when it reads the whole embedding.
+      statistics, and the statistics alone when it reads the whole embedding;
+    * ``"few-shot, no interpolation"``: the ``few_shot`` recipe with its problems as
+      drawn from the pool, not filled up by interpolation (``Recipe.interpolate_to``).
     """
     other_inputs = "embedding" if config.inputs == "statistics" else "statistics"
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown ablations {unknown}; choose from {ABLATIONS}.")
+    if "few-shot, no interpolation" in names and few_shot is None:
+        raise ValueError("the ablation 'few-shot, no interpolation' needs the few-shot recipe: pass few_shot=.")
     table = {
         "domain only": (replace(standard, noise_copies=False, n_synthetic=0, shrunk_copies=False,
                                 subsampled_copies=False), config),
@@ -179,6 +185,8 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig) -> d
         "WGAN-GP": (standard, CriticConfig(**{**config.as_dict(), "objective": "wgan-gp"})),
         "GAE codes": (standard, CriticConfig(**{**config.as_dict(), "inputs": other_inputs})),
     }
+    if few_shot is not None:
+        table["few-shot, no interpolation"] = (replace(few_shot, interpolate_to=None), config)
     return {name: table[name] for name in names}
 
 
@@ -201,7 +209,7 @@ def _kind_agreement(csets: Sequence[Any], features_from: str, test: str) -> list
 def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                  test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
                  regimes: Sequence[str] = REGIMES, protocols: Sequence[str] = PROTOCOLS,
-                 standard: Recipe = Recipe(), few_shot: Recipe = Recipe(n_problems=30, examples_per_class=20),
+                 standard: Recipe = Recipe(), few_shot: Recipe = Recipe(n_problems=30, examples_per_class=20, interpolate_to=(20, 100)),
                  critic_config: CriticConfig | None = None, critic_seeds: Sequence[int] = (0,),
                  n_eval_problems: int = 100, eval_negatives: int = 19, seeds: EvaluationSeeds = DEVELOPMENT,
                  adversarial_rounds: int = 0, adversarial_problems: int = 16, adversarial_generations: int = 15,
