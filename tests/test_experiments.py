@@ -1,5 +1,6 @@
 """The experiments layer: each experiment runs small, seeded, and sits above the blocks."""
 import ast
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -334,6 +335,31 @@ def test_a_recipe_with_interpolate_to_fills_the_few_shot_problems_and_its_ablati
     assert all(np.bincount(p.labels).max() <= 8 for p in plain.problems("numbers", None, seed=0))
     with pytest.raises(ValueError, match="few_shot="):
         ablations(["few-shot, no interpolation"], Recipe(), CriticConfig())
+
+
+def test_small_pool_problems_add_tighter_filled_problems_and_their_ablation_removes_them():
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments.transfer import ablations
+
+    base = Recipe(n_problems=2, n_synthetic=0, noise_copies=True, shrunk_copies=False, subsampled_copies=False)
+    plain = base.problems("numbers", None, seed=0)
+    mixed = replace(base, small_pool_problems=3, small_pool_size=6).problems("numbers", None, seed=0)
+    # the recipe's own problems come first, unchanged; then 3 small-pool problems and their noisy copies
+    assert len(plain) == 4 and len(mixed) == 4 + 3 + 3
+    assert all(np.array_equal(a.X, b.X) for a, b in zip(plain, mixed))
+    small = mixed[4:7]
+    assert all(p.source.endswith("+ interpolated") and all(20 <= n <= 100 for n in np.bincount(p.labels))
+               for p in small)
+    no_pool, _ = ablations(["no small-pool problems"], replace(base, small_pool_problems=3), CriticConfig())[
+        "no small-pool problems"]
+    assert no_pool == base
+    for name in ("domain only", "synthetic only"):   # the other ablations drop them too
+        assert ablations([name], replace(base, small_pool_problems=3), CriticConfig())[name][0].small_pool_problems == 0
+    with pytest.raises(ValueError, match="standard regime"):
+        Recipe(n_problems=2, examples_per_class=8, small_pool_problems=2).problems("numbers", None, seed=0)
+    with pytest.raises(ValueError, match="small_pool_problems"):
+        Recipe(small_pool_problems=-1).problems("numbers", None, seed=0)
 
 
 def test_recipe_needs_problems_and_counts_its_sources():

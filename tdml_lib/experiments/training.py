@@ -12,7 +12,7 @@ import argparse
 import copy
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -162,6 +162,14 @@ class Recipe:
         interpolate_to: if given, (lowest, highest) points per class: the domain's problems
             are replaced by :func:`interpolated_copies` of them, filled up to those sizes
             (the few-shot regime's problems are too small otherwise), before the other copies.
+        small_pool_problems: also train on this many problems of the domain drawn from a
+            small pool of ``small_pool_size`` labelled images per class and filled up to
+            20-100 points per class by :func:`interpolated_copies` (with their noisy copies),
+            as the few-shot regime's are. Their classes are tighter than the domain's own,
+            so the critic also sees cleaner correct clusterings; measured on the development
+            seeds, this lifted the Fashion critic on Numbers and Letters and the Numbers
+            critic on Letters (chapter 5 shows the ablation). The standard regime only.
+        small_pool_size: labelled images per class of that pool.
         synthetic_points: points per cluster of the synthetic problems (lowest, highest).
             Clusters larger than the domain's let the critic see correct clusterings of a
             few large clusters, as a user's 2-D point sets often are; without them it rates
@@ -177,11 +185,15 @@ class Recipe:
     subsampled_copies: bool = True
     synthetic_points: tuple[int, int] = (20, 100)
     interpolate_to: tuple[int, int] | None = None
+    small_pool_problems: int = 0
+    small_pool_size: int = 20
 
     def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
         """The labelled training problems of this recipe for ``domain``."""
         check_positive_int(self.n_problems, "n_problems", minimum=0)
         check_positive_int(self.n_synthetic, "n_synthetic", minimum=0)
+        check_positive_int(self.small_pool_problems, "small_pool_problems", minimum=0)
+        check_positive_int(self.small_pool_size, "small_pool_size", minimum=2)
         if self.n_problems + self.n_synthetic == 0:
             raise ValueError("a recipe needs problems: n_problems or n_synthetic must be positive.")
         own = training_problems(domain, self.n_problems, seed=seed, feature_map=feature_map,
@@ -200,6 +212,13 @@ class Recipe:
         if self.subsampled_copies:
             # the other half, at a third of their size
             out += subsampled_copies(list(own[1::2]) + list(synthetic[1::2]), seed=seed + 4)
+        if self.small_pool_problems:
+            if self.examples_per_class is not None:
+                raise ValueError("small_pool_problems is for the standard regime: a few-shot recipe "
+                                 "(examples_per_class set) draws all its problems from a small pool already.")
+            out += replace(self, n_problems=self.small_pool_problems, examples_per_class=self.small_pool_size,
+                           interpolate_to=(20, 100), n_synthetic=0, shrunk_copies=False,
+                           subsampled_copies=False, small_pool_problems=0).problems(domain, feature_map, seed + 11)
         return out
 
     def as_dict(self) -> dict[str, Any]:

@@ -150,8 +150,8 @@ ENSEMBLE = "critic ensemble"
 """The scorer name of the critics of all seeds (of one training domain and regime),
 averaged as z-scores."""
 
-ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "WGAN-GP", "GAE codes",
-             "few-shot, no interpolation")
+ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "no small-pool problems",
+             "WGAN-GP", "GAE codes", "few-shot, no interpolation")
 """The ablations chapter 5 can run (:func:`ablations`)."""
 
 
@@ -159,9 +159,11 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
               few_shot: Recipe | None = None) -> dict[str, tuple[Recipe, CriticConfig]]:
     """Recipes and configurations that differ from the standard (or few-shot) ones in one respect:
 
-    * ``"domain only"``: the domain's problems alone (no copies, no synthetic problems);
+    * ``"domain only"``: the domain's problems alone (no copies, no synthetic or
+      small-pool problems);
     * ``"synthetic only"``: synthetic problems (and their shrunk copies) alone;
-    * ``"no noisy copies"``, ``"no shrunk copies"``: the standard recipe without them;
+    * ``"no noisy copies"``, ``"no shrunk copies"``, ``"no small-pool problems"``: the
+      standard recipe without them (``Recipe.small_pool_problems``);
     * ``"WGAN-GP"``: the standard recipe with the per-problem WGAN-GP objective;
     * ``"GAE codes"``: the other choice of what block C reads (:data:`tdml_lib.critic.INPUTS`):
       the whole embedding, learned GAE codes included, when ``config`` reads the
@@ -177,11 +179,12 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
         raise ValueError("the ablation 'few-shot, no interpolation' needs the few-shot recipe: pass few_shot=.")
     table = {
         "domain only": (replace(standard, noise_copies=False, n_synthetic=0, shrunk_copies=False,
-                                subsampled_copies=False), config),
-        "synthetic only": (replace(standard, n_problems=0, noise_copies=False,
+                                subsampled_copies=False, small_pool_problems=0), config),
+        "synthetic only": (replace(standard, n_problems=0, noise_copies=False, small_pool_problems=0,
                                    n_synthetic=standard.n_synthetic or standard.n_problems), config),
         "no noisy copies": (replace(standard, noise_copies=False), config),
         "no shrunk copies": (replace(standard, shrunk_copies=False), config),
+        "no small-pool problems": (replace(standard, small_pool_problems=0), config),
         "WGAN-GP": (standard, CriticConfig(**{**config.as_dict(), "objective": "wgan-gp"})),
         "GAE codes": (standard, CriticConfig(**{**config.as_dict(), "inputs": other_inputs})),
     }
