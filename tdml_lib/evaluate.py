@@ -370,7 +370,7 @@ def mcnemar(a_first: np.ndarray, b_first: np.ndarray) -> dict[str, float]:
 
 
 def paired_comparison(ranks: pd.DataFrame, a: str = "critic", b: str | Sequence[str] = "probe",
-                      regime: str | None = "standard") -> pd.DataFrame:
+                      regime: str | None = "standard", other_regime: str | None = None) -> pd.DataFrame:
     """McNemar's exact test of scorer ``a`` against each scorer in ``b``, cell by cell,
     from per-problem ranks (long format: ``scorer, train, regime, protocol, test,
     critic_seed, problem, rank``, as :meth:`TransferResult.ranks` gives and chapter 5
@@ -380,6 +380,9 @@ def paired_comparison(ranks: pd.DataFrame, a: str = "critic", b: str | Sequence[
     ensemble) and at ``regime``; each ``b`` is matched on training domain, protocol and
     test domain, and on regime when it is trained (the indices have none). Both rank the
     same candidate sets, so the test is paired.
+
+    ``other_regime`` takes each ``b`` at that regime instead: with ``b == a`` it compares
+    a critic with an ablation of its recipe (e.g. ``other_regime="ablation: WGAN-GP"``).
 
     Returns:
         one row per cell and other scorer: ``train, protocol, test, <a>, other_scorer,
@@ -394,7 +397,9 @@ def paired_comparison(ranks: pd.DataFrame, a: str = "critic", b: str | Sequence[
         left = left[left["critic_seed"] == left["critic_seed"].min()]
     out = []
     for other_name in others:
-        right = ranks[(ranks.scorer == other_name) & ((ranks.regime == regime) | ranks.regime.isna())]
+        right = ranks[ranks.scorer == other_name]
+        right = right[right.regime == other_regime] if other_regime is not None else \
+            right[(right.regime == regime) | right.regime.isna()]
         if right["critic_seed"].notna().any():
             right = right[right["critic_seed"] == right["critic_seed"].min()]
         for (train, protocol, test), group in left.groupby(["train", "protocol", "test"], sort=False):

@@ -620,12 +620,13 @@ def poster_cells(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic
 
 def paired_comparison(results: Mapping[str, Mapping[str, Any]], a: str = "critic",
                       b: str | Sequence[str] = ("probe", "silhouette"), regime: str = "standard",
-                      name: str = "transfer") -> pd.DataFrame:
+                      name: str = "transfer", other_regime: str | None = None) -> pd.DataFrame:
     """McNemar's exact test of scorer ``a`` against each of ``b``, cell by cell, from the
-    stored per-problem ranks (:func:`tdml_lib.evaluate.paired_comparison`)."""
+    stored per-problem ranks (:func:`tdml_lib.evaluate.paired_comparison`; ``other_regime``
+    takes ``b`` at another regime, e.g. an ablation of ``a``'s recipe)."""
     from .evaluate import paired_comparison as paired
 
-    return paired(pd.DataFrame(transfer_result(results, name).get("ranks", [])), a, b, regime)
+    return paired(pd.DataFrame(transfer_result(results, name).get("ranks", [])), a, b, regime, other_regime)
 
 
 def regime_table(results: Mapping[str, Mapping[str, Any]], train: str = "numbers", protocol: str = "strict",
@@ -659,7 +660,8 @@ def candidate_difficulty(results: Mapping[str, Mapping[str, Any]], name: str = "
                          regime: str = "standard", scorer: str = "critic") -> pd.DataFrame:
     """Per candidate kind: its mean agreement with the truth (ARI, per test domain's own
     features) and how often it was the top negative above the truth for the critic
-    (first seed, standard regime, both protocols pooled)."""
+    (every training seed, standard regime, both protocols pooled), closest to the truth
+    first."""
     metrics = transfer_result(results, name)
     kinds = pd.DataFrame(metrics.get("kind_agreement", []))
     ranks = pd.DataFrame(metrics.get("ranks", []))
@@ -673,6 +675,24 @@ def candidate_difficulty(results: Mapping[str, Mapping[str, Any]], name: str = "
     near = set(metrics.get("near_truth_kinds", []))
     ari_table["near truth"] = ["yes" if k in near else "" for k in ari_table.index]
     return ari_table.sort_values(ari_table.columns[0], ascending=False)
+
+
+def top_negative_counts(results: Mapping[str, Mapping[str, Any]], name: str = "transfer",
+                        regime: str = "standard", scorer: str = "critic") -> pd.DataFrame:
+    """How often each candidate kind was the top negative above the truth, per transfer
+    direction (columns ``"Train → Test"``; every training seed and both protocols pooled),
+    kinds in :func:`candidate_difficulty`'s order (closest to the truth first). Empty when
+    nothing is stored."""
+    ranks = pd.DataFrame(transfer_result(results, name).get("ranks", []))
+    if ranks.empty:
+        return pd.DataFrame()
+    beaten = ranks[(ranks.scorer == scorer) & (ranks.regime == regime)].dropna(subset=["top_kind"])
+    if beaten.empty:
+        return pd.DataFrame()
+    counts = pd.crosstab(beaten.top_kind, beaten.train.str.capitalize() + " → " + beaten.test.str.capitalize(),
+                         rownames=["top negative"], colnames=["trained on → tested on"])
+    order = candidate_difficulty(results, name, regime, scorer).index
+    return counts.loc[[k for k in order if k in counts.index] + [k for k in counts.index if k not in set(order)]]
 
 
 def format_clustering_summary(summary: pd.DataFrame, by: str = "domain") -> pd.DataFrame:

@@ -194,3 +194,22 @@ def test_paired_comparison_matches_cells_and_counts_discordant_problems():
     assert (row.critic, row.other, row["only critic"], row["only other"]) == (75.0, 50.0, 2, 1)
     assert row.other_scorer == "probe" and 0 < row.p <= 1
     assert paired_comparison(pd.DataFrame(rows), "critic", "silhouette").empty
+
+
+def test_paired_comparison_takes_the_other_side_at_another_regime():
+    """A critic against an ablation of its own recipe: same scorer name, other regime."""
+    import pandas as pd
+
+    from tdml_lib.evaluate import paired_comparison
+
+    cell = {"scorer": "critic", "train": "numbers", "protocol": "strict", "test": "letters", "critic_seed": 0}
+    rows = [{**cell, "regime": regime, "problem": p, "rank": r}
+            for regime, ranks in [("standard", [1, 1, 1, 2]), ("ablation: WGAN-GP", [2, 2, 1, 1])]
+            for p, r in enumerate(ranks)]
+    out = paired_comparison(pd.DataFrame(rows), "critic", "critic", regime="standard",
+                            other_regime="ablation: WGAN-GP")
+    row = out.iloc[0]
+    assert (row.critic, row.other, row["only critic"], row["only other"]) == (75.0, 50.0, 2, 1)
+    # without other_regime the other side is the critic itself at the same regime: no discordant problem
+    same = paired_comparison(pd.DataFrame(rows), "critic", "critic").iloc[0]
+    assert (same["only critic"], same["only other"]) == (0, 0)

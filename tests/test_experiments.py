@@ -356,8 +356,8 @@ def test_small_pool_problems_add_tighter_filled_problems_and_their_ablation_remo
     assert no_pool == base
     for name in ("domain only", "synthetic only"):   # the other ablations drop them too
         assert ablations([name], replace(base, small_pool_problems=3), CriticConfig())[name][0].small_pool_problems == 0
-    with pytest.raises(ValueError, match="standard regime"):
-        Recipe(n_problems=2, examples_per_class=8, small_pool_problems=2).problems("numbers", None, seed=0)
+    with pytest.raises(ValueError, match="standard regime"):   # before any problem is drawn
+        Recipe(n_problems=2, examples_per_class=8, small_pool_problems=2).problems("no such domain", None, seed=0)
     with pytest.raises(ValueError, match="small_pool_problems"):
         Recipe(small_pool_problems=-1).problems("numbers", None, seed=0)
 

@@ -443,6 +443,30 @@ def test_seed_spread_sets_the_ensemble_beside_the_seeds(tmp_path: Path) -> None:
     assert reference.ENSEMBLE in set(reference.scorer_summary(reference.load_results(tmp_path)).scorer)
 
 
+def test_candidate_difficulty_and_top_negatives_share_the_order_closest_to_the_truth(tmp_path: Path) -> None:
+    from tdml_lib import reference
+
+    assert reference.top_negative_counts({}).empty and reference.candidate_difficulty({}).empty
+    kinds = [{"features_from": "letters", "test": "letters", "kind": k, "ari": a}
+             for k, a in [("merge_closest", 0.6), ("noise_boundary_2", 0.95), ("kmeans_K", 0.3)]]
+    cell = {"regime": "standard", "protocol": "strict", "test": "letters", "rank": 2}
+    ranks = [{**cell, "scorer": "critic", "train": t, "critic_seed": s, "problem": p, "top_kind": k}
+             for t, s, p, k in [("numbers", 0, 0, "merge_closest"), ("numbers", 1, 0, "noise_boundary_2"),
+                                ("fashion", 0, 0, "merge_closest"), ("fashion", 0, 1, None)]]
+    ranks.append({**cell, "scorer": "probe", "train": "numbers", "critic_seed": None, "problem": 0,
+                  "top_kind": "kmeans_K"})
+    write_result(tmp_path, "transfer", {"table": [], "kind_agreement": kinds, "ranks": ranks,
+                                        "near_truth_kinds": ["noise_boundary_2"]})
+    results = reference.load_results(tmp_path)
+    difficulty = reference.candidate_difficulty(results)
+    assert list(difficulty.index) == ["noise_boundary_2", "merge_closest", "kmeans_K"]
+    assert difficulty["top negative (problems)"].tolist() == [1, 2, 0]   # every seed, the critic's rows only
+    assert difficulty["near truth"].tolist() == ["yes", "", ""]
+    counts = reference.top_negative_counts(results)
+    assert list(counts.index) == ["noise_boundary_2", "merge_closest"]
+    assert counts.loc["merge_closest"].to_dict() == {"Fashion → Letters": 1, "Numbers → Letters": 1}
+
+
 def test_packages_load_only_what_is_used() -> None:
     """A chapter that only writes its metrics, or runs a baseline, loads neither the critic
     nor the agent (so a new reward leaves its stored result current); a function and the

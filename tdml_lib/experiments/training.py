@@ -196,6 +196,9 @@ class Recipe:
         check_positive_int(self.small_pool_size, "small_pool_size", minimum=2)
         if self.n_problems + self.n_synthetic == 0:
             raise ValueError("a recipe needs problems: n_problems or n_synthetic must be positive.")
+        if self.small_pool_problems and self.examples_per_class is not None:
+            raise ValueError("small_pool_problems is for the standard regime: a few-shot recipe "
+                             "(examples_per_class set) draws all its problems from a small pool already.")
         own = training_problems(domain, self.n_problems, seed=seed, feature_map=feature_map,
                                 examples_per_class=self.examples_per_class) if self.n_problems else []
         if self.interpolate_to is not None and own:
@@ -213,9 +216,6 @@ class Recipe:
             # the other half, at a third of their size
             out += subsampled_copies(list(own[1::2]) + list(synthetic[1::2]), seed=seed + 4)
         if self.small_pool_problems:
-            if self.examples_per_class is not None:
-                raise ValueError("small_pool_problems is for the standard regime: a few-shot recipe "
-                                 "(examples_per_class set) draws all its problems from a small pool already.")
             out += replace(self, n_problems=self.small_pool_problems, examples_per_class=self.small_pool_size,
                            interpolate_to=(20, 100), n_synthetic=0, shrunk_copies=False,
                            subsampled_copies=False, small_pool_problems=0).problems(domain, feature_map, seed + 11)

@@ -130,10 +130,10 @@ class TransferResult:
         return pd.DataFrame(rows)
 
     def paired(self, a: str = "critic", b: str | Sequence[str] = ("probe", "silhouette"),
-               regime: str | None = "standard") -> pd.DataFrame:
+               regime: str | None = "standard", other_regime: str | None = None) -> pd.DataFrame:
         """McNemar test of scorer ``a`` (its first critic seed) against each of ``b``,
         cell by cell (:func:`tdml_lib.evaluate.paired_comparison`)."""
-        return evaluate.paired_comparison(self.ranks(), a, b, regime)
+        return evaluate.paired_comparison(self.ranks(), a, b, regime, other_regime)
 
     def to_metrics(self) -> dict[str, Any]:
         """The JSON-ready numbers a chapter exports (the runner stores them)."""
