@@ -337,6 +337,41 @@ def test_a_recipe_with_interpolate_to_fills_the_few_shot_problems_and_its_ablati
         ablations(["few-shot, no interpolation"], Recipe(), CriticConfig())
 
 
+def test_overlapping_copies_draw_the_closest_classes_together_and_keep_the_labels():
+    from tdml_lib.experiments.training import overlapping_copies
+    from tdml_lib.problems import Problem
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 40.0], [60.0, 60.0]])
+    labels = np.repeat(np.arange(4), 30)
+    p = Problem(centres[labels] + rng.normal(size=(120, 2)), labels, "four blobs")
+
+    def centroids(q):
+        return np.stack([q.X[q.labels == k].mean(0) for k in range(4)])
+
+    def relative(q, values):
+        # standardising rescales each column; the pair (2, 3) is not pulled, so divide by its gap
+        c = centroids(q)
+        return values / np.abs(c[3] - c[2])
+
+    (copy,) = overlapping_copies([p], pull=(0.5, 0.5), n_pairs=1, seed=0)
+    assert np.array_equal(copy.labels, p.labels) and copy.source.endswith("+ overlapping")
+    gap = [relative(q, centroids(q)[1] - centroids(q)[0])[0] for q in (p, copy)]
+    assert gap[1] == pytest.approx(0.5 * gap[0])                 # the closest pair: half as far apart
+    shape = [relative(q, q.X[q.labels == 0].std(0)) for q in (p, copy)]
+    np.testing.assert_allclose(shape[1], shape[0], rtol=1e-5)    # each class keeps its shape (float32)
+    # two pairs: each class is in one pair at most, so classes 2 and 3 are drawn together next
+    (two,) = overlapping_copies([p], pull=(0.5, 0.5), n_pairs=2, seed=0)
+    c, c0 = centroids(two), centroids(p)
+    assert np.linalg.norm(c[3] - c[2]) / np.linalg.norm(c[3] - c[0]) < \
+        np.linalg.norm(c0[3] - c0[2]) / np.linalg.norm(c0[3] - c0[0])
+    with pytest.raises(ValueError, match="pull"):
+        overlapping_copies([p], pull=(0.2, 1.0))
+    with pytest.raises(ValueError, match="overlap_copies"):
+        from tdml_lib.experiments import Recipe
+        Recipe(n_problems=2, examples_per_class=8, overlap_copies=True).problems("no such domain", None, seed=0)
+
+
 def test_small_pool_problems_add_tighter_filled_problems_and_their_ablation_removes_them():
     from tdml_lib.critic import CriticConfig
     from tdml_lib.experiments import Recipe
@@ -355,7 +390,11 @@ def test_small_pool_problems_add_tighter_filled_problems_and_their_ablation_remo
         "no small-pool problems"]
     assert no_pool == base
     for name in ("domain only", "synthetic only"):   # the other ablations drop them too
-        assert ablations([name], replace(base, small_pool_problems=3), CriticConfig())[name][0].small_pool_problems == 0
+        recipe = ablations([name], replace(base, small_pool_problems=3, overlap_copies=True), CriticConfig())[name][0]
+        assert recipe.small_pool_problems == 0 and not recipe.overlap_copies
+    no_overlap, _ = ablations(["no overlapping copies"], replace(base, overlap_copies=True), CriticConfig())[
+        "no overlapping copies"]
+    assert no_overlap == base
     with pytest.raises(ValueError, match="standard regime"):   # before any problem is drawn
         Recipe(n_problems=2, examples_per_class=8, small_pool_problems=2).problems("no such domain", None, seed=0)
     with pytest.raises(ValueError, match="small_pool_problems"):

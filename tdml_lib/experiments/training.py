@@ -93,6 +93,40 @@ def shrunk_copies(problems: Sequence[Problem], min_factor: float = 0.2, seed: in
     return out
 
 
+def overlapping_copies(problems: Sequence[Problem], pull: tuple[float, float] = (0.3, 0.7), n_pairs: int = 2,
+                       seed: int = 0) -> list[Problem]:
+    """Copies of labelled problems whose ``n_pairs`` closest pairs of classes (by centroid,
+    each class in one pair at most) are drawn towards each other, then standardised again.
+
+    Each class of a pair moves by half of a fraction ``t`` (uniform in ``pull``, per pair)
+    of the way to the other's centroid, so their centroids end ``1 - t`` as far apart, and
+    their shapes are unchanged. The labels stay: two overlapping classes are still two
+    classes. Numbers' classes are far apart, Fashion's closest ones (shirts, pullovers,
+    coats) are not, and a critic that has seen only the former rates a merge of
+    overlapping classes above the truth (chapter 8, Figure 8.2). The mirror image of
+    :func:`shrunk_copies`. Uses the labels of training problems only.
+    """
+    low, high = pull
+    if not 0 <= low <= high < 1:
+        raise ValueError(f"pull must satisfy 0 <= low <= high < 1, got {pull!r}.")
+    check_positive_int(n_pairs, "n_pairs")
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in problems:
+        X = p.X.astype(np.float64)
+        centroids = np.stack([X[p.labels == c].mean(0) for c in range(p.n_clusters)])
+        distance = np.linalg.norm(centroids[:, None] - centroids[None], axis=-1)
+        np.fill_diagonal(distance, np.inf)
+        shift = np.zeros_like(centroids)
+        for _ in range(min(n_pairs, p.n_clusters // 2)):
+            a, b = np.unravel_index(np.argmin(distance), distance.shape)
+            t = rng.uniform(low, high)
+            shift[a], shift[b] = t / 2 * (centroids[b] - centroids[a]), t / 2 * (centroids[a] - centroids[b])
+            distance[[a, b], :] = distance[:, [a, b]] = np.inf   # each class in one pair at most
+        out.append(Problem(standardize(X + shift[p.labels]), p.labels, f"{p.source} + overlapping", p.classes))
+    return out
+
+
 def subsampled_copies(problems: Sequence[Problem], fraction: float = 1 / 3, seed: int = 0) -> list[Problem]:
     """Copies of labelled problems keeping a seeded ``fraction`` of each class (at least
     three points), standardised again: the same clusterings seen at a smaller size, so
@@ -170,6 +204,10 @@ class Recipe:
             seeds, this lifted the Fashion critic on Numbers and Letters and the Numbers
             critic on Letters (chapter 5 shows the ablation). The standard regime only.
         small_pool_size: labelled images per class of that pool.
+        overlap_copies: also train on :func:`overlapping_copies` of the domain's problems:
+            their closest classes drawn towards each other, labels unchanged, so that the
+            critic has seen correct clusterings of overlapping classes and does not rate
+            their merge above the truth. The standard regime only.
         synthetic_points: points per cluster of the synthetic problems (lowest, highest).
             Clusters larger than the domain's let the critic see correct clusterings of a
             few large clusters, as a user's 2-D point sets often are; without them it rates
@@ -187,6 +225,7 @@ class Recipe:
     interpolate_to: tuple[int, int] | None = None
     small_pool_problems: int = 0
     small_pool_size: int = 20
+    overlap_copies: bool = False
 
     def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
         """The labelled training problems of this recipe for ``domain``."""
@@ -199,6 +238,9 @@ class Recipe:
         if self.small_pool_problems and self.examples_per_class is not None:
             raise ValueError("small_pool_problems is for the standard regime: a few-shot recipe "
                              "(examples_per_class set) draws all its problems from a small pool already.")
+        if self.overlap_copies and self.examples_per_class is not None:
+            raise ValueError("overlap_copies is for the standard regime: set it on a recipe without "
+                             "examples_per_class.")
         own = training_problems(domain, self.n_problems, seed=seed, feature_map=feature_map,
                                 examples_per_class=self.examples_per_class) if self.n_problems else []
         if self.interpolate_to is not None and own:
@@ -218,7 +260,9 @@ class Recipe:
         if self.small_pool_problems:
             out += replace(self, n_problems=self.small_pool_problems, examples_per_class=self.small_pool_size,
                            interpolate_to=(20, 100), n_synthetic=0, shrunk_copies=False,
-                           subsampled_copies=False, small_pool_problems=0).problems(domain, feature_map, seed + 11)
+                           subsampled_copies=False, small_pool_problems=0, overlap_copies=False).problems(domain, feature_map, seed + 11)
+        if self.overlap_copies:
+            out += overlapping_copies(own, seed=seed + 13)
         return out
 
     def as_dict(self) -> dict[str, Any]:

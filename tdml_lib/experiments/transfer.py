@@ -151,7 +151,7 @@ ENSEMBLE = "critic ensemble"
 averaged as z-scores."""
 
 ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "no small-pool problems",
-             "WGAN-GP", "GAE codes", "few-shot, no interpolation")
+             "no overlapping copies", "WGAN-GP", "GAE codes", "few-shot, no interpolation")
 """The ablations chapter 5 can run (:func:`ablations`)."""
 
 
@@ -162,8 +162,9 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
     * ``"domain only"``: the domain's problems alone (no copies, no synthetic or
       small-pool problems);
     * ``"synthetic only"``: synthetic problems (and their shrunk copies) alone;
-    * ``"no noisy copies"``, ``"no shrunk copies"``, ``"no small-pool problems"``: the
-      standard recipe without them (``Recipe.small_pool_problems``);
+    * ``"no noisy copies"``, ``"no shrunk copies"``, ``"no small-pool problems"``,
+      ``"no overlapping copies"``: the standard recipe without them
+      (``Recipe.small_pool_problems``, ``Recipe.overlap_copies``);
     * ``"WGAN-GP"``: the standard recipe with the per-problem WGAN-GP objective;
     * ``"GAE codes"``: the other choice of what block C reads (:data:`tdml_lib.critic.INPUTS`):
       the whole embedding, learned GAE codes included, when ``config`` reads the
@@ -179,12 +180,14 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
         raise ValueError("the ablation 'few-shot, no interpolation' needs the few-shot recipe: pass few_shot=.")
     table = {
         "domain only": (replace(standard, noise_copies=False, n_synthetic=0, shrunk_copies=False,
-                                subsampled_copies=False, small_pool_problems=0), config),
+                                subsampled_copies=False, small_pool_problems=0, overlap_copies=False), config),
         "synthetic only": (replace(standard, n_problems=0, noise_copies=False, small_pool_problems=0,
+                                   overlap_copies=False,
                                    n_synthetic=standard.n_synthetic or standard.n_problems), config),
         "no noisy copies": (replace(standard, noise_copies=False), config),
         "no shrunk copies": (replace(standard, shrunk_copies=False), config),
         "no small-pool problems": (replace(standard, small_pool_problems=0), config),
+        "no overlapping copies": (replace(standard, overlap_copies=False), config),
         "WGAN-GP": (standard, CriticConfig(**{**config.as_dict(), "objective": "wgan-gp"})),
         "GAE codes": (standard, CriticConfig(**{**config.as_dict(), "inputs": other_inputs})),
     }
