@@ -629,6 +629,23 @@ def paired_comparison(results: Mapping[str, Mapping[str, Any]], a: str = "critic
     return paired(pd.DataFrame(transfer_result(results, name).get("ranks", [])), a, b, regime, other_regime)
 
 
+def seed_mean_below(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic", other: str = "probe",
+                    regime: str = "standard") -> pd.DataFrame:
+    """The cells where ``scorer``'s Best, as the mean over its training seeds (the
+    transfer table's number), is below ``other``'s: columns ``train``, ``protocol``,
+    ``test``, ``best`` and ``best_other``, and ``attrs["n_cells"]``, the cells compared.
+    :func:`paired_comparison` tests one seed problem by problem; this says where the seed
+    mean disagrees with it."""
+    rows = transfer_rows(results)   # with its columns even when nothing is stored
+    keys = ["train", "protocol", "test"]
+    rows = rows[rows["regime"] == regime]
+    means = rows[rows["scorer"] == scorer][[*keys, "best"]].merge(
+        rows[rows["scorer"] == other][[*keys, "best"]], on=keys, suffixes=("", "_other"))
+    out = means[means["best"] < means["best_other"]].reset_index(drop=True)
+    out.attrs["n_cells"] = len(means)
+    return out
+
+
 def regime_table(results: Mapping[str, Mapping[str, Any]], train: str = "numbers", protocol: str = "strict",
                  metric: str = "best", scorer: str = "critic") -> pd.DataFrame:
     """Best (or another metric) of every regime of one training domain, ablations
@@ -678,11 +695,13 @@ def candidate_difficulty(results: Mapping[str, Mapping[str, Any]], name: str = "
 
 
 def top_negative_counts(results: Mapping[str, Mapping[str, Any]], name: str = "transfer",
-                        regime: str = "standard", scorer: str = "critic") -> pd.DataFrame:
+                        regime: str = "standard", scorer: str = "critic",
+                        order: Sequence[str] | None = None) -> pd.DataFrame:
     """How often each candidate kind was the top negative above the truth, per transfer
     direction (columns ``"Train → Test"``; every training seed and both protocols pooled),
-    kinds in :func:`candidate_difficulty`'s order (closest to the truth first). Empty when
-    nothing is stored."""
+    kinds in ``order`` (default: :func:`candidate_difficulty`'s, closest to the truth
+    first; pass its index when it is already computed), others after. Empty when nothing
+    is stored."""
     ranks = pd.DataFrame(transfer_result(results, name).get("ranks", []))
     if ranks.empty:
         return pd.DataFrame()
@@ -691,7 +710,8 @@ def top_negative_counts(results: Mapping[str, Mapping[str, Any]], name: str = "t
         return pd.DataFrame()
     counts = pd.crosstab(beaten.top_kind, beaten.train.str.capitalize() + " → " + beaten.test.str.capitalize(),
                          rownames=["top negative"], colnames=["trained on → tested on"])
-    order = candidate_difficulty(results, name, regime, scorer).index
+    if order is None:
+        order = candidate_difficulty(results, name, regime, scorer).index
     return counts.loc[[k for k in order if k in counts.index] + [k for k in counts.index if k not in set(order)]]
 
 

@@ -465,6 +465,27 @@ def test_candidate_difficulty_and_top_negatives_share_the_order_closest_to_the_t
     counts = reference.top_negative_counts(results)
     assert list(counts.index) == ["noise_boundary_2", "merge_closest"]
     assert counts.loc["merge_closest"].to_dict() == {"Fashion → Letters": 1, "Numbers → Letters": 1}
+    # an order already computed is taken as given; kinds it does not name come after
+    reordered = reference.top_negative_counts(results, order=["merge_closest"])
+    assert list(reordered.index) == ["merge_closest", "noise_boundary_2"]
+    assert reordered.equals(counts.loc[list(reordered.index)])
+
+
+def test_seed_mean_below_names_the_cells_where_the_mean_over_seeds_loses(tmp_path: Path) -> None:
+    from tdml_lib import reference
+
+    assert reference.seed_mean_below({}).empty and reference.seed_mean_below({}).attrs["n_cells"] == 0
+    cell = {"train": "fashion", "protocol": "strict", "top3": 90.0}
+    table = [{**cell, "regime": regime, "test": test, "scorer": scorer, "best": best}
+             for regime, test, scorer, best in [
+                 ("standard", "numbers", "critic", 52.0), ("standard", "numbers", "probe", 54.0),
+                 ("standard", "letters", "critic", 64.0), ("standard", "letters", "probe", 58.0),
+                 ("few-shot", "letters", "critic", 10.0), ("few-shot", "letters", "probe", 90.0)]]
+    write_result(tmp_path, "transfer", {"table": table})
+    below = reference.seed_mean_below(reference.load_results(tmp_path))
+    assert below.attrs["n_cells"] == 2   # the standard regime's only
+    assert below[["test", "best", "best_other"]].values.tolist() == [["numbers", 52.0, 54.0]]
+    assert len(reference.seed_mean_below(reference.load_results(tmp_path), regime="few-shot")) == 1
 
 
 def test_packages_load_only_what_is_used() -> None:
