@@ -367,9 +367,27 @@ def test_overlapping_copies_draw_the_closest_classes_together_and_keep_the_label
         np.linalg.norm(c0[3] - c0[2]) / np.linalg.norm(c0[3] - c0[0])
     with pytest.raises(ValueError, match="pull"):
         overlapping_copies([p], pull=(0.2, 1.0))
-    with pytest.raises(ValueError, match="overlap_copies"):
-        from tdml_lib.experiments import Recipe
-        Recipe(n_problems=2, examples_per_class=8, overlap_copies=True).problems("no such domain", None, seed=0)
+
+
+def test_a_few_shot_recipe_takes_overlapping_copies_of_its_filled_problems_and_its_ablation_drops_them():
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments.transfer import ablations
+
+    few_shot = Recipe(n_problems=2, n_synthetic=0, noise_copies=False, shrunk_copies=False,
+                      subsampled_copies=False, examples_per_class=8, interpolate_to=(30, 35))
+    plain = few_shot.problems("numbers", None, seed=0)
+    with_copies = replace(few_shot, overlap_copies=True).problems("numbers", None, seed=0)
+    assert len(with_copies) == 2 * len(plain) == 4
+    assert all(np.array_equal(a.X, b.X) for a, b in zip(plain, with_copies))   # the own problems come first
+    for own, copy in zip(plain, with_copies[2:]):
+        # a copy of the filled-up problem: same labels, same sizes, the closest classes drawn together
+        assert copy.source == f"{own.source} + overlapping" and np.array_equal(copy.labels, own.labels)
+    no_overlap, _ = ablations(["few-shot, no overlapping copies"], Recipe(), CriticConfig(),
+                              few_shot=replace(few_shot, overlap_copies=True))["few-shot, no overlapping copies"]
+    assert no_overlap == few_shot
+    with pytest.raises(ValueError, match="few_shot="):
+        ablations(["few-shot, no overlapping copies"], Recipe(), CriticConfig())
 
 
 def test_small_pool_problems_add_tighter_filled_problems_and_their_ablation_removes_them():

@@ -151,7 +151,8 @@ ENSEMBLE = "critic ensemble"
 averaged as z-scores."""
 
 ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "no small-pool problems",
-             "no overlapping copies", "WGAN-GP", "GAE codes", "few-shot, no interpolation")
+             "no overlapping copies", "WGAN-GP", "GAE codes", "few-shot, no interpolation",
+             "few-shot, no overlapping copies")
 """The ablations chapter 5 can run (:func:`ablations`)."""
 
 
@@ -170,14 +171,16 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
       the whole embedding, learned GAE codes included, when ``config`` reads the
       statistics, and the statistics alone when it reads the whole embedding;
     * ``"few-shot, no interpolation"``: the ``few_shot`` recipe with its problems as
-      drawn from the pool, not filled up by interpolation (``Recipe.interpolate_to``).
+      drawn from the pool, not filled up by interpolation (``Recipe.interpolate_to``);
+    * ``"few-shot, no overlapping copies"``: the ``few_shot`` recipe without them.
     """
     other_inputs = "embedding" if config.inputs == "statistics" else "statistics"
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown ablations {unknown}; choose from {ABLATIONS}.")
-    if "few-shot, no interpolation" in names and few_shot is None:
-        raise ValueError("the ablation 'few-shot, no interpolation' needs the few-shot recipe: pass few_shot=.")
+    needs_few_shot = [n for n in names if n.startswith("few-shot")]
+    if needs_few_shot and few_shot is None:
+        raise ValueError(f"the ablations {needs_few_shot} need the few-shot recipe: pass few_shot=.")
     table = {
         "domain only": (replace(standard, noise_copies=False, n_synthetic=0, shrunk_copies=False,
                                 subsampled_copies=False, small_pool_problems=0, overlap_copies=False), config),
@@ -193,6 +196,7 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
     }
     if few_shot is not None:
         table["few-shot, no interpolation"] = (replace(few_shot, interpolate_to=None), config)
+        table["few-shot, no overlapping copies"] = (replace(few_shot, overlap_copies=False), config)
     return {name: table[name] for name in names}
 
 
