@@ -381,7 +381,7 @@ def test_a_few_shot_recipe_takes_overlapping_copies_of_its_filled_problems_and_i
     assert len(with_copies) == 2 * len(plain) == 4
     assert all(np.array_equal(a.X, b.X) for a, b in zip(plain, with_copies))   # the own problems come first
     for own, copy in zip(plain, with_copies[2:]):
-        # a copy of the filled-up problem: same labels, same sizes, the closest classes drawn together
+        # a copy of each filled-up problem, labels kept (what the copy moves: the test above)
         assert copy.source == f"{own.source} + overlapping" and np.array_equal(copy.labels, own.labels)
     no_overlap, _ = ablations(["few-shot, no overlapping copies"], Recipe(), CriticConfig(),
                               few_shot=replace(few_shot, overlap_copies=True))["few-shot, no overlapping copies"]
