@@ -390,6 +390,43 @@ def test_a_few_shot_recipe_takes_overlapping_copies_of_its_filled_problems_and_i
         ablations(["few-shot, no overlapping copies"], Recipe(), CriticConfig())
 
 
+def test_a_recipe_passes_its_overlap_strength_on_and_the_weaker_ablation_restores_the_defaults():
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments.training import OVERLAP_PAIRS, OVERLAP_PULL, overlapping_copies
+    from tdml_lib.experiments.transfer import ablations
+
+    base = Recipe(n_problems=2, n_synthetic=0, noise_copies=False, shrunk_copies=False, subsampled_copies=False,
+                  overlap_copies=True)
+    strong = replace(base, overlap_pull=(0.4, 0.8), overlap_pairs=3)
+    own = Recipe(**{**base.__dict__, "overlap_copies": False}).problems("numbers", None, seed=0)
+    for recipe, pull, pairs in ((base, OVERLAP_PULL, OVERLAP_PAIRS), (strong, (0.4, 0.8), 3)):
+        copies = recipe.problems("numbers", None, seed=0)[len(own):]
+        expected = overlapping_copies(own, pull, pairs, seed=13)   # the recipe's copies use seed + 13
+        assert all(np.array_equal(a.X, b.X) for a, b in zip(copies, expected))
+    assert not np.array_equal(base.problems("numbers", None, seed=0)[-1].X,
+                              strong.problems("numbers", None, seed=0)[-1].X)
+    weaker, _ = ablations(["weaker overlapping copies"], strong, CriticConfig())["weaker overlapping copies"]
+    assert weaker == base
+    for same in (base, replace(strong, overlap_copies=False)):   # the ablation would be the critic again
+        with pytest.raises(ValueError, match="weaker overlapping copies"):
+            ablations(["weaker overlapping copies"], same, CriticConfig())
+
+
+def test_ablations_name_what_is_unknown_and_what_needs_the_few_shot_recipe():
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments.transfer import ABLATIONS, ablations
+
+    with pytest.raises(ValueError, match="unknown ablations \\['no such'\\]"):
+        ablations(["no such", "few-shot, no interpolation"], Recipe(), CriticConfig())
+    with pytest.raises(ValueError, match="few-shot, no interpolation.*few_shot="):
+        ablations(["no noisy copies", "few-shot, no interpolation"], Recipe(), CriticConfig())
+    everything = ablations([n for n in ABLATIONS if n != "weaker overlapping copies"],
+                           Recipe(overlap_copies=True), CriticConfig(), few_shot=Recipe(examples_per_class=8))
+    assert list(everything) == [n for n in ABLATIONS if n != "weaker overlapping copies"]
+
+
 def test_small_pool_problems_add_tighter_filled_problems_and_their_ablation_removes_them():
     from tdml_lib.critic import CriticConfig
     from tdml_lib.experiments import Recipe

@@ -36,7 +36,7 @@ from ..metrics import ari
 from ..probe import ProbeScorer
 from ..problems import Problem
 from .seeds import DEVELOPMENT, EvaluationSeeds
-from .training import Recipe, adversarial_training, training_problems
+from .training import OVERLAP_PAIRS, OVERLAP_PULL, Recipe, adversarial_training, training_problems
 
 PROTOCOLS = ("strict", "standard")
 REGIMES = ("standard", "few-shot")
@@ -151,7 +151,7 @@ ENSEMBLE = "critic ensemble"
 averaged as z-scores."""
 
 ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "no small-pool problems",
-             "no overlapping copies", "WGAN-GP", "GAE codes", "few-shot, no interpolation",
+             "no overlapping copies", "weaker overlapping copies", "WGAN-GP", "GAE codes", "few-shot, no interpolation",
              "few-shot, no overlapping copies")
 """The ablations chapter 5 can run (:func:`ablations`)."""
 
@@ -166,6 +166,10 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
     * ``"no noisy copies"``, ``"no shrunk copies"``, ``"no small-pool problems"``,
       ``"no overlapping copies"``: the standard recipe without them
       (``Recipe.small_pool_problems``, ``Recipe.overlap_copies``);
+    * ``"weaker overlapping copies"``: the standard recipe with the default overlapping
+      copies (:data:`~tdml_lib.experiments.training.OVERLAP_PAIRS` pairs, pull
+      :data:`~tdml_lib.experiments.training.OVERLAP_PULL`, as the few-shot regime's)
+      instead of its own stronger ones;
     * ``"WGAN-GP"``: the standard recipe with the per-problem WGAN-GP objective;
     * ``"GAE codes"``: the other choice of what block C reads (:data:`tdml_lib.critic.INPUTS`):
       the whole embedding, learned GAE codes included, when ``config`` reads the
@@ -173,14 +177,21 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
     * ``"few-shot, no interpolation"``: the ``few_shot`` recipe with its problems as
       drawn from the pool, not filled up by interpolation (``Recipe.interpolate_to``);
     * ``"few-shot, no overlapping copies"``: the ``few_shot`` recipe without them.
+
+    Raises:
+        ValueError: an unknown name; a few-shot ablation without ``few_shot``; ``"weaker
+            overlapping copies"`` when the standard recipe's copies are the weaker ones
+            already (or absent), so that the ablation would be the standard critic again.
     """
     other_inputs = "embedding" if config.inputs == "statistics" else "statistics"
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown ablations {unknown}; choose from {ABLATIONS}.")
-    needs_few_shot = [n for n in names if n.startswith("few-shot")]
-    if needs_few_shot and few_shot is None:
-        raise ValueError(f"the ablations {needs_few_shot} need the few-shot recipe: pass few_shot=.")
+    weaker = replace(standard, overlap_pull=OVERLAP_PULL, overlap_pairs=OVERLAP_PAIRS)
+    if "weaker overlapping copies" in names and (weaker == standard or not standard.overlap_copies):
+        raise ValueError("the ablation 'weaker overlapping copies' needs a standard recipe with overlap_copies=True "
+                         f"and stronger copies than the defaults (overlap_pairs={OVERLAP_PAIRS}, "
+                         f"overlap_pull={OVERLAP_PULL}); this one would train the standard critic again.")
     table = {
         "domain only": (replace(standard, noise_copies=False, n_synthetic=0, shrunk_copies=False,
                                 subsampled_copies=False, small_pool_problems=0, overlap_copies=False), config),
@@ -191,12 +202,16 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
         "no shrunk copies": (replace(standard, shrunk_copies=False), config),
         "no small-pool problems": (replace(standard, small_pool_problems=0), config),
         "no overlapping copies": (replace(standard, overlap_copies=False), config),
+        "weaker overlapping copies": (weaker, config),
         "WGAN-GP": (standard, CriticConfig(**{**config.as_dict(), "objective": "wgan-gp"})),
         "GAE codes": (standard, CriticConfig(**{**config.as_dict(), "inputs": other_inputs})),
     }
     if few_shot is not None:
         table["few-shot, no interpolation"] = (replace(few_shot, interpolate_to=None), config)
         table["few-shot, no overlapping copies"] = (replace(few_shot, overlap_copies=False), config)
+    lacking = [n for n in names if n not in table]   # only the few-shot ones can be: the names are known
+    if lacking:
+        raise ValueError(f"the ablations {lacking} need the few-shot recipe: pass few_shot=.")
     return {name: table[name] for name in names}
 
 
