@@ -674,3 +674,26 @@ def test_the_gae_codes_ablation_flips_what_the_critic_reads_and_nothing_else():
         recipe, flipped = ablations(["GAE codes"], standard, config)["GAE codes"]
         assert recipe == standard and flipped.inputs == other
         assert {**flipped.as_dict(), "inputs": inputs} == config.as_dict()
+
+
+def test_compare_recipes_pairs_the_critics_of_each_seed_and_refuses_the_held_out_seeds():
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import HELD_OUT, Recipe
+    from tdml_lib.experiments.recipe_comparison import COLUMNS, compare_recipes
+
+    base = Recipe(n_problems=3, n_synthetic=0, shrunk_copies=False, subsampled_copies=False)
+    tiny = dict(test_domains=["numbers"], protocols=["strict"], critic_seeds=(0, 1), n_eval_problems=3,
+                eval_negatives=4, device="cpu", progress=False,
+                critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8))
+    out = compare_recipes(base, replace(base, noise_copies=False), **tiny)
+    assert list(out.columns) == COLUMNS and len(out) == 1
+    row = out.iloc[0]
+    assert row.n_paired == 2 * 3 and len(row.best_base_per_seed) == len(row.best_variant_per_seed) == 2
+    assert row.best_base == pytest.approx(np.mean(row.best_base_per_seed), abs=0.1)
+    # the discordant problems explain the gap in Best exactly
+    assert row.best_variant - row.best_base == pytest.approx(100 * (row.only_variant - row.only_base) / 6)
+    assert 0 <= row.p <= 1
+    with pytest.raises(ValueError, match="development seeds only"):
+        compare_recipes(base, replace(base, noise_copies=False), seeds=HELD_OUT, **tiny)
+    with pytest.raises(ValueError, match="same recipe"):
+        compare_recipes(base, base, **tiny)
