@@ -226,6 +226,32 @@ def book_case(timeout_s: int = 3600) -> dict[str, Any]:
             "command": "jupyter-book build . (fresh output folder, every chapter executed)"}
 
 
+def cpu_busy_warning(load_average: float | None = None, cpu_count: int | None = None) -> str | None:
+    """A warning when other processes hold the CPU, or None.
+
+    Timings taken beside another job are not the machine's: two jobs on two cores, each
+    with its own OpenMP threads, slowed batched scoring up to 37x in this book's runs.
+    The one-minute load average (``os.getloadavg``) at half the core count or more means
+    at least one busy process per two cores before the benchmark starts.
+    """
+    import os
+
+    load = os.getloadavg()[0] if load_average is None else load_average
+    cores = (os.cpu_count() or 1) if cpu_count is None else cpu_count
+    if load < 0.5 * cores:
+        return None
+    return (f"the CPU is busy (1-minute load average {load:.1f} on {cores} cores) before the benchmark: "
+            "its timings will be slower than the machine's. Run it alone (stop other jobs) before storing them.")
+
+
+def _with_load(out: dict[str, Any], load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """Record the load average before and after a benchmark in its provenance."""
+    import os
+
+    out["provenance"]["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
+    return out
+
+
 def run_benchmarks(critic: Any = None, sizes: tuple[int, ...] = (256, 1000, 10000),
                    batches: tuple[int, ...] = (1, 64, 1024), agent_sizes: tuple[int, ...] = (1000, 10000),
                    agent_generations: int = 20, precisions: tuple[str, ...] = ("fp32",),
@@ -236,7 +262,10 @@ def run_benchmarks(critic: Any = None, sizes: tuple[int, ...] = (256, 1000, 1000
     from .critic import load_critic
     from .io import provenance
 
+    import os
+
     critic = critic or load_critic()
+    load_before = os.getloadavg()
     cases = [(n, b, p) for n in sizes for b in batches for p in precisions]
     scoring = [scoring_case(critic, n, b, precision=p)
                for n, b, p in tqdm(cases, desc="scoring", disable=not progress)]
@@ -244,17 +273,20 @@ def run_benchmarks(critic: Any = None, sizes: tuple[int, ...] = (256, 1000, 1000
              for n in tqdm(agent_sizes, desc="agent", disable=not progress)]
     params = {"sizes": list(sizes), "batches": list(batches), "agent_sizes": list(agent_sizes),
               "agent_generations": agent_generations, "precisions": list(precisions)}
-    return {"scoring": scoring, "agent": agent,
-            "provenance": provenance(params=params, device=str(critic.device))}
+    return _with_load({"scoring": scoring, "agent": agent,
+                       "provenance": provenance(params=params, device=str(critic.device))}, load_before)
 
 
 def run_book_benchmarks(progress: bool = True) -> dict[str, Any]:
     """Chapter timings and the whole book build; ``{"chapters", "book", "provenance"}``."""
+    import os
+
     from .io import provenance
 
+    load_before = os.getloadavg()
     chapters = chapter_cases(progress=progress)
     # provenance records the host (cpu_count) and, with device=None, the device in use
-    return {"chapters": chapters, "book": book_case(), "provenance": provenance()}
+    return _with_load({"chapters": chapters, "book": book_case(), "provenance": provenance()}, load_before)
 
 
 # --- limits (book/limits.md) -----------------------------------------------------------------
@@ -450,8 +482,7 @@ def run_limits(critic: Any = None, knn: bool = True, progress: bool = True,
            "knn": knn_cases(progress=progress) if knn else []}
     out["provenance"] = provenance(params={"memory": [list(m) for m in memory], "knn": knn},
                                    device=str(critic.device))
-    out["provenance"]["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
-    return out
+    return _with_load(out, load_before)
 
 
 def stored_limits(path: str | Path | None = None) -> dict[str, Any] | None:
@@ -604,6 +635,9 @@ def _cli_bench(args: Any) -> int:
 
     command = "python -m tdml_lib " + shlex.join(sys.argv[1:])
     resolve_device(args.device)   # a bad --device fails before anything runs
+    busy = cpu_busy_warning()
+    if busy:
+        print(f"warning: {busy}", file=sys.stderr)
     out = Path(args.out)
     only = args.book_only or args.limits_only
     if not only:

@@ -99,3 +99,13 @@ def test_peak_rss_of_an_instant_block_is_measured():
     with PeakRSS() as mem:
         pass
     assert mem.peak_mb > 50  # at least this Python process, never 0
+
+
+def test_a_busy_cpu_is_named_before_a_benchmark_and_the_load_is_recorded(critic):
+    # one busy process per two cores already slows batched scoring many times over
+    assert bench.cpu_busy_warning(load_average=1.0, cpu_count=2) is not None
+    assert "load average 3.5 on 4 cores" in bench.cpu_busy_warning(load_average=3.5, cpu_count=4)
+    assert bench.cpu_busy_warning(load_average=0.3, cpu_count=2) is None
+    res = bench.run_benchmarks(critic, sizes=(50,), batches=(4,), agent_sizes=(), progress=False)
+    load = res["provenance"]["load_average"]
+    assert len(load["before"]) == len(load["after"]) == 3

@@ -676,10 +676,15 @@ def test_the_gae_codes_ablation_flips_what_the_critic_reads_and_nothing_else():
         assert {**flipped.as_dict(), "inputs": inputs} == config.as_dict()
 
 
-def test_compare_recipes_pairs_the_critics_of_each_seed_and_refuses_the_held_out_seeds():
+def test_compare_recipes_pairs_the_critics_of_each_seed_and_refuses_the_held_out_seeds(monkeypatch):
+    from tdml_lib import evaluate
     from tdml_lib.critic import CriticConfig
     from tdml_lib.experiments import HELD_OUT, Recipe
     from tdml_lib.experiments.recipe_comparison import COLUMNS, compare_recipes
+
+    builds = []   # both recipes rank one build of the candidate sets
+    real_sets = evaluate.evaluation_sets
+    monkeypatch.setattr(evaluate, "evaluation_sets", lambda *a, **k: builds.append(1) or real_sets(*a, **k))
 
     base = Recipe(n_problems=3, n_synthetic=0, shrunk_copies=False, subsampled_copies=False)
     tiny = dict(test_domains=["numbers"], protocols=["strict"], critic_seeds=(0, 1), n_eval_problems=3,
@@ -687,6 +692,7 @@ def test_compare_recipes_pairs_the_critics_of_each_seed_and_refuses_the_held_out
                 critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8))
     out = compare_recipes(base, replace(base, noise_copies=False), **tiny)
     assert list(out.columns) == COLUMNS and len(out) == 1
+    assert len(builds) == 1
     row = out.iloc[0]
     assert row.n_paired == 2 * 3 and len(row.best_base_per_seed) == len(row.best_variant_per_seed) == 2
     assert row.best_base == pytest.approx(np.mean(row.best_base_per_seed), abs=0.1)

@@ -38,11 +38,17 @@ COLUMNS = ["train", "regime", "protocol", "test", "best_base", "best_variant", "
            "n_paired", "best_base_per_seed", "best_variant_per_seed"]
 
 
-def _critic_ranks(recipe: Recipe, regime: str, **kwargs: Any) -> pd.DataFrame:
-    recipes = {"standard": recipe} if regime == "standard" else {"few_shot": recipe}
-    res = run_transfer(regimes=(regime,), probe=False, index_scorers=(), adversarial_rounds=0, **recipes, **kwargs)
+def _critic_ranks(base: Recipe, variant: Recipe, **kwargs: Any) -> pd.DataFrame:
+    """Both recipes' critic ranks from one :func:`run_transfer` call, so the candidate
+    sets are built once: ``base`` takes the standard regime's slot and ``variant`` the
+    few-shot one's (the slots only name the recipes: with no probe and no adversarial
+    rounds ``run_transfer`` treats both alike). Returns the per-problem ranks with a
+    column ``recipe`` (``"base"`` or ``"variant"``)."""
+    res = run_transfer(regimes=REGIMES, standard=base, few_shot=variant, probe=False, index_scorers=(),
+                       adversarial_rounds=0, **kwargs)
     ranks = res.ranks()
-    return ranks[(ranks.scorer == "critic") & (ranks.regime == regime)]
+    ranks = ranks[ranks.scorer == "critic"]
+    return ranks.assign(recipe=ranks.regime.map({REGIMES[0]: "base", REGIMES[1]: "variant"}))
 
 
 def compare_recipes(base: Recipe, variant: Recipe, train: str = "numbers", regime: str = "standard",
@@ -57,8 +63,8 @@ def compare_recipes(base: Recipe, variant: Recipe, train: str = "numbers", regim
     Args:
         base, variant: the two recipes (:class:`~tdml_lib.experiments.training.Recipe`).
         train: the training domain.
-        regime: ``"standard"`` or ``"few-shot"``: which of :func:`run_transfer`'s recipes
-            the two take the place of (the few-shot one needs ``examples_per_class``).
+        regime: ``"standard"`` or ``"few-shot"``: the regime the two recipes stand for
+            (it names the rows; a few-shot recipe carries its own ``examples_per_class``).
         test_domains, protocols, critic_config, n_eval_problems, eval_negatives, device:
             as for :func:`~tdml_lib.experiments.transfer.run_transfer`.
         critic_seeds: one pair of critics per seed; their pairs are pooled.
@@ -89,8 +95,9 @@ def compare_recipes(base: Recipe, variant: Recipe, train: str = "numbers", regim
                   critic_config=critic_config, critic_seeds=critic_seeds, n_eval_problems=n_eval_problems,
                   eval_negatives=eval_negatives, seeds=seeds, device=device, progress=progress)
     keys = ["protocol", "test", "critic_seed", "problem"]
-    pairs = _critic_ranks(base, regime, **common)[keys + ["rank"]].merge(
-        _critic_ranks(variant, regime, **common)[keys + ["rank"]], on=keys, suffixes=("_base", "_variant"))
+    ranks = _critic_ranks(base, variant, **common)
+    pairs = ranks[ranks.recipe == "base"][keys + ["rank"]].merge(
+        ranks[ranks.recipe == "variant"][keys + ["rank"]], on=keys, suffixes=("_base", "_variant"))
     rows = []
     for (protocol, test), cell in pairs.groupby(["protocol", "test"], sort=False):
         first_base, first_variant = cell["rank_base"].to_numpy() == 1, cell["rank_variant"].to_numpy() == 1
