@@ -703,3 +703,31 @@ def test_compare_recipes_pairs_the_critics_of_each_seed_and_refuses_the_held_out
         compare_recipes(base, replace(base, noise_copies=False), seeds=HELD_OUT, **tiny)
     with pytest.raises(ValueError, match="same recipe"):
         compare_recipes(base, base, **tiny)
+
+
+def test_mixed_boundary_copies_crowd_the_borders_and_keep_the_labels():
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments.trials import BoundaryRecipe, mixed_boundary_copies
+    from tdml_lib.problems import synthetic_problems
+
+    probs = synthetic_problems(4, n_clusters=(3, 5), points_per_class=(30, 40), n_features=(2, 6), seed=3)
+
+    def wrong_side(p):   # share of points whose nearest neighbour is of another class
+        d = ((p.X[:, None] - p.X[None]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        return np.mean(p.labels[d.argmin(1)] != p.labels)
+
+    copies = mixed_boundary_copies(probs, share=(0.3, 0.3), reach=(0.8, 0.8), seed=0)
+    for p, q in zip(probs, copies):
+        assert np.array_equal(p.labels, q.labels) and q.X.shape == p.X.shape
+        assert np.sum(np.any(q.X != p.X, axis=1)) > 0 and wrong_side(q) > wrong_side(p)
+    again = mixed_boundary_copies(probs, share=(0.3, 0.3), reach=(0.8, 0.8), seed=0)
+    assert all(np.array_equal(a.X, b.X) for a, b in zip(copies, again))
+    with pytest.raises(ValueError, match="share"):
+        mixed_boundary_copies(probs, share=(0.5, 0.2))
+    base = Recipe(n_problems=3, n_synthetic=2, noise_copies=False, shrunk_copies=False, subsampled_copies=False)
+    plain = base.problems("numbers", None, seed=0)
+    trial = BoundaryRecipe(n_problems=3, n_synthetic=2, noise_copies=False, shrunk_copies=False,
+                           subsampled_copies=False).problems("numbers", None, seed=0)
+    assert len(trial) == len(plain) + 3 and all("mixed boundary" in p.source for p in trial[-3:])
+    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(plain[:3], trial[-3:]))

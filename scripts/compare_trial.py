@@ -1,0 +1,76 @@
+"""Measure a recipe step under trial (tdml_lib.experiments.trials) on the development seeds.
+
+The base recipe is the one the stored transfer run trained (its parameters are read from
+``results/transfer/result.json``), so a gain here is a gain over what chapter 8 shows.
+Writes ``<out>/<name>.csv`` (one row per cell, :func:`compare_recipes`) and
+``<out>/<name>.json`` (the command, the recipes, provenance, the wall time).
+
+    python scripts/compare_trial.py boundary_numbers_standard --train numbers --regime standard
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tdml_lib.critic import CriticConfig  # noqa: E402
+from tdml_lib.experiments import DEVELOPMENT, Recipe  # noqa: E402
+from tdml_lib.experiments.recipe_comparison import compare_recipes  # noqa: E402
+from tdml_lib.experiments.trials import BoundaryRecipe  # noqa: E402
+from tdml_lib.io import atomic_path, provenance, write_json  # noqa: E402
+
+
+def stored_recipes(params: dict) -> tuple[dict, dict, CriticConfig]:
+    """Keyword arguments of the stored run's standard and few-shot recipes, and its config
+    (as chapter 5 builds them from its parameters)."""
+    standard = dict(n_problems=params["N_TRAIN_PROBLEMS"], noise_copies=params["NOISE_COPIES"],
+                    n_synthetic=params["N_SYNTHETIC"],
+                    small_pool_problems=round(params["SMALL_POOL_SHARE"] * params["N_TRAIN_PROBLEMS"]),
+                    small_pool_size=params["FEW_SHOT_EXAMPLES_PER_CLASS"], overlap_copies=params["OVERLAP_COPIES"],
+                    overlap_pull=tuple(params["OVERLAP_PULL"]), overlap_pairs=params["OVERLAP_PAIRS"])
+    few_shot = dict(n_problems=params["FEW_SHOT_PROBLEMS"], noise_copies=params["NOISE_COPIES"],
+                    n_synthetic=params["N_SYNTHETIC"], examples_per_class=params["FEW_SHOT_EXAMPLES_PER_CLASS"],
+                    interpolate_to=tuple(params["FEW_SHOT_POINTS"]), overlap_copies=params["OVERLAP_COPIES"])
+    config = CriticConfig(n_negatives=params["N_NEGATIVES"], n_degenerate=params["N_DEGENERATE"],
+                          epochs=params["EPOCHS"], gae_epochs=params["GAE_EPOCHS"], inputs=params["CRITIC_INPUTS"])
+    return standard, few_shot, config
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name")
+    ap.add_argument("--train", default="numbers")
+    ap.add_argument("--regime", default="standard", choices=["standard", "few-shot"])
+    ap.add_argument("--critic-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--n-eval", type=int, default=100)
+    ap.add_argument("--test-domains", nargs="+", default=["numbers", "letters", "fashion"])
+    ap.add_argument("--out", default="results/development")
+    args = ap.parse_args()
+    params = json.loads((ROOT / "results/transfer/result.json").read_text())["params"]
+    standard, few_shot, config = stored_recipes(params)
+    kwargs = standard if args.regime == "standard" else few_shot
+    base, variant = Recipe(**kwargs), BoundaryRecipe(**kwargs)
+    t0 = time.time()
+    table = compare_recipes(base, variant, train=args.train, regime=args.regime, test_domains=args.test_domains,
+                            critic_config=config, critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval,
+                            seeds=DEVELOPMENT, device="cpu")
+    out = Path(args.out)
+    with atomic_path(out / f"{args.name}.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    write_json(out / f"{args.name}.json", {
+        "command": "python " + shlex.join(["scripts/compare_trial.py", *sys.argv[1:]]),
+        "base": base.as_dict(), "variant": variant.as_dict(), "config": config.as_dict(),
+        "wall_time_s": time.time() - t0, "seeds": "development",
+        "provenance": provenance(params=vars(args), device="cpu")})
+    print(table.drop(columns=["train"]).round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Recipe steps under trial: measured with :func:`~.recipe_comparison.compare_recipes`
+on the development seeds before any of them joins :class:`~.training.Recipe`.
+
+A step lives here while it is being measured, so that trying it changes no module a
+chapter loads (the stored results of chapters 4 and 5 stay current); one that earns
+its place moves into :class:`~.training.Recipe`, with its ablation, and the stored
+results are re-run.
+
+* :func:`mixed_boundary_copies` and :class:`BoundaryRecipe`: copies of the domain's
+  training problems in which a share of each class's points is pulled part of the way
+  towards the nearest point of another class, labels unchanged. Why: on Fashion the
+  critics lose most often to ``noise_boundary_2`` (2 % of the most ambiguous points
+  moved to their nearest other cluster; ``results/transfer``, the ``top_kind`` of each
+  lost problem), that is, to a *cleaner* version of the truth. Fashion's correct
+  clusterings have crowded borders, and the critics' training truths do not: Numbers'
+  classes are far apart, and the few-shot problems are filled up by within-class
+  interpolation (:func:`~.training.interpolated_copies`), which leaves the space between
+  classes empty. :func:`~.training.overlapping_copies` moves whole classes; this moves
+  single points, so the borders fill while the classes' centres stay.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from ..problems import Problem, standardize
+from .training import Recipe
+
+BOUNDARY_SHARE = (0.05, 0.25)
+"""Default share of each problem's points that :func:`mixed_boundary_copies` moves
+(lowest, highest; drawn per problem)."""
+BOUNDARY_REACH = (0.3, 0.7)
+"""Default fraction of the way to the nearest point of another class that a moved point
+goes (lowest, highest; drawn per point)."""
+
+
+def _check_fraction_range(value: tuple[float, float], name: str) -> tuple[float, float]:
+    low, high = (float(v) for v in value)
+    if not 0 <= low <= high <= 1:
+        raise ValueError(f"{name} must satisfy 0 <= low <= high <= 1, got {value!r}.")
+    return low, high
+
+
+def mixed_boundary_copies(problems: Sequence[Problem], share: tuple[float, float] = BOUNDARY_SHARE,
+                          reach: tuple[float, float] = BOUNDARY_REACH, seed: int = 0) -> list[Problem]:
+    """Copies of labelled problems with crowded borders between their classes.
+
+    In each copy a share (uniform in ``share``, per problem) of the points, drawn at
+    random, moves a fraction (uniform in ``reach``, per point) of the way towards its
+    nearest point of another class; its label stays. Points past half-way lie nearer
+    the other class, as Fashion's shirts among its pullovers do. Standardised again.
+    Uses the labels of training problems only; a problem with one class is copied as it is.
+
+    Raises:
+        ValueError: ``share`` or ``reach`` outside [0, 1] or not (lowest, highest).
+    """
+    share = _check_fraction_range(share, "share")
+    reach = _check_fraction_range(reach, "reach")
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in problems:
+        X = p.X.astype(np.float64)
+        moved = X.copy()
+        if p.n_clusters > 1:
+            n_moved = int(round(rng.uniform(*share) * len(X)))
+            idx = rng.choice(len(X), size=n_moved, replace=False)
+            # squared distances from the drawn points to every point, own class masked out
+            d2 = cdist(X[idx], X, "sqeuclidean")
+            d2[p.labels[idx, None] == p.labels[None, :]] = np.inf
+            target = X[d2.argmin(1)]
+            moved[idx] = X[idx] + rng.uniform(*reach, size=(len(idx), 1)) * (target - X[idx])
+        out.append(Problem(standardize(moved), p.labels, f"{p.source} + mixed boundary", p.classes))
+    return out
+
+
+@dataclass(frozen=True)
+class BoundaryRecipe(Recipe):
+    """A :class:`~.training.Recipe` plus :func:`mixed_boundary_copies` of the domain's
+    problems (after interpolation, in the few-shot regime), one copy per problem.
+
+    Attributes:
+        boundary_share, boundary_reach: ``share`` and ``reach`` of the copies.
+    """
+
+    boundary_share: tuple[float, float] = BOUNDARY_SHARE
+    boundary_reach: tuple[float, float] = BOUNDARY_REACH
+
+    def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
+        """The recipe's problems, then the mixed-boundary copies of the domain's own."""
+        out = super().problems(domain, feature_map, seed)
+        # Recipe.problems puts the domain's own problems first (interpolated if asked)
+        own = out[:self.n_problems]
+        return out + mixed_boundary_copies(own, tuple(self.boundary_share), tuple(self.boundary_reach),
+                                           seed=seed + 17)
+
+
+__all__ = ["BOUNDARY_REACH", "BOUNDARY_SHARE", "BoundaryRecipe", "mixed_boundary_copies"]
