@@ -244,6 +244,21 @@ def cpu_busy_warning(load_average: float | None = None, cpu_count: int | None = 
             "its timings will be slower than the machine's. Run it alone (stop other jobs) before storing them.")
 
 
+def load_summary(provenance: dict[str, Any]) -> str:
+    """How busy the machine was when a stored benchmark ran, in words, from the load
+    average its provenance records (``""`` for a run that recorded none)."""
+    load = provenance.get("load_average")
+    if not load:
+        return ""
+    before, after = load["before"][0], load["after"][0]
+    cores = provenance.get("host", {}).get("cpu_count") or 1
+    # the benchmark's own threads add about one per core by its end, so half a core more
+    # than that per core means another job ran beside it
+    busy = cpu_busy_warning(before, cores) is not None or after >= 1.5 * cores
+    return (f"load average {before:.1f} before, {after:.1f} after on {cores} cores"
+            + (" (busy: other processes held the CPU, so these timings understate the machine)" if busy else ""))
+
+
 def _with_load(out: dict[str, Any], load_before: tuple[float, float, float]) -> dict[str, Any]:
     """Record the load average before and after a benchmark in its provenance."""
     import os

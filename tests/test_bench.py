@@ -109,3 +109,13 @@ def test_a_busy_cpu_is_named_before_a_benchmark_and_the_load_is_recorded(critic)
     res = bench.run_benchmarks(critic, sizes=(50,), batches=(4,), agent_sizes=(), progress=False)
     load = res["provenance"]["load_average"]
     assert len(load["before"]) == len(load["after"]) == 3
+
+
+def test_a_stored_benchmark_says_how_busy_its_machine_was():
+    quiet = {"load_average": {"before": [0.2, 0.3, 0.3], "after": [2.1, 1.0, 0.5]}, "host": {"cpu_count": 2}}
+    busy = {"load_average": {"before": [1.2, 1.0, 1.0], "after": [3.1, 2.0, 1.5]}, "host": {"cpu_count": 2}}
+    assert bench.load_summary({}) == ""
+    assert "busy" not in bench.load_summary(quiet) and "0.2 before" in bench.load_summary(quiet)
+    assert "busy" in bench.load_summary(busy)
+    late = {**quiet, "load_average": {"before": [0.2, 0.3, 0.3], "after": [3.4, 2.0, 1.0]}}
+    assert "busy" in bench.load_summary(late)
