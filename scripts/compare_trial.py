@@ -50,12 +50,18 @@ def main() -> int:
     ap.add_argument("--critic-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--n-eval", type=int, default=100)
     ap.add_argument("--test-domains", nargs="+", default=["numbers", "letters", "fashion"])
+    ap.add_argument("--boundary-share", type=float, nargs=2, default=None,
+                    help="BoundaryRecipe.boundary_share (lowest, highest); default: the trial's default")
+    ap.add_argument("--boundary-reach", type=float, nargs=2, default=None,
+                    help="BoundaryRecipe.boundary_reach (lowest, highest); default: the trial's default")
     ap.add_argument("--out", default="results/development")
     args = ap.parse_args()
     params = json.loads((ROOT / "results/transfer/result.json").read_text())["params"]
     standard, few_shot, config = stored_recipes(params)
     kwargs = standard if args.regime == "standard" else few_shot
-    base, variant = Recipe(**kwargs), BoundaryRecipe(**kwargs)
+    trial = {name: tuple(value) for name, value in (("boundary_share", args.boundary_share),
+                                                    ("boundary_reach", args.boundary_reach)) if value}
+    base, variant = Recipe(**kwargs), BoundaryRecipe(**kwargs, **trial)
     t0 = time.time()
     table = compare_recipes(base, variant, train=args.train, regime=args.regime, test_domains=args.test_domains,
                             critic_config=config, critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval,
