@@ -23,7 +23,7 @@ from tdml_lib.critic import CriticConfig  # noqa: E402
 from tdml_lib.experiments import DEVELOPMENT, Recipe  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import compare_recipes  # noqa: E402
 from tdml_lib.experiments.trials import BoundaryRecipe  # noqa: E402
-from tdml_lib.io import atomic_path, provenance, write_json  # noqa: E402
+from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
 
 def stored_recipes(params: dict) -> tuple[dict, dict, CriticConfig]:
@@ -62,7 +62,7 @@ def main() -> int:
     trial = {name: tuple(value) for name, value in (("boundary_share", args.boundary_share),
                                                     ("boundary_reach", args.boundary_reach)) if value}
     base, variant = Recipe(**kwargs), BoundaryRecipe(**kwargs, **trial)
-    t0 = time.time()
+    t0, state = time.time(), code_state()   # the code as the run starts, before any output exists
     table = compare_recipes(base, variant, train=args.train, regime=args.regime, test_domains=args.test_domains,
                             critic_config=config, critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval,
                             seeds=DEVELOPMENT, device="cpu")
@@ -73,7 +73,7 @@ def main() -> int:
         "command": "python " + shlex.join(["scripts/compare_trial.py", *sys.argv[1:]]),
         "base": base.as_dict(), "variant": variant.as_dict(), "config": config.as_dict(),
         "wall_time_s": time.time() - t0, "seeds": "development",
-        "provenance": provenance(params=vars(args), device="cpu")})
+        "provenance": provenance(params=vars(args), device="cpu", state=state)})
     print(table.drop(columns=["train"]).round(3).to_string(index=False))
     return 0
 
