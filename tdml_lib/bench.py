@@ -270,8 +270,12 @@ def _with_load(out: dict[str, Any], load_before: tuple[float, float, float]) -> 
 def run_benchmarks(critic: Any = None, sizes: tuple[int, ...] = (256, 1000, 10000),
                    batches: tuple[int, ...] = (1, 64, 1024), agent_sizes: tuple[int, ...] = (1000, 10000),
                    agent_generations: int = 20, precisions: tuple[str, ...] = ("fp32",),
-                   progress: bool = True) -> dict[str, Any]:
-    """All scoring and agent cases; returns {"scoring": [...], "agent": [...], "provenance": {...}}."""
+                   progress: bool = True, load_before: tuple[float, ...] | None = None) -> dict[str, Any]:
+    """All scoring and agent cases; returns {"scoring": [...], "agent": [...], "provenance": {...}}.
+
+    ``load_before``: the load average when the command started (default: now); a
+    command that runs several benchmarks passes its own, since the first one's threads
+    raise the load average the next one would measure."""
     from tqdm.auto import tqdm
 
     from .critic import load_critic
@@ -280,7 +284,7 @@ def run_benchmarks(critic: Any = None, sizes: tuple[int, ...] = (256, 1000, 1000
     import os
 
     critic = critic or load_critic()
-    load_before = os.getloadavg()
+    load_before = load_before or os.getloadavg()
     cases = [(n, b, p) for n in sizes for b in batches for p in precisions]
     scoring = [scoring_case(critic, n, b, precision=p)
                for n, b, p in tqdm(cases, desc="scoring", disable=not progress)]
@@ -292,13 +296,14 @@ def run_benchmarks(critic: Any = None, sizes: tuple[int, ...] = (256, 1000, 1000
                        "provenance": provenance(params=params, device=str(critic.device))}, load_before)
 
 
-def run_book_benchmarks(progress: bool = True) -> dict[str, Any]:
-    """Chapter timings and the whole book build; ``{"chapters", "book", "provenance"}``."""
+def run_book_benchmarks(progress: bool = True, load_before: tuple[float, ...] | None = None) -> dict[str, Any]:
+    """Chapter timings and the whole book build; ``{"chapters", "book", "provenance"}``
+    (``load_before`` as for :func:`run_benchmarks`)."""
     import os
 
     from .io import provenance
 
-    load_before = os.getloadavg()
+    load_before = load_before or os.getloadavg()
     chapters = chapter_cases(progress=progress)
     # provenance records the host (cpu_count) and, with device=None, the device in use
     return _with_load({"chapters": chapters, "book": book_case(), "provenance": provenance()}, load_before)
@@ -480,7 +485,8 @@ def limit_parameters() -> dict[str, Any]:
 
 
 def run_limits(critic: Any = None, knn: bool = True, progress: bool = True,
-               memory: tuple[tuple[int, int, int], ...] = ((4000, 4000, 40), (200_000, 10, 4))) -> dict[str, Any]:
+               memory: tuple[tuple[int, int, int], ...] = ((4000, 4000, 40), (200_000, 10, 4)),
+               load_before: tuple[float, ...] | None = None) -> dict[str, Any]:
     """Everything ``book/limits.md`` shows: kNN timings, peak memory of ``score_many``
     (``memory``: (n, K, batch) cases), the dynamic range, checkpoint sizes, with
     provenance (and the machine's load average, since the machine may be shared)."""
@@ -490,7 +496,7 @@ def run_limits(critic: Any = None, knn: bool = True, progress: bool = True,
     from .io import provenance
 
     critic = critic or load_critic()
-    load_before = os.getloadavg()
+    load_before = load_before or os.getloadavg()
     out = {"parameters": limit_parameters(), "checkpoints": checkpoint_limits(),
            "precision": precision_cases(critic),
            "memory": [memory_case(critic, n, k, b) for n, k, b in memory],
@@ -650,7 +656,10 @@ def _cli_bench(args: Any) -> int:
 
     command = "python -m tdml_lib " + shlex.join(sys.argv[1:])
     resolve_device(args.device)   # a bad --device fails before anything runs
-    busy = cpu_busy_warning()
+    import os
+
+    load_start = os.getloadavg()   # each file records the load at the command's start
+    busy = cpu_busy_warning(load_start[0])
     if busy:
         print(f"warning: {busy}", file=sys.stderr)
     out = Path(args.out)
@@ -658,7 +667,7 @@ def _cli_bench(args: Any) -> int:
     if not only:
         critic = load_critic(device=args.device)
         res = run_benchmarks(critic, tuple(args.sizes), tuple(args.batches), tuple(args.agent_sizes),
-                             args.agent_generations, tuple(args.precisions))
+                             args.agent_generations, tuple(args.precisions), load_before=load_start)
         res["provenance"]["command"] = command
         tag = critic.device.type
         write_json(out / f"bench_{tag}.json", res)
@@ -670,7 +679,7 @@ def _cli_bench(args: Any) -> int:
         print(f"written to {out}/bench_{tag}.json")
     if args.limits or args.limits_only:
         critic = load_critic(device=args.device)
-        lim = run_limits(critic)
+        lim = run_limits(critic, load_before=load_start)
         lim["provenance"]["command"] = command
         tag = critic.device.type
         write_json(out / f"limits_{tag}.json", lim)
@@ -678,7 +687,7 @@ def _cli_bench(args: Any) -> int:
             print(f"--- {name}\n{table.to_string()}")
         print(f"written to {out}/limits_{tag}.json")
     if args.book or args.book_only:
-        book = run_book_benchmarks()
+        book = run_book_benchmarks(load_before=load_start)
         book["provenance"]["command"] = command
         tag = book["provenance"]["device"].split(":")[0]
         write_json(out / f"bench_{tag}_book.json", book)

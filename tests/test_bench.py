@@ -109,6 +109,10 @@ def test_a_busy_cpu_is_named_before_a_benchmark_and_the_load_is_recorded(critic)
     res = bench.run_benchmarks(critic, sizes=(50,), batches=(4,), agent_sizes=(), progress=False)
     load = res["provenance"]["load_average"]
     assert len(load["before"]) == len(load["after"]) == 3
+    # a command running several benchmarks records the load at its own start in each
+    res = bench.run_benchmarks(critic, sizes=(50,), batches=(4,), agent_sizes=(), progress=False,
+                               load_before=(0.25, 0.5, 0.75))
+    assert res["provenance"]["load_average"]["before"] == [0.25, 0.5, 0.75]
 
 
 def test_a_stored_benchmark_says_how_busy_its_machine_was():
