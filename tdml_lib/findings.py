@@ -7,13 +7,17 @@ modules its chapter loaded, :func:`tdml_lib.runner.registry.freshness`).
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from .methods import AGENT_TRUE_K, KMEANS_TRUE_K
-from .reference import NOT_RUN, poster_comparison
+from .reference import ENSEMBLE, NOT_RUN, PROTOCOLS, headline_table, poster_comparison, seed_spread
+
+#: The feature protocol of the front page's table and sentences: the one clustering papers
+#: use (PCA fitted on the test domain's unlabelled training split, chapter 5). Chapter 8
+#: shows both protocols.
+FRONT_PROTOCOL = "standard"
 
 
 def _pct(x: float, digits: int = 0) -> str:
@@ -25,27 +29,69 @@ def _words(items: Sequence[str], joiner: str = "and") -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
 
 
-def _critic_finding(results: Mapping[str, Mapping[str, Any]], scorer: str) -> str:
-    comp = poster_comparison(results, scorer=scorer).dropna(subset=["ours best"])
+def one_protocol(results: Mapping[str, Mapping[str, Any]], protocol: str) -> dict[str, Mapping[str, Any]]:
+    """``results`` with every transfer table cut to the rows of one feature protocol (a
+    row without one is the strict protocol, as in :func:`tdml_lib.reference.transfer_rows`),
+    so that a table of the poster's cells shows that protocol and no other.
+
+    Raises:
+        ValueError: an unknown protocol.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown feature protocol {protocol!r}; choose from {PROTOCOLS}.")
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, res in results.items():
+        table = (res.get("metrics") or {}).get("table")
+        if table is not None:
+            kept = [row for row in table if row.get("protocol", "strict") == protocol]
+            res = {**res, "metrics": {**res["metrics"], "table": kept}}
+        out[name] = res
+    return out
+
+
+def front_table(results: Mapping[str, Mapping[str, Any]], protocol: str = FRONT_PROTOCOL,
+                scorer: str = "critic", digits: int = 0) -> pd.DataFrame:
+    """The front page's table: :func:`tdml_lib.reference.headline_table` under one named
+    feature protocol (a stored transfer run reports both)."""
+    return headline_table(one_protocol(results, protocol), scorer=scorer, digits=digits)
+
+
+def _cell_name(row: Mapping[str, Any]) -> str:
+    return f"{row['train'].capitalize()} ({row['regime']}) tested on {row['test'].capitalize()}"
+
+
+def _critic_finding(results: Mapping[str, Mapping[str, Any]], scorer: str, protocol: str) -> str:
+    comp = poster_comparison(results, scorer=scorer, protocol=protocol).dropna(subset=["ours best"])
     if not len(comp):
-        return f"The critic (block C): the transfer table is {NOT_RUN}."
-    below = int((comp["diff best"] < 0).sum())
-    verdict = "falls short of the poster" if below > len(comp) / 2 else "matches or beats the poster in most cells"
-    cells = [(row[f"diff {m}"], name, row) for _, row in comp.iterrows()
-             for m, name in (("best", "Best"), ("top3", "Top 3")) if not math.isnan(row[f"diff {m}"])]
-    gap, name, row = max(cells, key=lambda c: c[0])
-    metric = "best" if name == "Best" else "top3"
-    closest = (f"its closest cell is {name} for {row['train'].capitalize()} ({row['regime']}) tested on "
-               f"{row['test'].capitalize()}, {_pct(row[f'ours {metric}'])} against the poster's "
-               f"{_pct(row[f'poster {metric}'], 1)}")
-    sentence = (f"The critic (block C) {verdict}: its Best is below the poster's in {below} of the "
-                f"{len(comp)} cells we ran; {closest}")
+        return f"The critic (block C): the transfer table under the {protocol} feature protocol is {NOT_RUN}."
+    below = comp[comp["diff best"] < 0]
+    verdict = "falls short of the poster" if len(below) > len(comp) / 2 else "matches or beats the poster in most cells"
+    sentence = (f"Under the {protocol} feature protocol, the critic (block C) {verdict}: its Best is below "
+                f"the poster's in {len(below)} of the {len(comp)} cells we ran")
+    if len(below):
+        worst = below.loc[below["diff best"].idxmin()]
+        sentence += (f"; its widest gap is {_cell_name(worst)}, {_pct(worst['ours best'])} against the "
+                     f"poster's {_pct(worst['poster best'], 1)}")
     few = comp[comp["regime"] == "few-shot"]
     std = comp[comp["regime"] == "standard"]
     if len(few) and len(std) and few["ours best"].mean() < std["ours best"].mean():
         sentence += (f", and the few-shot critics fall furthest behind (mean Best "
                      f"{_pct(few['ours best'].mean())} against {_pct(few['poster best'].mean(), 1)})")
     return sentence + "."
+
+
+def _ensemble_finding(results: Mapping[str, Mapping[str, Any]], protocol: str) -> str | None:
+    """The critics of all training seeds as one scorer, or None when no run stored it."""
+    comp = poster_comparison(results, scorer=ENSEMBLE, protocol=protocol).dropna(subset=["ours best"])
+    if not len(comp):
+        return None
+    reached = int((comp["diff best"] >= 0).sum())
+    n_seeds = int(seed_spread(results)["n_seeds"].max())
+    top = comp.loc[comp["diff best"].idxmax()]
+    where = "it leads the poster most on" if top["diff best"] >= 0 else "it comes closest on"
+    return (f"The critics of all {n_seeds} training seeds as one scorer (the *critic ensemble*, chapter 8) "
+            f"reach the poster's Best in {reached} of the {len(comp)} cells under the same protocol; "
+            f"{where} {_cell_name(top)}, {_pct(top['ours best'])} against {_pct(top['poster best'], 1)}.")
 
 
 def _agent_finding(results: Mapping[str, Mapping[str, Any]]) -> str:
@@ -101,16 +147,22 @@ def _baselines_finding(results: Mapping[str, Mapping[str, Any]]) -> str:
     return "The baselines, rebuilt so that no true label steers them: " + "; ".join(sentences) + "."
 
 
-def headline_findings(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic") -> dict[str, str]:
+def headline_findings(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic",
+                      protocol: str = FRONT_PROTOCOL) -> dict[str, str]:
     """One sentence per part of the replication on what worked and what did not,
     written from the stored results (the front page prints them).
 
-    Keys: ``"critic"`` (block C: the transfer table against the poster), ``"agent"``
+    Keys: ``"critic"`` (block C: the transfer table against the poster, under the
+    feature ``protocol`` of the front page's table, :func:`front_table`), ``"ensemble"``
+    (the critics of all training seeds as one scorer, same protocol; only when stored), ``"agent"``
     (block A: clustering against k-means) and ``"baselines"`` (the two rebuilt
     methods against k-means on the same pixels). A part whose result is missing says
     :data:`NOT_RUN`. Every number comes from ``results`` and the wording follows the
     comparison (below / above, more / less accurate), so the sentences stay true when
     the results are replaced by a new run with the same schema.
     """
-    return {"critic": _critic_finding(results, scorer), "agent": _agent_finding(results),
-            "baselines": _baselines_finding(results)}
+    found = {"critic": _critic_finding(results, scorer, protocol)}
+    ensemble = _ensemble_finding(results, protocol) if scorer == "critic" else None
+    if ensemble:
+        found["ensemble"] = ensemble
+    return {**found, "agent": _agent_finding(results), "baselines": _baselines_finding(results)}

@@ -63,18 +63,22 @@ def test_headline_table_sets_ours_beside_every_poster_cell(tmp_path):
 
 def test_headline_findings_follow_the_numbers(tmp_path):
     """The sentences are computed: the verdicts flip when the numbers do."""
-    low = [_cell(p["train"], p["regime"], p["test"], p["best"] - 30, p["top3"] - 5) for p in reference.POSTER_TABLE]
+    low = [_cell(p["train"], p["regime"], p["test"], p["best"] - 30, p["top3"] - 5, protocol="standard")
+           for p in reference.POSTER_TABLE]
     _write(tmp_path / "a", "transfer", {"table": low})
     _write(tmp_path / "a", "clustering", {"clustering": [
         {"dataset": "numbers", "method": "agent", "acc": 0.6}, {"dataset": "numbers", "method": "kmeans", "acc": 0.5},
         {"dataset": "fashion", "method": "agent", "acc": 0.4}, {"dataset": "fashion", "method": "kmeans", "acc": 0.5}]})
     found = findings.headline_findings(reference.load_results(tmp_path / "a"))
     assert "falls short" in found["critic"] and "12 of the 12" in found["critic"]
+    assert found["critic"].startswith(f"Under the {findings.FRONT_PROTOCOL} feature protocol")
+    assert "widest gap" in found["critic"] and "ensemble" not in found   # no ensemble rows stored
     assert "more accurately than k-means on Numbers but not on Fashion" in found["agent"]
     assert "averaged with three critics trained on synthetic problems" in found["agent"]  # load_reward()
     assert reference.NOT_RUN in found["baselines"]
 
-    high = [_cell(p["train"], p["regime"], p["test"], min(100.0, p["best"] + 10), p["top3"]) for p in reference.POSTER_TABLE]
+    high = [_cell(p["train"], p["regime"], p["test"], min(100.0, p["best"] + 10), p["top3"], protocol="standard")
+            for p in reference.POSTER_TABLE]
     _write(tmp_path / "b", "transfer", {"table": high})
     _write(tmp_path / "b", "baseline_spc", {
         "clustering": [{"dataset": "numbers", "method": "spc", "acc": 0.9, "n_points": 70000},
@@ -83,9 +87,37 @@ def test_headline_findings_follow_the_numbers(tmp_path):
                       {"dataset": "fashion", "method": "k-means, pixels", "acc": 0.5}]})
     found = findings.headline_findings(reference.load_results(tmp_path / "b"))
     assert "matches or beats" in found["critic"] and "0 of the 12" in found["critic"]
+    assert "widest gap" not in found["critic"]
     assert "0.90 on Numbers and 0.30 on Fashion (70,000 images each), above k-means on the same pixels on Numbers" \
         in found["baselines"]
     assert reference.NOT_RUN in found["agent"]
+
+
+def test_the_front_page_shows_one_named_protocol(tmp_path):
+    """A transfer run stores both feature protocols; the front page's table and sentences
+    read the same one, and the sentence names it."""
+    rows = []
+    for p in reference.POSTER_TABLE:
+        rows.append(_cell(p["train"], p["regime"], p["test"], 10.0, 20.0, protocol="strict"))
+        rows.append(_cell(p["train"], p["regime"], p["test"], 100.0, 100.0, protocol="standard"))
+        rows.append(_cell(p["train"], p["regime"], p["test"], 90.0, 95.0, protocol="standard",
+                          scorer=reference.ENSEMBLE, n_seeds=3))
+    for row in rows:
+        row.setdefault("scorer", "critic")
+        row.setdefault("n_seeds", 3)
+    _write(tmp_path, "transfer", {"table": rows})
+    results = reference.load_results(tmp_path)
+    for protocol, best in (("standard", "100"), ("strict", "10")):
+        assert (findings.front_table(results, protocol)["Best: ours"] == best).all()
+    standard = findings.headline_findings(results)
+    assert "0 of the 12" in standard["critic"] and "standard feature protocol" in standard["critic"]
+    assert "12 of the 12 cells" in standard["ensemble"] and "all 3 training seeds" in standard["ensemble"]
+    strict = findings.headline_findings(results, protocol="strict")
+    assert "12 of the 12" in strict["critic"] and "strict feature protocol" in strict["critic"]
+    assert "ensemble" not in strict                                  # stored for the standard protocol only
+    with pytest.raises(ValueError, match="unknown feature protocol"):
+        findings.front_table(results, "pixels")
+    assert results["transfer"]["metrics"]["table"] == rows          # nothing cut in place
 
 
 def test_the_front_page_sentences_are_loaded_by_no_chapter_module():
