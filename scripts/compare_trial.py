@@ -1,4 +1,4 @@
-"""Measure a recipe step under trial (tdml_lib.experiments.trials) on the development seeds.
+"""Measure a recipe step under trial, or a critic configuration, on the development seeds.
 
 The base recipe is the one the stored transfer run trained (its parameters are read from
 ``results/transfer/result.json``), so a gain here is a gain over what chapter 8 shows.
@@ -6,6 +6,12 @@ Writes ``<out>/<name>.csv`` (one row per cell, :func:`compare_recipes`) and
 ``<out>/<name>.json`` (the command, the recipes, provenance, the wall time).
 
     python scripts/compare_trial.py boundary_numbers_standard --train numbers --regime standard
+    python scripts/compare_trial.py wider_numbers_standard --config hidden=128 epochs=200
+
+A recipe trial (the default: :class:`~tdml_lib.experiments.trials.BoundaryRecipe`) trains
+the stored recipe and the recipe with the step, both with the stored configuration
+(:func:`compare_recipes`); ``--config KEY=VALUE ...`` instead trains the stored recipe with
+the stored configuration and with those fields changed (:func:`compare_configs`).
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from tdml_lib.critic import CriticConfig  # noqa: E402
 from tdml_lib.experiments import DEVELOPMENT, Recipe  # noqa: E402
-from tdml_lib.experiments.recipe_comparison import compare_recipes  # noqa: E402
+from tdml_lib.experiments.recipe_comparison import compare_configs, compare_recipes  # noqa: E402
 from tdml_lib.experiments.trials import BoundaryRecipe  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
@@ -42,6 +49,25 @@ def stored_recipes(params: dict) -> tuple[dict, dict, CriticConfig]:
     return standard, few_shot, config
 
 
+def config_changes(pairs: list[str], config: CriticConfig) -> dict:
+    """``["hidden=128", "epochs=200"]`` as ``CriticConfig`` fields, each cast to the type of
+    the stored value (a clear error for an unknown field or a bad value)."""
+    known = {f.name for f in fields(CriticConfig)}
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--config takes FIELD=VALUE with FIELD one of {sorted(known)}; got {pair!r}.")
+        current = getattr(config, key)
+        if isinstance(current, (tuple, list)):
+            raise SystemExit(f"--config cannot set {key!r} (a sequence); change it in code.")
+        try:
+            changes[key] = type(current)(value)
+        except ValueError:
+            raise SystemExit(f"--config {key}: {value!r} is not of type {type(current).__name__}.") from None
+    return changes
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name")
@@ -54,6 +80,8 @@ def main() -> int:
                     help="BoundaryRecipe.boundary_share (lowest, highest); default: the trial's default")
     ap.add_argument("--boundary-reach", type=float, nargs=2, default=None,
                     help="BoundaryRecipe.boundary_reach (lowest, highest); default: the trial's default")
+    ap.add_argument("--config", nargs="+", default=None, metavar="FIELD=VALUE",
+                    help="a configuration trial: these CriticConfig fields changed in the variant")
     ap.add_argument("--out", default="results/development")
     args = ap.parse_args()
     params = json.loads((ROOT / "results/transfer/result.json").read_text())["params"]
@@ -61,17 +89,25 @@ def main() -> int:
     kwargs = standard if args.regime == "standard" else few_shot
     trial = {name: tuple(value) for name, value in (("boundary_share", args.boundary_share),
                                                     ("boundary_reach", args.boundary_reach)) if value}
-    base, variant = Recipe(**kwargs), BoundaryRecipe(**kwargs, **trial)
+    if args.config and trial:
+        raise SystemExit("--config measures a configuration on the stored recipe; drop the --boundary-* flags.")
+    common = dict(train=args.train, regime=args.regime, test_domains=args.test_domains,
+                  critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval, seeds=DEVELOPMENT, device="cpu")
     t0, state = time.time(), code_state()   # the code as the run starts, before any output exists
-    table = compare_recipes(base, variant, train=args.train, regime=args.regime, test_domains=args.test_domains,
-                            critic_config=config, critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval,
-                            seeds=DEVELOPMENT, device="cpu")
+    if args.config:
+        base = variant = Recipe(**kwargs)
+        variant_config = replace(config, **config_changes(args.config, config))
+        table = compare_configs(base, config, variant_config, **common)
+    else:
+        base, variant, variant_config = Recipe(**kwargs), BoundaryRecipe(**kwargs, **trial), config
+        table = compare_recipes(base, variant, critic_config=config, **common)
     out = Path(args.out)
     with atomic_path(out / f"{args.name}.csv") as tmp:
         table.to_csv(tmp, index=False)
     write_json(out / f"{args.name}.json", {
         "command": "python " + shlex.join(["scripts/compare_trial.py", *sys.argv[1:]]),
         "base": base.as_dict(), "variant": variant.as_dict(), "config": config.as_dict(),
+        "variant_config": variant_config.as_dict(),
         "wall_time_s": time.time() - t0, "seeds": "development",
         "provenance": provenance(params=vars(args), device="cpu", state=state)})
     print(table.drop(columns=["train"]).round(3).to_string(index=False))

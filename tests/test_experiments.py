@@ -705,6 +705,35 @@ def test_compare_recipes_pairs_the_critics_of_each_seed_and_refuses_the_held_out
         compare_recipes(base, base, **tiny)
 
 
+def test_compare_configs_trains_both_configs_on_the_same_problems_per_seed(monkeypatch):
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import HELD_OUT, Recipe
+    from tdml_lib.experiments import transfer
+    from tdml_lib.experiments.recipe_comparison import COLUMNS, compare_configs
+
+    fitted = []   # (hidden, seed, the problems' first points) of every critic trained
+    real_fit = transfer.fit_critic
+    monkeypatch.setattr(transfer, "fit_critic", lambda probs, cfg, seed, **k: fitted.append(
+        (cfg.hidden, seed, probs[0].X[0, 0])) or real_fit(probs, cfg, seed=seed, **k))
+
+    recipe = Recipe(n_problems=3, n_synthetic=0, shrunk_copies=False, subsampled_copies=False)
+    base = CriticConfig(epochs=1, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8)
+    tiny = dict(test_domains=["numbers"], protocols=["strict"], critic_seeds=(0, 1), n_eval_problems=3,
+                eval_negatives=4, device="cpu", progress=False)
+    out = compare_configs(recipe, base, replace(base, hidden=16), **tiny)
+    assert list(out.columns) == COLUMNS and len(out) == 1
+    assert [(h, s) for h, s, _ in fitted] == [(8, 0), (16, 0), (8, 1), (16, 1)]
+    assert fitted[0][2] == fitted[1][2] and fitted[2][2] == fitted[3][2]   # same problems per seed
+    assert fitted[0][2] != fitted[2][2]                                    # another draw per seed
+    row = out.iloc[0]
+    assert row.n_paired == 2 * 3 and len(row.best_variant_per_seed) == 2
+    assert row.best_variant - row.best_base == pytest.approx(100 * (row.only_variant - row.only_base) / 6)
+    with pytest.raises(ValueError, match="development seeds only"):
+        compare_configs(recipe, base, replace(base, hidden=16), seeds=HELD_OUT, **tiny)
+    with pytest.raises(ValueError, match="same configuration"):
+        compare_configs(recipe, base, replace(base), **tiny)
+
+
 def test_mixed_boundary_copies_crowd_the_borders_and_keep_the_labels():
     from tdml_lib.experiments import Recipe
     from tdml_lib.experiments.trials import BoundaryRecipe, mixed_boundary_copies

@@ -8,6 +8,10 @@ truth first. Every critic seed is a pair of critics; the pairs of all seeds are 
 (``n_paired`` = seeds x problems), which resolves effects of a few points that one seed
 cannot (one seed's Best moves by up to twenty points in some cells).
 
+:func:`compare_configs` does the same for two critic configurations
+(:class:`~tdml_lib.critic.CriticConfig`: a larger network, more epochs, more negatives)
+trained on one recipe.
+
 Pooling treats the same problem under two seeds as two pairs; the per-seed Best is kept
 beside the pooled numbers so a reader can see whether one seed carries the difference.
 The held-out seeds are refused: nothing may be tuned on them
@@ -51,6 +55,40 @@ def _critic_ranks(base: Recipe, variant: Recipe, **kwargs: Any) -> pd.DataFrame:
     return ranks.assign(recipe=ranks.regime.map({REGIMES[0]: "base", REGIMES[1]: "variant"}))
 
 
+def _paired_table(ranks: pd.DataFrame, train: str, regime: str, critic_seeds: Sequence[int]) -> pd.DataFrame:
+    """The :data:`COLUMNS` table from per-problem ranks with a ``recipe`` column
+    (``"base"`` / ``"variant"``): the two critics of each seed paired problem by problem."""
+    keys = ["protocol", "test", "critic_seed", "problem"]
+    pairs = ranks[ranks.recipe == "base"][keys + ["rank"]].merge(
+        ranks[ranks.recipe == "variant"][keys + ["rank"]], on=keys, suffixes=("_base", "_variant"))
+    rows = []
+    for (protocol, test), cell in pairs.groupby(["protocol", "test"], sort=False):
+        first_base, first_variant = cell["rank_base"].to_numpy() == 1, cell["rank_variant"].to_numpy() == 1
+        test_result = mcnemar(first_base, first_variant)
+        per_seed = cell.assign(b=first_base, v=first_variant).groupby("critic_seed")[["b", "v"]].mean() * 100
+        per_seed = per_seed.reindex(critic_seeds)
+        rows.append({"train": train, "regime": regime, "protocol": protocol, "test": test,
+                     "best_base": 100 * float(np.mean(first_base)), "best_variant": 100 * float(np.mean(first_variant)),
+                     "only_base": test_result["only_a"], "only_variant": test_result["only_b"],
+                     "p": test_result["p_value"], "n_paired": len(cell),
+                     "best_base_per_seed": [round(float(x), 1) for x in per_seed["b"]],
+                     "best_variant_per_seed": [round(float(x), 1) for x in per_seed["v"]]})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _check_development(seeds: EvaluationSeeds, regime: str, critic_seeds: Sequence[int]) -> list[int]:
+    if seeds == HELD_OUT:
+        raise ValueError("recipe and config comparisons choose what the stored results train, so they run on "
+                         "development seeds only: the held-out seeds are kept for the stored results "
+                         "(experiments.seeds).")
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; choose from {REGIMES}.")
+    seeds_list = [int(s) for s in critic_seeds]
+    if not seeds_list:
+        raise ValueError("critic_seeds is empty: give at least one seed.")
+    return seeds_list
+
+
 def compare_recipes(base: Recipe, variant: Recipe, train: str = "numbers", regime: str = "standard",
                     test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
                     protocols: Sequence[str] = PROTOCOLS, critic_config: CriticConfig | None = None,
@@ -81,36 +119,49 @@ def compare_recipes(base: Recipe, variant: Recipe, train: str = "numbers", regim
     Raises:
         ValueError: the held-out seeds, an unknown regime, identical recipes, or no seeds.
     """
-    if seeds == HELD_OUT:
-        raise ValueError("compare_recipes chooses recipes, so it runs on development seeds only: the held-out "
-                         "seeds are kept for the stored results (experiments.seeds).")
-    if regime not in REGIMES:
-        raise ValueError(f"unknown regime {regime!r}; choose from {REGIMES}.")
+    critic_seeds = _check_development(seeds, regime, critic_seeds)
     if base == variant:
         raise ValueError("base and variant are the same recipe: nothing to compare.")
-    critic_seeds = [int(s) for s in critic_seeds]
-    if not critic_seeds:
-        raise ValueError("critic_seeds is empty: give at least one seed.")
     common = dict(train_domains=(train,), test_domains=tuple(test_domains), protocols=tuple(protocols),
                   critic_config=critic_config, critic_seeds=critic_seeds, n_eval_problems=n_eval_problems,
                   eval_negatives=eval_negatives, seeds=seeds, device=device, progress=progress)
-    keys = ["protocol", "test", "critic_seed", "problem"]
-    ranks = _critic_ranks(base, variant, **common)
-    pairs = ranks[ranks.recipe == "base"][keys + ["rank"]].merge(
-        ranks[ranks.recipe == "variant"][keys + ["rank"]], on=keys, suffixes=("_base", "_variant"))
-    rows = []
-    for (protocol, test), cell in pairs.groupby(["protocol", "test"], sort=False):
-        first_base, first_variant = cell["rank_base"].to_numpy() == 1, cell["rank_variant"].to_numpy() == 1
-        test_result = mcnemar(first_base, first_variant)
-        per_seed = cell.assign(b=first_base, v=first_variant).groupby("critic_seed")[["b", "v"]].mean() * 100
-        per_seed = per_seed.reindex(critic_seeds)
-        rows.append({"train": train, "regime": regime, "protocol": protocol, "test": test,
-                     "best_base": 100 * float(np.mean(first_base)), "best_variant": 100 * float(np.mean(first_variant)),
-                     "only_base": test_result["only_a"], "only_variant": test_result["only_b"],
-                     "p": test_result["p_value"], "n_paired": len(cell),
-                     "best_base_per_seed": [round(float(x), 1) for x in per_seed["b"]],
-                     "best_variant_per_seed": [round(float(x), 1) for x in per_seed["v"]]})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return _paired_table(_critic_ranks(base, variant, **common), train, regime, critic_seeds)
 
 
-__all__ = ["COLUMNS", "compare_recipes"]
+def compare_configs(recipe: Recipe, base: CriticConfig, variant: CriticConfig, train: str = "numbers",
+                    regime: str = "standard", test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
+                    protocols: Sequence[str] = PROTOCOLS, critic_seeds: Sequence[int] = (0, 1, 2),
+                    n_eval_problems: int = 60, eval_negatives: int = 19, seeds: EvaluationSeeds = DEVELOPMENT,
+                    device: Any = "auto", progress: bool = True) -> pd.DataFrame:
+    """Train critics with the ``base`` and the ``variant`` configuration on the same
+    ``recipe`` (one of each per critic seed, on the same problems) and compare their
+    ranks of the truth on the same candidate sets, as :func:`compare_recipes` does.
+
+    Each critic seed is one :func:`run_transfer` call: the base critic in the regime's
+    slot, the variant as its one ablation (``run_transfer`` trains ablations with the
+    first critic seed of the call, which is this seed). The candidate sets are rebuilt
+    for every call from the same seeds (identical sets; seconds each).
+
+    Args and returns: as for :func:`compare_recipes` (``recipe`` is trained by both).
+
+    Raises:
+        ValueError: the held-out seeds, an unknown regime, identical configurations, or
+            no seeds.
+    """
+    critic_seeds = _check_development(seeds, regime, critic_seeds)
+    if base == variant:
+        raise ValueError("base and variant are the same configuration: nothing to compare.")
+    frames = []
+    for seed in critic_seeds:
+        res = run_transfer(train_domains=(train,), test_domains=tuple(test_domains), regimes=(REGIMES[0],),
+                           protocols=tuple(protocols), standard=recipe, critic_config=base, critic_seeds=(seed,),
+                           ablations={"variant": (recipe, variant)}, n_eval_problems=n_eval_problems,
+                           eval_negatives=eval_negatives, seeds=seeds, probe=False, index_scorers=(),
+                           adversarial_rounds=0, device=device, progress=progress)
+        ranks = res.ranks()
+        ranks = ranks[ranks.scorer == "critic"]
+        frames.append(ranks.assign(recipe=np.where(ranks.regime == REGIMES[0], "base", "variant")))
+    return _paired_table(pd.concat(frames, ignore_index=True), train, regime, critic_seeds)
+
+
+__all__ = ["COLUMNS", "compare_configs", "compare_recipes"]
