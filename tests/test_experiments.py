@@ -734,6 +734,37 @@ def test_compare_configs_trains_both_configs_on_the_same_problems_per_seed(monke
         compare_configs(recipe, base, replace(base), **tiny)
 
 
+def test_read_trials_names_what_each_variant_changes(tmp_path):
+    import json
+
+    from tdml_lib.experiments.recipe_comparison import COLUMNS, TRIAL_COLUMNS, read_trials
+
+    row = {"train": "numbers", "regime": "standard", "protocol": "strict", "test": "fashion", "best_base": 30.0,
+           "best_variant": 37.0, "only_base": 5, "only_variant": 12, "p": 0.04, "n_paired": 500,
+           "best_base_per_seed": "[30.0]", "best_variant_per_seed": "[37.0]"}
+    recipe, config = {"n_problems": 200, "noise_copies": True}, {"hidden": 64, "epochs": 100}
+    records = {"recipe_step": {"base": recipe, "variant": {**recipe, "boundary_share": [0.05, 0.25]},
+                               "config": config, "command": "python scripts/compare_trial.py recipe_step"},
+               "wider": {"base": recipe, "variant": recipe, "config": config,
+                         "variant_config": {**config, "hidden": 128}, "command": "python scripts/compare_trial.py wider"}}
+    for name, record in records.items():
+        pd.DataFrame([row, {**row, "test": "letters"}], columns=COLUMNS).to_csv(tmp_path / f"{name}.csv", index=False)
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    trials = read_trials(tmp_path)
+    assert list(trials.columns) == TRIAL_COLUMNS and len(trials) == 4
+    changes = trials.groupby("trial").change.first()
+    assert changes["recipe_step"] == "boundary_share=[0.05, 0.25]" and changes["wider"] == "hidden=128"
+    assert trials[trials.trial == "wider"].command.iloc[0].endswith("wider")
+    assert read_trials(tmp_path / "missing").empty and list(read_trials(tmp_path / "missing").columns) == TRIAL_COLUMNS
+    (tmp_path / "wider.json").unlink()
+    with pytest.raises(ValueError, match="wider"):
+        read_trials(tmp_path)
+    (tmp_path / "wider.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "wider.json").write_text(json.dumps(records["wider"]))
+    with pytest.raises(ValueError, match="not a compare_recipes"):
+        read_trials(tmp_path)
+
+
 def test_mixed_boundary_copies_crowd_the_borders_and_keep_the_labels():
     from tdml_lib.experiments import Recipe
     from tdml_lib.experiments.trials import BoundaryRecipe, mixed_boundary_copies

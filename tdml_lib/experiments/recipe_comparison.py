@@ -27,7 +27,10 @@ Example (one line per cell; minutes per critic seed at these sizes on a CPU)::
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -164,4 +167,46 @@ def compare_configs(recipe: Recipe, base: CriticConfig, variant: CriticConfig, t
     return _paired_table(pd.concat(frames, ignore_index=True), train, regime, critic_seeds)
 
 
-__all__ = ["COLUMNS", "compare_configs", "compare_recipes"]
+#: Columns of :func:`read_trials`: the trial, what its variant changes and the command that
+#: measured it, then :data:`COLUMNS`.
+TRIAL_COLUMNS = ["trial", "change", "command", *COLUMNS]
+
+
+def _changed_fields(base: Mapping[str, Any], variant: Mapping[str, Any]) -> list[str]:
+    return [f"{key}={variant[key]}" for key in variant if base.get(key) != variant[key]]
+
+
+def read_trials(folder: str | os.PathLike = "results/development") -> pd.DataFrame:
+    """Every measurement ``scripts/compare_trial.py`` wrote to ``folder``, one row per cell
+    (:data:`TRIAL_COLUMNS`): ``trial`` is the file name, ``change`` what the variant
+    changes (the recipe and configuration fields that differ from the base, as
+    ``field=value``), ``command`` the command that made it. Empty, with the columns, when
+    the folder is missing or holds none.
+
+    Raises:
+        ValueError: a table without its ``<name>.json`` (or the other way round), or a
+            table whose columns are not :data:`COLUMNS`.
+    """
+    folder = Path(folder)
+    tables = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    records = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    unpaired = {p.stem for p in tables} ^ {p.stem for p in records}
+    if unpaired:
+        raise ValueError(f"{folder}: {sorted(unpaired)} lack their .csv table or .json record; "
+                         "re-run scripts/compare_trial.py for them or remove the leftover file.")
+    frames = []
+    for path in tables:
+        table = pd.read_csv(path)
+        if list(table.columns) != COLUMNS:
+            raise ValueError(f"{path} is not a compare_recipes / compare_configs table (columns {list(table.columns)}).")
+        record = json.loads(path.with_suffix(".json").read_text())
+        change = _changed_fields(record["base"], record["variant"]) + _changed_fields(
+            record["config"], record.get("variant_config", record["config"]))
+        frames.append(table.assign(trial=path.stem, change=", ".join(change) or "nothing",
+                                   command=record.get("command", "")))
+    if not frames:
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[TRIAL_COLUMNS]
+
+
+__all__ = ["COLUMNS", "TRIAL_COLUMNS", "compare_configs", "compare_recipes", "read_trials"]
