@@ -86,10 +86,11 @@ def _ensemble_finding(results: Mapping[str, Mapping[str, Any]], protocol: str) -
     if not len(comp):
         return None
     reached = int((comp["diff best"] >= 0).sum())
-    n_seeds = int(seed_spread(results)["n_seeds"].max())
+    spread = seed_spread(results)
+    seeds = f"all {int(spread['n_seeds'].max())}" if "n_seeds" in spread and spread["n_seeds"].notna().any() else "all"
     top = comp.loc[comp["diff best"].idxmax()]
     where = "it leads the poster most on" if top["diff best"] >= 0 else "it comes closest on"
-    return (f"The critics of all {n_seeds} training seeds as one scorer (the *critic ensemble*, chapter 8) "
+    return (f"The critics of {seeds} training seeds as one scorer (the *critic ensemble*, chapter 8) "
             f"reach the poster's Best in {reached} of the {len(comp)} cells under the same protocol; "
             f"{where} {_cell_name(top)}, {_pct(top['ours best'])} against {_pct(top['poster best'], 1)}.")
 
@@ -160,7 +161,12 @@ def headline_findings(results: Mapping[str, Mapping[str, Any]], scorer: str = "c
     :data:`NOT_RUN`. Every number comes from ``results`` and the wording follows the
     comparison (below / above, more / less accurate), so the sentences stay true when
     the results are replaced by a new run with the same schema.
+
+    Raises:
+        ValueError: an unknown feature protocol.
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown feature protocol {protocol!r}; choose from {PROTOCOLS}.")
     found = {"critic": _critic_finding(results, scorer, protocol)}
     ensemble = _ensemble_finding(results, protocol) if scorer == "critic" else None
     if ensemble:

@@ -115,9 +115,15 @@ def test_the_front_page_shows_one_named_protocol(tmp_path):
     strict = findings.headline_findings(results, protocol="strict")
     assert "12 of the 12" in strict["critic"] and "strict feature protocol" in strict["critic"]
     assert "ensemble" not in strict                                  # stored for the standard protocol only
-    with pytest.raises(ValueError, match="unknown feature protocol"):
-        findings.front_table(results, "pixels")
+    for call in (findings.front_table, findings.headline_findings):
+        with pytest.raises(ValueError, match="unknown feature protocol"):
+            call(results, protocol="pixels")
     assert results["transfer"]["metrics"]["table"] == rows          # nothing cut in place
+    for row in rows:                                                 # a run that did not record its seeds
+        del row["n_seeds"]
+    _write(tmp_path / "no_seeds", "transfer", {"table": rows})
+    found = findings.headline_findings(reference.load_results(tmp_path / "no_seeds"))
+    assert "critics of all training seeds" in found["ensemble"]
 
 
 def test_the_front_page_sentences_are_loaded_by_no_chapter_module():
