@@ -29,31 +29,11 @@ def _words(items: Sequence[str], joiner: str = "and") -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
 
 
-def one_protocol(results: Mapping[str, Mapping[str, Any]], protocol: str) -> dict[str, Mapping[str, Any]]:
-    """``results`` with every transfer table cut to the rows of one feature protocol (a
-    row without one is the strict protocol, as in :func:`tdml_lib.reference.transfer_rows`),
-    so that a table of the poster's cells shows that protocol and no other.
-
-    Raises:
-        ValueError: an unknown protocol.
-    """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown feature protocol {protocol!r}; choose from {PROTOCOLS}.")
-    out: dict[str, Mapping[str, Any]] = {}
-    for name, res in results.items():
-        table = (res.get("metrics") or {}).get("table")
-        if table is not None:
-            kept = [row for row in table if row.get("protocol", "strict") == protocol]
-            res = {**res, "metrics": {**res["metrics"], "table": kept}}
-        out[name] = res
-    return out
-
-
 def front_table(results: Mapping[str, Mapping[str, Any]], protocol: str = FRONT_PROTOCOL,
                 scorer: str = "critic", digits: int = 0) -> pd.DataFrame:
-    """The front page's table: :func:`tdml_lib.reference.headline_table` under one named
-    feature protocol (a stored transfer run reports both)."""
-    return headline_table(one_protocol(results, protocol), scorer=scorer, digits=digits)
+    """The front page's table: :func:`tdml_lib.reference.headline_table` under the front
+    page's feature protocol (a stored transfer run reports both)."""
+    return headline_table(results, protocol, scorer=scorer, digits=digits)
 
 
 def _cell_name(row: Mapping[str, Any]) -> str:

@@ -456,22 +456,30 @@ def _interval(row: Mapping[str, Any], key: str) -> Any:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def headline_table(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic",
+def headline_table(results: Mapping[str, Mapping[str, Any]], protocol: str, scorer: str = "critic",
                    digits: int = 0) -> pd.DataFrame:
-    """The poster's transfer table beside ours, ready to print (the front page).
+    """The poster's transfer table beside ours under one feature protocol, ready to print
+    (the front page).
 
     One row per poster cell (training domain, regime, test domain), with the poster's
     Best and Top 3 as published (one decimal) and ours, rounded to ``digits``; ours carry their interval where the
     result holds one (``best_ci``, ``top3_ci``), as ``"49 [39, 59]"``, and say
-    :data:`NOT_RUN` where no result reports the cell.
+    :data:`NOT_RUN` where no result reports the cell under ``protocol``.
 
     Args:
         results: what :func:`load_results` returns.
+        protocol: the feature protocol shown (one of :data:`PROTOCOLS`): a stored run reports
+            every cell under each, and a table of the poster's cells shows one.
         scorer: whose numbers are "ours" (default the critic).
         digits: decimals kept (percentages).
+
+    Raises:
+        ValueError: an unknown protocol.
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown feature protocol {protocol!r}; choose from {PROTOCOLS}.")
     ours = transfer_rows(results)
-    ours = ours[ours["scorer"] == scorer]
+    ours = ours[(ours["scorer"] == scorer) & (ours["protocol"] == protocol)]
     index = {(r["train"], r["regime"], r["test"]): r for r in ours.to_dict("records")}
     rows = []
     for cell in POSTER_TABLE:

@@ -50,15 +50,19 @@ def test_headline_table_sets_ours_beside_every_poster_cell(tmp_path):
     _write(tmp_path, "transfer", {"table": [
         _cell("numbers", "standard", "numbers", 49.0, 92.0, best_ci=[39.42, 58.65], n_problems=100),
         _cell("numbers", "standard + adversarial", "numbers", 1.0, 2.0)]})
-    table = reference.headline_table(reference.load_results(tmp_path))
+    table = reference.headline_table(reference.load_results(tmp_path), "strict")   # no protocol: strict
     assert len(table) == len(reference.POSTER_TABLE)
     first = table.iloc[0].to_dict()
     assert first == {"trained on": "Numbers", "regime": "standard", "tested on": "Numbers",
                      "Best: poster": "78.3", "Best: ours": "49 [39, 59]",
                      "Top 3: poster": "92.5", "Top 3: ours": "92"}
     assert (table["Best: ours"] == reference.NOT_RUN).sum() == len(table) - 1
-    empty = reference.headline_table({})
+    empty = reference.headline_table({}, "strict")
     assert (empty["Top 3: ours"] == reference.NOT_RUN).all()
+    assert (reference.headline_table(reference.load_results(tmp_path), "standard")["Best: ours"]
+            == reference.NOT_RUN).all()                              # the other protocol: not run
+    with pytest.raises(ValueError, match="unknown feature protocol"):
+        reference.headline_table({}, "pixels")
 
 
 def test_headline_findings_follow_the_numbers(tmp_path):
