@@ -280,6 +280,12 @@ CLIPPED_TABLES = """
         return `table ${Math.round(r.width)} px wide in a ${Math.round(right - left)} px column: ${head}`;
     });"""
 
+# Cells that print pandas' Styler default of six decimals ("0.954000"): a styled table
+# ignores DataFrame.round(), so a chapter must say .format(precision=...).
+SIX_DECIMAL_CELLS = """
+    return Array.from(document.querySelectorAll('table td'))
+        .map(td => td.innerText.trim()).filter(t => /^-?\\d+\\.\\d{6}$/.test(t)).slice(0, 5);"""
+
 
 def _console_errors(driver: Any) -> list[str]:
     """Errors the page wrote to the browser's console since the last call."""
@@ -358,6 +364,11 @@ def test_page(doc: str, site: str, browser: Any) -> None:
     # Tables fit the text column (a wider one is clipped or scrolls out of view).
     for table in browser.execute_script(CLIPPED_TABLES):
         problems.append(f"clipped {table}")
+
+    # Numbers print as many decimals as they mean, not the styler's six.
+    six = browser.execute_script(SIX_DECIMAL_CELLS)
+    if six:
+        problems.append(f"table cells print six decimals (a styled table needs .format(precision=...)): {six}")
 
     # The console has no error (e.g. a script declared twice, a resource that failed).
     for message in _console_errors(browser):
