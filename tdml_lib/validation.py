@@ -217,6 +217,25 @@ def check_real(value: object, name: str, low: float | None = None, high: float |
     return v
 
 
+def check_real_range(value: object, name: str, low: float = 0.0, high: float = 1.0,
+                     high_open: bool = False) -> tuple[float, float]:
+    """A range ``(lowest, highest)`` of reals within ``[low, high]`` (``high`` itself
+    excluded when ``high_open``), lowest first: the ranges that training draws a share or a
+    fraction from, uniformly, per problem or per point.
+
+    Raises:
+        ValueError: naming ``name``, what it must satisfy and the value.
+    """
+    bound = f"{low} <= lowest <= highest {'<' if high_open else '<='} {high}"
+    try:
+        lowest, highest = (check_real(v, name) for v in value)   # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two real numbers (lowest, highest) with {bound}, got {value!r}.") from None
+    if not (low <= lowest <= highest and (highest < high if high_open else highest <= high)):
+        raise ValueError(f"{name} must satisfy {bound}, got {value!r}.")
+    return lowest, highest
+
+
 def check_choice(value: object, name: str, choices: Sequence[object]) -> object:
     """One of ``choices`` (compared with ==), or a ValueError listing them."""
     try:

@@ -591,6 +591,11 @@ VALIDATOR_CASES = [
     (lambda: V.check_nonempty((), "sizes"), "empty"),
     (lambda: V.check_nonempty(5, "sizes"), "must be a list"),
     (lambda: V.check_index(2, "i", 2), "outside 0..1"),
+    (lambda: V.check_real_range((0.6, 0.4), "share"), r"share must satisfy 0.0 <= lowest <= highest <= 1.0"),
+    (lambda: V.check_real_range((0.2, 1.0), "pull", high_open=True), r"highest < 1.0"),
+    (lambda: V.check_real_range(0.5, "share"), "two real numbers"),
+    (lambda: V.check_real_range((0.1, float("nan")), "reach"), "two real numbers"),
+    (lambda: V.check_real_range((0.1, 0.2, 0.3), "reach"), "two real numbers"),
 ]
 
 
@@ -604,6 +609,7 @@ def test_validators_pass_good_values_through():
     assert V.check_int(np.int16(4), "n", 1, 10) == 4 and type(V.check_int(np.int16(4), "n")) is int
     assert V.check_real(np.float32(0.25), "rate", 0, 1) == 0.25
     assert V.check_choice("cuda", "device", ["cpu", "cuda"]) == "cuda"
+    assert V.check_real_range([0, np.float32(1.0)], "share") == (0.0, 1.0)
     assert V.check_nonempty(iter("ab"), "x") == ["a", "b"]
 
 

@@ -27,7 +27,7 @@ from ..features import domain_problems
 from ..io import provenance
 from ..metrics import clustering_accuracy
 from ..problems import Problem, _check_range, few_shot_problems, standardize, synthetic_problems
-from ..validation import check_positive_int
+from ..validation import check_positive_int, check_real_range
 
 
 def training_problems(domain: str, n_problems: int, seed: int = 0, split: str = "train",
@@ -112,9 +112,7 @@ def overlapping_copies(problems: Sequence[Problem], pull: tuple[float, float] = 
     overlapping classes above the truth (chapter 8, Figure 8.2). The mirror image of
     :func:`shrunk_copies`. Uses the labels of training problems only.
     """
-    low, high = pull
-    if not 0 <= low <= high < 1:
-        raise ValueError(f"pull must satisfy 0 <= low <= high < 1, got {pull!r}.")
+    low, high = check_real_range(pull, "pull", high_open=True)
     check_positive_int(n_pairs, "n_pairs")
     rng = np.random.default_rng(seed)
     out = []

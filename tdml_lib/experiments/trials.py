@@ -27,6 +27,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from ..problems import Problem, standardize
+from ..validation import check_real_range
 from .training import Recipe
 
 BOUNDARY_SHARE = (0.05, 0.25)
@@ -35,13 +36,6 @@ BOUNDARY_SHARE = (0.05, 0.25)
 BOUNDARY_REACH = (0.3, 0.7)
 """Default fraction of the way to the nearest point of another class that a moved point
 goes (lowest, highest; drawn per point)."""
-
-
-def _check_fraction_range(value: tuple[float, float], name: str) -> tuple[float, float]:
-    low, high = (float(v) for v in value)
-    if not 0 <= low <= high <= 1:
-        raise ValueError(f"{name} must satisfy 0 <= low <= high <= 1, got {value!r}.")
-    return low, high
 
 
 def mixed_boundary_copies(problems: Sequence[Problem], share: tuple[float, float] = BOUNDARY_SHARE,
@@ -57,8 +51,8 @@ def mixed_boundary_copies(problems: Sequence[Problem], share: tuple[float, float
     Raises:
         ValueError: ``share`` or ``reach`` outside [0, 1] or not (lowest, highest).
     """
-    share = _check_fraction_range(share, "share")
-    reach = _check_fraction_range(reach, "reach")
+    share = check_real_range(share, "share")
+    reach = check_real_range(reach, "reach")
     rng = np.random.default_rng(seed)
     out = []
     for p in problems:
