@@ -494,6 +494,32 @@ def test_transfer_ranks_the_ensemble_of_the_seed_critics_of_every_training_domai
     assert len(res.paired(ENSEMBLE, "critic", regime="few-shot")) == 1
 
 
+def test_the_probe_and_the_ablations_can_be_trained_from_every_critic_seed():
+    """The probe is a draw as much as the critic: one per seed, so the transfer table sets
+    seed mean beside seed mean; an ablation follows ``ablation_seeds`` (the first seed by
+    default)."""
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import Recipe, run_transfer
+
+    small = dict(train_domains=["numbers"], test_domains=["numbers"], regimes=["standard"], protocols=["strict"],
+                 standard=Recipe(n_problems=3, n_synthetic=0),
+                 critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8),
+                 critic_seeds=(0, 1), n_eval_problems=3, eval_negatives=4, index_scorers=(), device="cpu",
+                 progress=False)
+    wider = {"wider": (Recipe(n_problems=3, n_synthetic=0), None)}
+    res = run_transfer(ablations=wider, ablation_seeds=(0, 1), **small)
+    frame = res.to_frame()
+    assert sorted(frame[frame.scorer == "probe"].critic_seed) == [0, 1]
+    assert sorted(frame[frame.regime == "ablation: wider"].critic_seed) == [0, 1]
+    table = res.table()
+    probe = table[table.scorer == "probe"].iloc[0]
+    assert probe.n_seeds == 2 and probe.best == pytest.approx(frame[frame.scorer == "probe"].best.mean())
+    default = run_transfer(ablations=wider, probe=False, **small).to_frame()
+    assert list(default[default.regime == "ablation: wider"].critic_seed) == [0]
+    with pytest.raises(ValueError, match="ablation_seeds is empty"):
+        run_transfer(ablations=wider, ablation_seeds=(), **small)
+
+
 def test_training_protocols_share_test_problems_and_summarise_over_seeds():
     """Leave-one-out critics never see the test family; the all-families critic does (other
     draws). Every protocol and seed clusters the same test problems, and the summary's
@@ -715,6 +741,9 @@ def test_compare_configs_trains_both_configs_on_the_same_problems_per_seed(monke
     real_fit = transfer.fit_critic
     monkeypatch.setattr(transfer, "fit_critic", lambda probs, cfg, seed, **k: fitted.append(
         (cfg.hidden, seed, probs[0].X[0, 0])) or real_fit(probs, cfg, seed=seed, **k))
+    built = []    # candidate sets are built once for all seeds
+    real_sets = transfer.evaluate.evaluation_sets
+    monkeypatch.setattr(transfer.evaluate, "evaluation_sets", lambda *a, **k: built.append(1) or real_sets(*a, **k))
 
     recipe = Recipe(n_problems=3, n_synthetic=0, shrunk_copies=False, subsampled_copies=False)
     base = CriticConfig(epochs=1, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8)
@@ -722,9 +751,10 @@ def test_compare_configs_trains_both_configs_on_the_same_problems_per_seed(monke
                 eval_negatives=4, device="cpu", progress=False)
     out = compare_configs(recipe, base, replace(base, hidden=16), **tiny)
     assert list(out.columns) == COLUMNS and len(out) == 1
-    assert [(h, s) for h, s, _ in fitted] == [(8, 0), (16, 0), (8, 1), (16, 1)]
-    assert fitted[0][2] == fitted[1][2] and fitted[2][2] == fitted[3][2]   # same problems per seed
-    assert fitted[0][2] != fitted[2][2]                                    # another draw per seed
+    assert [(h, s) for h, s, _ in fitted] == [(8, 0), (8, 1), (16, 0), (16, 1)]   # bases, then variants
+    assert len(built) == 1
+    assert fitted[0][2] == fitted[2][2] and fitted[1][2] == fitted[3][2]   # same problems per seed
+    assert fitted[0][2] != fitted[1][2]                                    # another draw per seed
     row = out.iloc[0]
     assert row.n_paired == 2 * 3 and len(row.best_variant_per_seed) == 2
     assert row.best_variant - row.best_base == pytest.approx(100 * (row.only_variant - row.only_base) / 6)

@@ -140,10 +140,9 @@ def compare_configs(recipe: Recipe, base: CriticConfig, variant: CriticConfig, t
     ``recipe`` (one of each per critic seed, on the same problems) and compare their
     ranks of the truth on the same candidate sets, as :func:`compare_recipes` does.
 
-    Each critic seed is one :func:`run_transfer` call: the base critic in the regime's
-    slot, the variant as its one ablation (``run_transfer`` trains ablations with the
-    first critic seed of the call, which is this seed). The candidate sets are rebuilt
-    for every call from the same seeds (identical sets; seconds each).
+    One :func:`run_transfer` call (so the candidate sets are built once): the base critic
+    of each seed in the regime's slot, the variant as its one ablation, trained with every
+    critic seed (``ablation_seeds``).
 
     Args and returns: as for :func:`compare_recipes` (``recipe`` is trained by both).
 
@@ -154,17 +153,15 @@ def compare_configs(recipe: Recipe, base: CriticConfig, variant: CriticConfig, t
     critic_seeds = _check_development(seeds, regime, critic_seeds)
     if base == variant:
         raise ValueError("base and variant are the same configuration: nothing to compare.")
-    frames = []
-    for seed in critic_seeds:
-        res = run_transfer(train_domains=(train,), test_domains=tuple(test_domains), regimes=(REGIMES[0],),
-                           protocols=tuple(protocols), standard=recipe, critic_config=base, critic_seeds=(seed,),
-                           ablations={"variant": (recipe, variant)}, n_eval_problems=n_eval_problems,
-                           eval_negatives=eval_negatives, seeds=seeds, probe=False, index_scorers=(),
-                           adversarial_rounds=0, device=device, progress=progress)
-        ranks = res.ranks()
-        ranks = ranks[ranks.scorer == "critic"]
-        frames.append(ranks.assign(recipe=np.where(ranks.regime == REGIMES[0], "base", "variant")))
-    return _paired_table(pd.concat(frames, ignore_index=True), train, regime, critic_seeds)
+    res = run_transfer(train_domains=(train,), test_domains=tuple(test_domains), regimes=(REGIMES[0],),
+                       protocols=tuple(protocols), standard=recipe, critic_config=base, critic_seeds=critic_seeds,
+                       ablations={"variant": (recipe, variant)}, ablation_seeds=critic_seeds,
+                       n_eval_problems=n_eval_problems, eval_negatives=eval_negatives, seeds=seeds, probe=False,
+                       index_scorers=(), adversarial_rounds=0, device=device, progress=progress)
+    ranks = res.ranks()
+    ranks = ranks[(ranks.scorer == "critic") & ranks.critic_seed.notna()]
+    ranks = ranks.assign(recipe=np.where(ranks.regime == REGIMES[0], "base", "variant"))
+    return _paired_table(ranks, train, regime, critic_seeds)
 
 
 #: Columns of :func:`read_trials`: the trial, what its variant changes and the command that

@@ -239,8 +239,10 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                  n_eval_problems: int = 100, eval_negatives: int = 19, seeds: EvaluationSeeds = DEVELOPMENT,
                  adversarial_rounds: int = 0, adversarial_problems: int = 16, adversarial_generations: int = 15,
                  adversarial_population: int = 32, adversarial_validation: int = 8,
-                 ablations: Mapping[str, tuple[Recipe, CriticConfig | None]] | None = None, probe: bool = True, index_scorers: Sequence[str] = INDEX_SCORERS,
-                 device: Any = "auto", progress: bool = True) -> TransferResult:
+                 ablations: Mapping[str, tuple[Recipe, CriticConfig | None]] | None = None,
+                 ablation_seeds: Sequence[int] | None = None, probe: bool = True,
+                 index_scorers: Sequence[str] = INDEX_SCORERS, device: Any = "auto",
+                 progress: bool = True) -> TransferResult:
     """Train the critics of the poster's rows and rank the candidates of every test domain.
 
     Args:
@@ -252,8 +254,9 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
         critic_seeds: one critic of each training domain and regime per seed (the
             spread over seeds is reported); with two or more seeds their
             :class:`~tdml_lib.evaluate.ZScoreEnsemble` is ranked too, as scorer
-            :data:`ENSEMBLE`. The probe, the adversarial critic and the ablations use
-            the first seed.
+            :data:`ENSEMBLE`. The probe is trained on every seed's standard problems
+            (its mean over seeds sits beside the critic's); the adversarial critic uses the
+            first seed.
         n_eval_problems, eval_negatives: test problems per domain, near misses per problem.
         seeds: the evaluation seeds (test problems and candidate sets).
         adversarial_rounds: the most rounds of the adversarial loop after the standard
@@ -261,10 +264,14 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
             earlier when the agent no longer beats the truth on ``adversarial_validation``
             held-out labelled problems of the training domain.
         ablations: ``{name: (recipe, config or None)}``: more critics, trained on the first
-            training domain with the first critic seed, reported as regime
-            ``"ablation: <name>"`` (e.g. the domain's problems only, synthetic only, or the
-            WGAN-GP objective), on the same candidate sets.
-        probe: train the probe on each standard recipe (first critic seed's problems).
+            training domain, reported as regime ``"ablation: <name>"`` (e.g. the domain's
+            problems only, synthetic only, or the WGAN-GP objective), on the same candidate
+            sets.
+        ablation_seeds: the critic seeds each ablation is trained with (default: the first
+            critic seed); with all of ``critic_seeds`` every ablation pairs with the critic
+            of each seed (:func:`~tdml_lib.experiments.recipe_comparison.compare_configs`).
+        probe: train the probe on each standard recipe, one per critic seed, on that
+            seed's problems.
         index_scorers: internal indices that rank the same candidates.
         device: for the critics.
         progress: show progress bars.
@@ -281,6 +288,8 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
             raise ValueError(f"unknown protocol {name!r}; choose from {PROTOCOLS}.")
     if not train_domains or not test_domains or not regimes or not protocols or not critic_seeds:
         raise ValueError("train_domains, test_domains, regimes, protocols and critic_seeds must be non-empty.")
+    if ablation_seeds is not None and not len(ablation_seeds):
+        raise ValueError("ablation_seeds is empty: give at least one seed, or None for the first critic seed.")
     cfg = critic_config or CriticConfig()
     recipes = {"standard": standard, "few-shot": few_shot}
     maps = {d: features.fit_feature_map(d) for d in {*train_domains, *(test_domains if "standard" in protocols else ())}}
@@ -326,10 +335,10 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
         members.append(critic)
         if len(critic_seeds) > 1 and len(members) == len(critic_seeds):
             rank_all(evaluate.ZScoreEnsemble(seed_critics.pop((train, regime)), ENSEMBLE), ENSEMBLE, train, regime, None)
+        if regime == "standard" and probe:
+            rank_all(ProbeScorer().fit(probs, cfg.n_negatives, cfg.n_degenerate, seed=seed), "probe",
+                     train, regime, seed)
         if regime == "standard" and seed == critic_seeds[0]:
-            if probe:
-                rank_all(ProbeScorer().fit(probs, cfg.n_negatives, cfg.n_degenerate, seed=seed), "probe",
-                         train, regime, None)
             if adversarial_rounds:
                 adv, adv_hist = adversarial_training(
                     critic, probs, ts, cfg, rounds=adversarial_rounds, problems_per_round=adversarial_problems,
@@ -339,14 +348,16 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                                                  feature_map=maps[train]))
                 training[f"{train}/{ADVERSARIAL_REGIME}/seed{seed}"] = adv_hist.to_dict(orient="records")
                 rank_all(adv, "critic", train, ADVERSARIAL_REGIME, seed)
-    for name, (recipe, config) in tqdm(list((ablations or {}).items()), desc="ablations", disable=not progress):
+    ablation_jobs = [(name, recipe, config, int(seed)) for name, (recipe, config) in (ablations or {}).items()
+                     for seed in (critic_seeds[:1] if ablation_seeds is None else ablation_seeds)]
+    for name, recipe, config, seed in tqdm(ablation_jobs, desc="ablations", disable=not progress):
         train = train_domains[0]
-        probs = recipe.problems(train, maps[train], seed=critic_seeds[0])
-        critic, hist, _ = fit_critic(probs, config or cfg, seed=critic_seeds[0], device=device, progress=False)
-        training[f"{train}/ablation: {name}/seed{critic_seeds[0]}"] = {
+        probs = recipe.problems(train, maps[train], seed=seed)
+        critic, hist, _ = fit_critic(probs, config or cfg, seed=seed, device=device, progress=False)
+        training[f"{train}/ablation: {name}/seed{seed}"] = {
             "n_problems": len(probs), "recipe": recipe.as_dict(), "config": (config or cfg).as_dict(),
             "truth_first_last_epoch": float(hist["critic"]["truth_first"].iloc[-1])}
-        rank_all(critic, "critic", train, f"{ABLATION_PREFIX}{name}", critic_seeds[0])
+        rank_all(critic, "critic", train, f"{ABLATION_PREFIX}{name}", seed)
     for train in train_domains:
         for name in index_scorers:
             rank_all(IndexScorer(name), name, train, None, None)
