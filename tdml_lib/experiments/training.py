@@ -390,6 +390,15 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--n-synthetic", type=int, default=Recipe.n_synthetic, help="synthetic problems added")
     p.add_argument("--synthetic-points", type=int, nargs=2, default=list(Recipe.synthetic_points), metavar=("LOW", "HIGH"),
                    help="points per cluster of the synthetic problems")
+    p.add_argument("--small-pool-problems", type=int, default=Recipe.small_pool_problems,
+                   help="problems drawn from small pools of the domain's images, filled to 20-100 points a class "
+                        "(chapter 5's standard recipe takes half as many as --n-problems)")
+    p.add_argument("--small-pool-size", type=int, default=Recipe.small_pool_size, help="images per class of a small pool")
+    p.add_argument("--overlap-copies", action="store_true",
+                   help="add copies of the domain's problems whose closest classes are drawn together (chapter 5)")
+    p.add_argument("--overlap-pairs", type=int, default=Recipe.overlap_pairs, help="pairs of classes drawn together per copy")
+    p.add_argument("--overlap-pull", type=float, nargs=2, default=list(Recipe.overlap_pull), metavar=("LOW", "HIGH"),
+                   help="how far they are drawn together (fraction of their centroids' distance)")
     p.add_argument("--epochs", type=int, default=CriticConfig.epochs, help="critic epochs")
     p.add_argument("--gae-epochs", type=int, default=CriticConfig.gae_epochs, help="graph auto-encoder epochs")
     p.add_argument("--n-negatives", type=int, default=CriticConfig.n_negatives, help="near misses per problem")
@@ -443,7 +452,9 @@ def _cli_train(args: Any) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"critic_{args.domain}_seed{args.seed}.pt"
     t0 = time.time()
     recipe = Recipe(n_problems=args.n_problems, noise_copies=not args.no_noise_copies, n_synthetic=args.n_synthetic,
-                    synthetic_points=tuple(args.synthetic_points))
+                    synthetic_points=tuple(args.synthetic_points), small_pool_problems=args.small_pool_problems,
+                    small_pool_size=args.small_pool_size, overlap_copies=args.overlap_copies,
+                    overlap_pairs=args.overlap_pairs, overlap_pull=tuple(args.overlap_pull))
     fmap = None if args.domain == "synthetic" else features.fit_feature_map(args.domain)
     probs = recipe.problems(args.domain, fmap, seed=args.seed)
     cfg = CriticConfig(epochs=args.epochs, gae_epochs=args.gae_epochs, n_negatives=args.n_negatives,

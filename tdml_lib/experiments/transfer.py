@@ -231,6 +231,64 @@ def _kind_agreement(csets: Sequence[Any], features_from: str, test: str) -> list
     return rows
 
 
+def candidate_sets(train_domains: Sequence[str], test_domains: Sequence[str], protocols: Sequence[str],
+                   maps: Mapping[str, features.FeatureMap], n_eval_problems: int, eval_negatives: int,
+                   seeds: EvaluationSeeds, progress: bool = True) -> tuple[dict[tuple[str, str], list[Any]], list[dict[str, Any]]]:
+    """The fixed candidate sets every scorer ranks, keyed by (features' domain, test
+    domain): under the strict protocol a test domain's images go through the training
+    domain's feature map, under the standard one through its own. Also each candidate
+    kind's agreement with the truth (rows for :attr:`TransferResult.kind_agreement`)."""
+    csets: dict[tuple[str, str], list[Any]] = {}
+    agreement: list[dict[str, Any]] = []
+    for protocol in protocols:
+        for train in train_domains:
+            for test in test_domains:
+                fdom = train if protocol == "strict" else test
+                if (fdom, test) not in csets:
+                    probs = evaluation_problems(test, n_eval_problems, seeds, maps[fdom])
+                    csets[(fdom, test)] = evaluate.evaluation_sets(probs, n_negatives=eval_negatives,
+                                                                   seed=seeds.candidates, progress=progress)
+                    agreement += _kind_agreement(csets[(fdom, test)], fdom, test)
+    return csets, agreement
+
+
+def _kind_table(agreement: list[dict[str, Any]]) -> pd.DataFrame:
+    kinds = pd.DataFrame(agreement)
+    return kinds.groupby(["features_from", "test", "kind"], as_index=False)["ari"].mean() if len(kinds) else kinds
+
+
+def _rank_cells(scorer: Any, csets: Mapping[tuple[str, str], list[Any]], name: str, train: str, regime: str | None,
+                seed: int | None, protocols: Sequence[str], test_domains: Sequence[str]) -> list[CellEval]:
+    return [evaluate_cell(scorer, csets[(train if protocol == "strict" else test, test)], scorer=name, train=train,
+                          regime=regime, protocol=protocol, test=test, critic_seed=seed)
+            for protocol in protocols for test in test_domains]
+
+
+def rank_trained(scorers: Mapping[str, Any], train: str = "numbers",
+                 test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
+                 protocols: Sequence[str] = PROTOCOLS, n_eval_problems: int = 100, eval_negatives: int = 19,
+                 seeds: EvaluationSeeds = DEVELOPMENT, progress: bool = True) -> TransferResult:
+    """Rank the candidate sets of :func:`run_transfer` with scorers already trained on
+    ``train`` (e.g. the shipped critic and one retrained to replace it), under each
+    feature protocol: the same cells, problems and candidates as a transfer run with the
+    same seeds. Each scorer is reported as regime ``None`` under its own name.
+
+    Raises:
+        ValueError: no scorer, or an unknown protocol.
+    """
+    if not scorers:
+        raise ValueError("rank_trained needs at least one scorer.")
+    for name in protocols:
+        if name not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {name!r}; choose from {PROTOCOLS}.")
+    maps = {d: features.fit_feature_map(d) for d in {train, *(test_domains if "standard" in protocols else ())}}
+    csets, agreement = candidate_sets((train,), test_domains, protocols, maps, n_eval_problems, eval_negatives,
+                                      seeds, progress)
+    cells = [cell for name, scorer in scorers.items()
+             for cell in _rank_cells(scorer, csets, name, train, None, None, protocols, test_domains)]
+    return TransferResult(cells, _kind_table(agreement))
+
+
 def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                  test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
                  regimes: Sequence[str] = REGIMES, protocols: Sequence[str] = PROTOCOLS,
@@ -294,29 +352,13 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
     recipes = {"standard": standard, "few-shot": few_shot}
     maps = {d: features.fit_feature_map(d) for d in {*train_domains, *(test_domains if "standard" in protocols else ())}}
 
-    # the fixed candidate sets: per (protocol, features' domain, test domain)
-    csets: dict[tuple[str, str], list[Any]] = {}   # (features' domain, test domain)
-    agreement: list[dict[str, Any]] = []
-    for protocol in protocols:
-        for train in train_domains:
-            for test in test_domains:
-                fdom = train if protocol == "strict" else test
-                key = (fdom, test)
-                if key not in csets:
-                    probs = evaluation_problems(test, n_eval_problems, seeds, maps[fdom])
-                    csets[key] = evaluate.evaluation_sets(probs, n_negatives=eval_negatives, seed=seeds.candidates,
-                                                          progress=progress)
-                    agreement += _kind_agreement(csets[key], fdom, test)
-
+    csets, agreement = candidate_sets(train_domains, test_domains, protocols, maps, n_eval_problems, eval_negatives,
+                                      seeds, progress)
     cells: list[CellEval] = []
     training: dict[str, Any] = {}
 
     def rank_all(scorer: Any, name: str, train: str, regime: str | None, seed: int | None) -> None:
-        for protocol in protocols:
-            for test in test_domains:
-                fdom = train if protocol == "strict" else test
-                cells.append(evaluate_cell(scorer, csets[(fdom, test)], scorer=name, train=train,
-                                           regime=regime, protocol=protocol, test=test, critic_seed=seed))
+        cells.extend(_rank_cells(scorer, csets, name, train, regime, seed, protocols, test_domains))
 
     # the spread over training seeds is measured on every regime (the poster's rows): one
     # seed's few-shot critic is as much a draw as one seed's standard critic; the probe, the
@@ -361,12 +403,9 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
     for train in train_domains:
         for name in index_scorers:
             rank_all(IndexScorer(name), name, train, None, None)
-    kinds = pd.DataFrame(agreement)
-    if len(kinds):
-        kinds = kinds.groupby(["features_from", "test", "kind"], as_index=False)["ari"].mean()
-    return TransferResult(cells, kinds, training)
+    return TransferResult(cells, _kind_table(agreement), training)
 
 
 __all__ = ["ABLATIONS", "ABLATION_PREFIX", "ADVERSARIAL_REGIME", "ENSEMBLE", "INDEX_SCORERS", "NEAR_TRUTH_KINDS", "PROTOCOLS",
-           "REGIMES", "CellEval", "Recipe", "TransferResult", "ablations", "evaluate_cell", "evaluation_problems",
-           "run_transfer"]
+           "REGIMES", "CellEval", "Recipe", "TransferResult", "ablations", "candidate_sets", "evaluate_cell",
+           "evaluation_problems", "rank_trained", "run_transfer"]
