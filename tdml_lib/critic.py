@@ -339,7 +339,7 @@ def load_critic(path: str | Path | None = None, device: str | torch.device | Non
     return ClusteringCritic.load(path or PRETRAINED_PATH, device)
 
 
-def load_reward(device: str | torch.device | None = "auto") -> CriticEnsemble:
+def load_reward(device: str | torch.device | None = "auto", critic: ClusteringCritic | None = None) -> CriticEnsemble:
     """The default reward of :func:`tdml_lib.cluster` and :class:`tdml_lib.TDMLClustering`:
     a weighted mean (:class:`CriticEnsemble`) of the shipped critic (:func:`load_critic`,
     first member, weight one half) and three shipped critics trained on synthetic problems
@@ -355,6 +355,11 @@ def load_reward(device: str | torch.device | None = "auto") -> CriticEnsemble:
     higher ACC on all three image domains than the shipped critic with one draw. Chosen on
     the development seeds only (chapter 4); chapters 3 and 5 study the shipped critic alone.
 
+    Args:
+        device: where the critics run.
+        critic: the domain critic taking the shipped critic's half (default
+            :func:`load_critic`), e.g. a retrained candidate measured against it.
+
     Raises:
         FileNotFoundError / ValueError: a shipped file is missing or unreadable; the
             message names the command that retrains it.
@@ -365,7 +370,8 @@ def load_reward(device: str | torch.device | None = "auto") -> CriticEnsemble:
                     f"train-synthetic-critic{'' if seed == 0 else f' --seed {seed}'} "
                     f"--out tdml_lib/pretrained/{path.name}")
         for seed, path in enumerate(SYNTHETIC_PRETRAINED_PATHS)]
-    return CriticEnsemble([load_critic(None, device), *synthetic], weights=[len(synthetic)] + [1] * len(synthetic))
+    main = load_critic(None, device) if critic is None else critic
+    return CriticEnsemble([main, *synthetic], weights=[len(synthetic)] + [1] * len(synthetic))
 
 
 # --- training -----------------------------------------------------------------------------

@@ -123,6 +123,15 @@ def test_shipped_synthetic_critics_record_their_command_and_provenance():
         assert np.isfinite(synthetic.score(X_OK, LAB_OK))
 
 
+def test_the_default_reward_can_be_built_on_another_domain_critic():
+    """``load_reward(critic=...)``: a retrained critic takes the shipped critic's half (how
+    scripts/compare_shipped.py measures a candidate with the agent)."""
+    other = tdml.critic.ClusteringCritic.load(tdml.critic.SYNTHETIC_PRETRAINED_PATHS[1], "cpu")
+    reward = tdml.load_reward(device="cpu", critic=other)
+    assert reward.critics[0] is other and reward.weights.tolist() == pytest.approx([1 / 2, 1 / 6, 1 / 6, 1 / 6])
+    assert tdml.load_reward(device="cpu").critics[0].metadata["domain"] == "numbers"
+
+
 def test_missing_synthetic_critic_names_the_command(monkeypatch, tmp_path):
     paths = list(tdml.critic.SYNTHETIC_PRETRAINED_PATHS)
     paths[2] = tmp_path / "critic_synthetic_seed2.pt"
