@@ -520,6 +520,29 @@ def test_the_probe_and_the_ablations_can_be_trained_from_every_critic_seed():
         run_transfer(ablations=wider, ablation_seeds=(), **small)
 
 
+def test_rank_trained_ranks_the_transfer_runs_candidate_sets():
+    """A critic trained elsewhere (the shipped one, a candidate to replace it) is ranked on
+    the very problems and candidates of a transfer run with the same seeds."""
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import Recipe, run_transfer
+    from tdml_lib.experiments.transfer import rank_trained
+    from tdml_lib.metrics import IndexScorer
+
+    sizes = dict(test_domains=["numbers", "fashion"], n_eval_problems=3, eval_negatives=4, progress=False)
+    run = run_transfer(train_domains=["numbers"], regimes=["standard"], standard=Recipe(n_problems=2, n_synthetic=0),
+                       critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8),
+                       probe=False, index_scorers=("silhouette",), device="cpu", **sizes).ranks()
+    ranked = rank_trained({"mine": IndexScorer("silhouette")}, train="numbers", **sizes)
+    mine = ranked.ranks()
+    assert set(mine.scorer) == {"mine"} and mine.regime.isna().all() and len(mine) == 2 * 2 * 3
+    keys = ["protocol", "test", "problem"]
+    same = run[run.scorer == "silhouette"].merge(mine, on=keys, suffixes=("", "_mine"))
+    assert len(same) == len(mine) and (same["rank"] == same["rank_mine"]).all()
+    assert len(ranked.paired("mine", "mine", regime=None)) == 4
+    with pytest.raises(ValueError, match="at least one scorer"):
+        rank_trained({}, **sizes)
+
+
 def test_training_protocols_share_test_problems_and_summarise_over_seeds():
     """Leave-one-out critics never see the test family; the all-families critic does (other
     draws). Every protocol and seed clusters the same test problems, and the summary's

@@ -151,6 +151,33 @@ def test_train_synthetic_critic_refuses_bad_arguments_before_training(argv, tmp_
     assert proc.stderr.startswith("error: ") and not out.exists()
 
 
+@pytest.mark.parametrize("argv", [["--small-pool-problems", "-1"], ["--small-pool-size", "1"],
+                                  ["--overlap-pairs", "0"], ["--overlap-pull", "0.5", "1.0"]])
+def test_train_critic_refuses_bad_recipe_steps_before_training(argv, tmp_path):
+    out = tmp_path / "c.pt"
+    proc = subprocess.run([sys.executable, "-m", "tdml_lib", "train-critic", *argv, "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and not out.exists()
+
+
+def test_train_critic_trains_chapter_5s_recipe_steps(tmp_path):
+    """The shipped critic can be trained with chapter 5's recipe: small-pool problems and
+    overlapping copies reach the recipe, and its metadata records them."""
+    from tdml_lib.__main__ import main
+
+    out = tmp_path / "c.pt"
+    assert main(["train-critic", "--n-problems", "4", "--n-synthetic", "0", "--small-pool-problems", "2",
+                 "--overlap-copies", "--overlap-pairs", "1", "--overlap-pull", "0.2", "0.3", "--epochs", "1",
+                 "--gae-epochs", "1", "--n-negatives", "3", "--n-degenerate", "2", "--adversarial-rounds", "0",
+                 "--inputs", "statistics", "--device", "cpu", "--out", str(out)]) == 0
+    critic = tdml.load_critic(out, device="cpu")
+    recipe = critic.metadata["recipe"]
+    assert recipe["small_pool_problems"] == 2 and recipe["overlap_copies"] is True
+    assert list(recipe["overlap_pull"]) == [0.2, 0.3] and recipe["overlap_pairs"] == 1
+    assert critic.inputs == "statistics"
+
+
 @pytest.mark.parametrize("fn", [tdml.clustering_accuracy, tdml.nmi, tdml.ari])
 def test_external_metrics_reject_mismatched_lengths(fn):
     with pytest.raises(ValueError, match="entries"):

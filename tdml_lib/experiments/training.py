@@ -447,8 +447,11 @@ def save_trained_critic(critic: Any, args: Any, t0: float, out: str | Path) -> P
 def _cli_train(args: Any) -> int:
     for name in ("n_problems", "epochs", "gae_epochs", "n_negatives"):
         check_positive_int(getattr(args, name), "--" + name.replace("_", "-"))
-    for name in ("n_synthetic", "n_degenerate", "seed", "adversarial_synthetic"):
+    for name in ("n_synthetic", "n_degenerate", "seed", "adversarial_synthetic", "small_pool_problems"):
         check_positive_int(getattr(args, name), "--" + name.replace("_", "-"), minimum=0)
+    check_positive_int(args.small_pool_size, "--small-pool-size", minimum=2)
+    check_positive_int(args.overlap_pairs, "--overlap-pairs")
+    check_real_range(args.overlap_pull, "--overlap-pull", high_open=True)
     out = Path(args.out) if args.out else Path("runs") / f"critic_{args.domain}_seed{args.seed}.pt"
     t0 = time.time()
     recipe = Recipe(n_problems=args.n_problems, noise_copies=not args.no_noise_copies, n_synthetic=args.n_synthetic,
