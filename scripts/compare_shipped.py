@@ -48,7 +48,10 @@ def main() -> int:
     ap.add_argument("--candidate", required=True, help="the retrained critic (.pt)")
     ap.add_argument("--n-eval", type=int, default=100, help="transfer test problems per domain")
     ap.add_argument("--n-holes", type=int, default=40, help="problems per family of the degenerate check")
-    ap.add_argument("--agent-problems", type=int, default=6, help="agent test problems per domain and family")
+    ap.add_argument("--agent-problems", type=int, default=30, help="agent test problems per image domain")
+    ap.add_argument("--synthetic-problems", type=int, default=20, help="agent test problems per synthetic family")
+    ap.add_argument("--rule", default="", help="the rule for replacing the shipped critic, fixed before the run "
+                                                 "(stored with the measurements)")
     ap.add_argument("--generations", type=int, default=25)
     ap.add_argument("--population", type=int, default=40)
     ap.add_argument("--out", default="results/development/shipped")
@@ -76,12 +79,12 @@ def main() -> int:
                                             **budget).summary().assign(reward=name)
                          for name, reward in rewards.items()], ignore_index=True)
     synthetic = protocol_summary(protocol_runs(compare_rewards_on_synthetic(
-        rewards, n_problems=args.agent_problems, device="cpu", **budget)))
+        rewards, n_problems=args.synthetic_problems, device="cpu", **budget)))
     synthetic = synthetic[synthetic.method == AGENT_K_FOUND]
     print(domains.round(3).to_string(index=False), synthetic.round(3).to_string(index=False), sep="\n\n")
 
     write_json(Path(args.out) / f"{args.name}.json", {
-        "command": "python " + shlex.join(["scripts/compare_shipped.py", *sys.argv[1:]]),
+        "command": "python " + shlex.join(["scripts/compare_shipped.py", *sys.argv[1:]]), "rule": args.rule,
         "candidate": {"path": args.candidate, "sha256": file_sha256(args.candidate),
                       "metadata": {k: str(v) for k, v in critics["candidate"].metadata.items()}},
         "shipped_sha256": file_sha256(ROOT / "tdml_lib/pretrained/critic_numbers.pt"),
