@@ -787,6 +787,38 @@ def test_compare_configs_trains_both_configs_on_the_same_problems_per_seed(monke
         compare_configs(recipe, base, replace(base), **tiny)
 
 
+def test_read_shipped_comparisons_sets_the_two_critics_side_by_side(tmp_path):
+    import json
+
+    from tdml_lib.experiments.recipe_comparison import read_shipped_comparisons
+
+    transfer = [{"scorer": critic, "protocol": "strict", "test": test, "best": best, "top3": 90.0}
+                for critic, test, best in (("shipped", "numbers", 74.0), ("candidate", "numbers", 84.0),
+                                           ("shipped", "fashion", 23.0), ("candidate", "fashion", 30.0))]
+    def agent(where, critic, k_exact):   # rows as compare_on_domains / protocol_summary give them
+        names = {"domain": ("numbers", "reward"), "family": ("moons", "training")}[where]
+        return {where: names[0], names[1]: critic, "method": "agent (K found)", "n_problems": 30,
+                "k_exact": k_exact, "acc": 0.6}
+
+    record = {"command": "python scripts/compare_shipped.py x", "rule": "fixed before", "transfer": transfer,
+              "paired": [{"train": "numbers", "protocol": "strict", "test": "numbers", "p": 0.06}],
+              "holes": [{"critic": c, "problems": "blobs", "kind": "one_cluster", "truth_wins": 1.0}
+                        for c in ("shipped", "candidate")],
+              "agent_domains": [agent("domain", "shipped", 0.2), agent("domain", "candidate", 0.3)],
+              "agent_synthetic": [agent("family", "shipped", 1.0), agent("family", "candidate", 0.9)]}
+    (tmp_path / "x.json").write_text(json.dumps(record))
+    [run] = read_shipped_comparisons(tmp_path)
+    assert run["name"] == "x" and run["rule"] == "fixed before"
+    assert run["transfer"].loc[("strict", "fashion"), "candidate"] == 30.0
+    assert run["agent"].loc[("numbers", 30), ("k_found", "candidate")] == pytest.approx(30.0)
+    assert run["agent"].loc[("moons", 30), ("k_found", "shipped")] == pytest.approx(100.0)
+    assert run["holes"].loc["one_cluster", ("candidate", "blobs")] == 100.0
+    assert read_shipped_comparisons(tmp_path / "missing") == []
+    (tmp_path / "y.json").write_text(json.dumps({"command": "other"}))
+    with pytest.raises(ValueError, match="y.json is not a scripts/compare_shipped.py record"):
+        read_shipped_comparisons(tmp_path)
+
+
 def test_read_trials_names_what_each_variant_changes(tmp_path):
     import json
 

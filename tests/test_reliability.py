@@ -132,6 +132,12 @@ def test_the_default_reward_can_be_built_on_another_domain_critic():
     assert tdml.load_reward(device="cpu").critics[0].metadata["domain"] == "numbers"
 
 
+def test_missing_reward_critic_names_the_command_that_retrains_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(tdml.critic, "REWARD_CRITIC_PATH", tmp_path / "critic_numbers_reward.pt")
+    with pytest.raises(FileNotFoundError, match="train-critic .*--out tdml_lib/pretrained/critic_numbers_reward.pt"):
+        tdml.load_reward(device="cpu")
+
+
 def test_missing_synthetic_critic_names_the_command(monkeypatch, tmp_path):
     paths = list(tdml.critic.SYNTHETIC_PRETRAINED_PATHS)
     paths[2] = tmp_path / "critic_synthetic_seed2.pt"

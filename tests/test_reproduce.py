@@ -138,17 +138,18 @@ def test_freshness_follows_the_shipped_critic(tiny: Path) -> None:
     baseline = StoredExperiment("y", str(tiny), {"N": 5})
     assert freshness(old, baseline) == CURRENT
     # the stored experiments that score with the critic say so; the baselines do not
-    uses = {e.name for e in runner.STORED_EXPERIMENTS if SHIPPED_CRITIC_FILE in e.models}
-    assert uses == {"clustering", "benchmarks"}
-    from tdml_lib.critic import PRETRAINED_PATH, SYNTHETIC_PRETRAINED_PATHS
+    assert {e.name for e in runner.STORED_EXPERIMENTS if SHIPPED_CRITIC_FILE in e.models} == {"benchmarks"}
+    from tdml_lib.critic import PRETRAINED_PATH, REWARD_CRITIC_PATH, SYNTHETIC_PRETRAINED_PATHS
     assert REPOSITORY / SHIPPED_CRITIC_FILE == PRETRAINED_PATH   # one file, named in two places
-    # the agent's default reward reads the shipped critics, and the runner checks all of them
+    # the agent's default reward reads its own Numbers critic and the synthetic critics, and
+    # the runner checks all of them for every experiment that runs the agent with it
     from tdml_lib.runner.registry import SHIPPED_REWARD_FILES
-    assert [REPOSITORY / f for f in SHIPPED_REWARD_FILES] == [PRETRAINED_PATH, *SYNTHETIC_PRETRAINED_PATHS]
+    assert [REPOSITORY / f for f in SHIPPED_REWARD_FILES] == [REWARD_CRITIC_PATH, *SYNTHETIC_PRETRAINED_PATHS]
     import tdml_lib
     reward = tdml_lib.load_reward(device="cpu")
     assert [c.metadata.get("domain") for c in reward.critics] == ["numbers"] + ["synthetic"] * 3
-    assert {e.name for e in runner.STORED_EXPERIMENTS if e.models == SHIPPED_REWARD_FILES} == uses
+    assert {e.name for e in runner.STORED_EXPERIMENTS if set(SHIPPED_REWARD_FILES) <= set(e.models)} \
+        == {"clustering", "benchmarks"}
 
 
 def write_result(root: Path, name: str, **fields) -> None:
@@ -170,7 +171,7 @@ def test_experiment_status_shows_whether_each_result_is_current(tmp_path: Path) 
     status = reference.experiment_status(reference.load_results(tmp_path)).set_index("experiment")
     assert status.loc["transfer", "current"] == "yes"
     assert status.loc["clustering", "current"] == "no: library changed, " + ", ".join(
-        f"{f} not recorded" for f in ("tdml_lib/pretrained/critic_numbers.pt", "tdml_lib/pretrained/critic_synthetic.pt",
+        f"{f} not recorded" for f in ("tdml_lib/pretrained/critic_numbers_reward.pt", "tdml_lib/pretrained/critic_synthetic.pt",
                                       "tdml_lib/pretrained/critic_synthetic_seed1.pt",
                                       "tdml_lib/pretrained/critic_synthetic_seed2.pt"))
     assert status.loc["baseline_spc", "current"] == "unknown: recorded before source hashes"

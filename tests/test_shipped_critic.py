@@ -38,10 +38,14 @@ def candidate_sets():
     return evaluate.evaluation_sets(probs, n_negatives=9, seed=0)
 
 
-def test_truth_beats_every_degenerate_clustering(critic):
+@pytest.mark.parametrize("which", ["shipped critic", "default reward"])
+def test_truth_beats_every_degenerate_clustering(critic, which):
+    """Both rewards a user meets: the shipped critic (``load_critic()``) and what the agent
+    maximises by default (``load_reward()``, with its own Numbers critic)."""
+    reward = critic if which == "shipped critic" else tdml.load_reward(device="cpu")
     blobs = [separated_blobs(k, seed) for k, seed in ((2, 0), (3, 1), (4, 2), (6, 3))]
     numbers = tdml.features.domain_problems("numbers", 4, split="test", seed=77)
-    table = degenerate_scores(critic, blobs + numbers)
+    table = degenerate_scores(reward, blobs + numbers)
     losers = table[~table.truth_wins]
     assert losers.empty, f"degenerate clusterings that score at least as high as the truth:\n{losers}"
 

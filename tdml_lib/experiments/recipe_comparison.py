@@ -206,4 +206,40 @@ def read_trials(folder: str | os.PathLike = "results/development") -> pd.DataFra
     return pd.concat(frames, ignore_index=True)[TRIAL_COLUMNS]
 
 
-__all__ = ["COLUMNS", "TRIAL_COLUMNS", "compare_configs", "compare_recipes", "read_trials"]
+def read_shipped_comparisons(folder: str | os.PathLike = "results/development/shipped") -> list[dict[str, Any]]:
+    """Every measurement ``scripts/compare_shipped.py`` wrote to ``folder`` (a retrained
+    critic against the shipped one, development seeds), by file name: per file its
+    ``name``, ``command``, ``rule`` (fixed before the run; empty where none was stored),
+    and as tables ``transfer`` (Best % per cell, one column per critic), ``paired``
+    (McNemar, candidate against shipped), ``holes`` (share of problems where the truth
+    beats each degenerate kind) and ``agent`` (K found % and mean ACC of the agent with the
+    default reward built on each critic, image domains and synthetic families). Empty
+    when the folder is missing.
+
+    Raises:
+        ValueError: a file that is not such a record.
+    """
+    folder = Path(folder)
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        record = json.loads(path.read_text())
+        missing = {"transfer", "paired", "holes", "agent_domains", "agent_synthetic"} - set(record)
+        if missing:
+            raise ValueError(f"{path} is not a scripts/compare_shipped.py record (it lacks {sorted(missing)}).")
+        transfer = pd.DataFrame(record["transfer"]).pivot_table(index=["protocol", "test"], columns="scorer",
+                                                                values="best", sort=False)
+        domains = pd.DataFrame(record["agent_domains"]).rename(columns={"domain": "problems", "reward": "critic"})
+        synthetic = pd.DataFrame(record["agent_synthetic"]).rename(columns={"family": "problems", "training": "critic"})
+        agent = pd.concat([domains.assign(n=domains["n_problems"]), synthetic.assign(n=synthetic["n_problems"])],
+                          ignore_index=True)
+        agent = agent.assign(k_found=100 * agent["k_exact"]).pivot_table(
+            index=["problems", "n"], columns="critic", values=["k_found", "acc"], sort=False)
+        holes = pd.DataFrame(record["holes"]).pivot_table(index="kind", columns=["critic", "problems"],
+                                                          values="truth_wins")
+        out.append({"name": path.stem, "command": record.get("command", ""), "rule": record.get("rule", ""),
+                    "transfer": transfer, "paired": pd.DataFrame(record["paired"]), "holes": 100 * holes,
+                    "agent": agent})
+    return out
+
+
+__all__ = ["COLUMNS", "TRIAL_COLUMNS", "compare_configs", "compare_recipes", "read_shipped_comparisons", "read_trials"]

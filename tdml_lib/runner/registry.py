@@ -27,7 +27,9 @@ SHIPPED_SYNTHETIC_CRITIC_FILES = tuple(f"tdml_lib/pretrained/critic_synthetic{ta
 """The three shipped synthetic critics (synthetic problems only, seeds 0, 1, 2), relative
 to the repository (``critic.SYNTHETIC_PRETRAINED_PATHS``; named here so that the runner
 need not import torch)."""
-SHIPPED_REWARD_FILES = (SHIPPED_CRITIC_FILE, *SHIPPED_SYNTHETIC_CRITIC_FILES)
+SHIPPED_REWARD_CRITIC_FILE = "tdml_lib/pretrained/critic_numbers_reward.pt"
+"""The Numbers critic of the agent's default reward (``critic.REWARD_CRITIC_PATH``)."""
+SHIPPED_REWARD_FILES = (SHIPPED_REWARD_CRITIC_FILE, *SHIPPED_SYNTHETIC_CRITIC_FILES)
 """The files ``load_reward()``, the agent's default reward, reads."""
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -101,7 +103,7 @@ STORED_EXPERIMENTS: tuple[StoredExperiment, ...] = (
         "benchmarks", "09_performance",
         command=("bench", "--agent-generations", "10", "--book", "--out", "{out}"),
         what="scoring and agent throughput, chapter and whole-book timings (bench_<device>*.json)",
-        models=SHIPPED_REWARD_FILES),
+        models=(SHIPPED_CRITIC_FILE, *SHIPPED_REWARD_FILES)),
     StoredExperiment(
         "baseline_spc", "06_selective_pseudo_labels",
         {"SPLIT": "all", "N_IMAGES": 70000, "PRETRAIN_EPOCHS": 5, "ROUNDS": 3, "EPOCHS": 2},
