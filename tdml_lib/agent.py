@@ -580,7 +580,7 @@ def cluster(X: object, reward: Any = None, n_clusters: int | None = None, genera
         X: the point set (n, d), n >= 3.
         reward: any scorer, an object with ``score_many(X, labelings) -> (B,) scores``,
             higher = better (a critic, :class:`tdml_lib.metrics.IndexScorer`...); default
-            :func:`tdml_lib.load_reward` (a weighted mean of the shipped critics). It scores clusterings of
+            :func:`tdml_lib.load_reward` (a weighted mean of four shipped critics). It scores clusterings of
             X centred and scaled in float64.
         n_clusters: fix K; by default the agent searches K in ``2..k_max`` and the reward
             chooses (K = 1 is only returned when asked for).

@@ -83,7 +83,7 @@ def _agent_finding(results: Mapping[str, Mapping[str, Any]]) -> str:
     acc = rows.pivot_table(index="dataset", columns="method", values="acc").dropna(subset=["agent", "kmeans"])
     better = [d.capitalize() for d in acc.index if acc.loc[d, "agent"] > acc.loc[d, "kmeans"]]
     worse = [d.capitalize() for d in acc.index if acc.loc[d, "agent"] <= acc.loc[d, "kmeans"]]
-    sentence = ("The agent (block A), with the default reward (the shipped critic averaged with three "
+    sentence = ("The agent (block A), with the default reward (a Numbers critic averaged with three "
                 "critics trained on synthetic problems), clusters ")
     if better and worse:
         sentence += (f"more accurately than k-means on {_words(better)} but not on {_words(worse, 'or')} "

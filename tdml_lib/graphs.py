@@ -84,7 +84,7 @@ BRUTE_MIN_DIM = 32
 #: 610,000 in 8-D; in 2-D ``MAX_POINTS`` binds first.
 MAX_KNN_WORK = 3 * 10 ** 12
 #: Up to this many points the kNN is one ``torch.cdist`` block (as every graph of the
-#: book's chapters and of the shipped critic's training), above it scikit-learn.
+#: book's chapters and of the shipped critics' training), above it scikit-learn.
 CDIST_MAX_POINTS = 4096
 _CDIST_ELEMENTS = 2 ** 24   # distances per cdist chunk (64 MB in float32)
 KNN_METHODS = ("auto", "cdist", "kd_tree", "ball_tree", "brute")
@@ -202,7 +202,7 @@ def knn_graph(X: torch.Tensor | np.ndarray, k: int, method: str = "auto") -> tup
     GPU tensor      ``"cdist"``: ``torch.cdist`` + ``topk`` in row chunks on the device.
     n <= 4,096      ``"cdist"``: one block; every method takes at most a fraction of a second
                     here, and these are the numerics every graph of the chapters and of the
-                    shipped critic's training was built with.
+                    shipped critics' training was built with.
     d <= 8          ``"kd_tree"`` (scikit-learn): 70,000 points in 2-D in 0.2 s against 43 s
                     for chunked cdist (whose ``topk`` over n columns per row is O(n**2)
                     whatever d) and 1.4 s for a ball tree; 1,000,000 points in 2-D in 6.6 s;

@@ -446,7 +446,7 @@ def _state_dict_sha256(state: Any) -> str:
 def model_hashes(models: Any = None) -> dict[str, dict[str, Any]]:
     """sha256 of the shipped model files and of every model given.
 
-    Always included: each file under ``tdml_lib/pretrained/`` (the shipped critic).
+    Always included: each file under ``tdml_lib/pretrained/`` (the shipped critics).
 
     Args:
         models: ``{label: path or torch module}`` or a list of paths. A path is hashed as

@@ -18,14 +18,15 @@ AGENT_ENSEMBLE_K_FOUND = "agent, critic ensemble (K found)"
 (:func:`tdml_lib.experiments.compare_training_protocols` with ``ensemble=True``)."""
 
 SHIPPED_CRITIC_TRAINING = "shipped_critic"
-"""The training key of result rows whose agent's reward is the shipped critic (trained on
-Numbers and all six synthetic families, ``load_critic()``), beside the synthetic critics'
-protocols ``leave_one_out`` and ``all_families``. One critic: it has no seed range and no
-ensemble."""
+"""The training key of result rows whose agent's reward is the default reward's Numbers
+critic alone (trained on Numbers and all six synthetic families,
+``critic.REWARD_CRITIC_PATH``; the key predates the shipped critic's retraining), beside
+the synthetic critics' protocols ``leave_one_out`` and ``all_families``. One critic: it
+has no seed range and no ensemble."""
 
 DEFAULT_REWARD_TRAINING = "default_reward"
 """The training key of result rows whose agent's reward is the default reward
-(``load_reward()``: a weighted mean of the shipped critic, for one half, and the three
+(``load_reward()``: a weighted mean of its Numbers critic, for one half, and the three
 shipped synthetic critics, for one sixth each)."""
 ONE_RUN_REWARDS = (DEFAULT_REWARD_TRAINING, SHIPPED_CRITIC_TRAINING)
 """Training keys of the given rewards (one run each: no critic seeds, no ensemble)."""

@@ -207,7 +207,7 @@ def image_grid(images: np.ndarray, labels: Sequence[object] | None = None, n_col
 
 
 _STAR_STYLES = {DEFAULT_REWARD_TRAINING: ("gold", "agent, the default reward (what tdml.cluster uses)"),
-                SHIPPED_CRITIC_TRAINING: ("tab:red", "agent, the shipped critic alone")}
+                SHIPPED_CRITIC_TRAINING: ("tab:red", "agent, the reward's Numbers critic alone")}
 ONE_RUN_STARS = {key: _STAR_STYLES[key] for key in ONE_RUN_REWARDS}
 """The stars of :func:`k_found_by_protocol`, one per given reward of
 :data:`tdml_lib.methods.ONE_RUN_REWARDS` (a new one without a style fails at import):
@@ -220,7 +220,7 @@ def k_found_by_protocol(summary: Any, trainings: Sequence[str], labels: Mapping[
     figure): a bar per critic training protocol in ``trainings`` (mean over critic seeds,
     whiskers from the lowest to the highest seed), a diamond for the agent whose reward is
     the mean of those seeds' critics, a star per given reward (:data:`ONE_RUN_STARS`: gold
-    for the default reward, red for the shipped critic alone), and a black dash for
+    for the default reward, red for its Numbers critic alone), and a black dash for
     k-means with K chosen by silhouette.
 
     Args:

@@ -740,11 +740,11 @@ def format_clustering_summary(summary: pd.DataFrame, by: str = "domain") -> pd.D
 
 TRAINING_LABELS = {"leave_one_out": "the other families", "all_families": "all six families",
                    DEFAULT_REWARD_TRAINING: "the default reward",
-                   SHIPPED_CRITIC_TRAINING: "the shipped critic alone"}
+                   SHIPPED_CRITIC_TRAINING: "its Numbers critic alone"}
 """How tables name the rewards compared on the synthetic families: the critics' training
-protocols (``SYNTHETIC_TRAINING``), the default reward (``load_reward()``: the shipped
-critic for one half and the three shipped synthetic critics for one sixth each) and the
-shipped critic alone."""
+protocols (``SYNTHETIC_TRAINING``), the default reward (``load_reward()``: its Numbers
+critic for one half and the three shipped synthetic critics for one sixth each) and that
+Numbers critic alone."""
 DOMAIN_REWARD = "the default reward"
 """How :func:`choosing_k_table` names the agent's reward on the domains' test problems."""
 ENSEMBLE_K_FOUND = AGENT_ENSEMBLE_K_FOUND
@@ -766,7 +766,7 @@ PROTOCOL_VALUES = {"k_exact": ("true K found (%)", 100.0, 0), "acc": ("ACC", 1.0
 def format_protocol_summary(summary: pd.DataFrame, value: str = "k_exact") -> pd.DataFrame:
     """A summary of :func:`tdml_lib.experiments.protocol_summary` as the book prints it:
     one row per family and method, one column per reward (training protocol, default
-    reward, shipped critic alone), each cell ``value`` (``"k_exact"``: the true K found,
+    reward, its Numbers critic alone), each cell ``value`` (``"k_exact"``: the true K found,
     %; ``"acc"``: the mean ACC) as the mean over critic seeds with the lowest and highest
     seed in brackets; empty where that reward did not run that method. One value per
     table keeps it narrow enough for the page with four rewards."""
@@ -809,7 +809,7 @@ def choosing_k_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     the synthetic families (critics trained on the other families or on all of them;
     mean over critic seeds with the seed range; where the run has it, the agent with the
     mean of those critics as one reward; and the one-run rewards, the default reward and
-    the shipped critic alone), beside k-means with K chosen by silhouette. Empty when the
+    its Numbers critic alone), beside k-means with K chosen by silhouette. Empty when the
     clustering run is missing."""
     res = results.get("clustering")
     if not res or res.get("status") != "ok":

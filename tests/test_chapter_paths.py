@@ -30,8 +30,8 @@ def test_agent_chapter_runs_with_several_critic_seeds_and_their_ensemble(tmp_pat
     assert ensemble and all(r["n_critics"] == 2 and r["training"] == "all_families" for r in ensemble)
     one_critic = [r for r in rows if r["method"] == AGENT_K_FOUND and r["training"] == "all_families"]
     assert one_critic and all(r["n_seeds"] == 2 for r in one_critic)
-    # the given rewards on the same test problems: the default reward (the shipped critic
-    # and every shipped synthetic-critic draw) and the shipped critic alone (one)
+    # the given rewards on the same test problems: the default reward (its Numbers critic
+    # and every shipped synthetic-critic draw) and the reward's Numbers critic alone (one)
     given = {r["training"]: r["n_critics"] for r in rows if r["training"] != "all_families"}
     assert given == {"default_reward": 1 + len(SYNTHETIC_PRETRAINED_PATHS), "shipped_critic": 1}
     for r in rows:

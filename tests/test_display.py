@@ -182,8 +182,8 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
     assert seen[reference.ENSEMBLE_K_FOUND] == "50" and unseen[reference.ENSEMBLE_K_FOUND] == reference.NOT_RUN
     assert table.loc[("numbers", "the default reward"), reference.ENSEMBLE_K_FOUND] == ""
     # the one-run rewards on the synthetic families: the default reward (named as on the
-    # domains) and the shipped critic alone, one run each, no ensemble cell
-    shipped = table.loc[("moons", "the shipped critic alone")]
+    # domains) and its Numbers critic alone, one run each, no ensemble cell
+    shipped = table.loc[("moons", "its Numbers critic alone")]
     assert shipped["agent (K found)"] == "50" and shipped[reference.ENSEMBLE_K_FOUND] == ""
     assert shipped["problems × seeds"] == "2 × 1"
     default = table.loc[("moons", "the default reward")]
@@ -196,12 +196,12 @@ def test_choosing_k_table_reads_domains_and_synthetic_protocols(tmp_path):
                                                              ensemble, ensemble.assign(family="circles")]))
     assert [f for f, _ in formatted.index] == ["moons"] * 3 + ["circles"] * 3
     # one column per reward, in the order they ran; one value per table
-    assert list(formatted.columns) == ["the other families", "all six families", "the shipped critic alone",
+    assert list(formatted.columns) == ["the other families", "all six families", "its Numbers critic alone",
                                        "the default reward"]
     assert formatted.columns.name == "true K found (%), by reward"
     shown = reference.format_protocol_summary(summary).loc[("moons", "agent (K found)")]
     assert shown["the other families"] == "25 [0, 50]" and shown["all six families"] == "100"
-    assert shown["the default reward"] == "100" and shown["the shipped critic alone"] == "50"
+    assert shown["the default reward"] == "100" and shown["its Numbers critic alone"] == "50"
     acc = reference.format_protocol_summary(summary, "acc")
     assert acc.loc[("moons", "agent (K found)"), "the other families"] == "0.70 [0.65, 0.75]"
     assert acc.columns.name == "ACC, by reward"
@@ -297,7 +297,7 @@ def test_overlap_check_ignores_undrawn_tick_labels_and_hidden_axes():
 def test_k_found_by_protocol_draws_each_reward_once():
     """Chapter 4's protocol figure: a bar per protocol and family (whisker = seed range),
     a diamond per family for the ensemble, a gold star per family for the default reward
-    and a red one for the shipped critic alone, the k-means dash; families in the
+    and a red one for its Numbers critic alone, the k-means dash; families in the
     summary's order."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -319,10 +319,10 @@ def test_k_found_by_protocol_draws_each_reward_once():
     assert [round(b.get_height()) for b in bars] == [50, 50, 100, 100]   # per protocol: moons, circles
     assert [t.get_text() for t in ax.get_xticklabels()] == ["moons", "circles"]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "agent, the shipped critic alone" in legend and "agent, mean of the seeds' critics" in legend
+    assert "agent, the reward's Numbers critic alone" in legend and "agent, mean of the seeds' critics" in legend
     assert "agent, the default reward (what tdml.cluster uses)" in legend
     drawn = {c.get_label(): list(np.round(c.get_offsets()[:, 1])) for c in ax.collections}
     assert drawn["agent, the default reward (what tdml.cluster uses)"] == [100.0, 100.0]
-    assert drawn["agent, the shipped critic alone"] == [0.0, 0.0]
+    assert drawn["agent, the reward's Numbers critic alone"] == [0.0, 0.0]
     assert "agent, critic: the other families" in legend and "k-means (K by silhouette)" in legend
     plt.close(fig)

@@ -1,7 +1,7 @@
 """Can the reward be gamed, and does its ranking survive what should not matter?
 
 Two checks of a reward (any *scorer*: ``score_many(X, labelings)``), used by chapter 3
-and by the tests of the shipped critic:
+and by the tests of the shipped critic and the default reward:
 
 * :func:`degenerate_scores` — on labelled problems, the truth against the degenerate
   clusterings an optimiser finds first when a reward has holes (one cluster, one

@@ -152,7 +152,7 @@ def compare_on_synthetic(test_families: Sequence[str] = ("moons", "circles", "va
             :data:`~tdml_lib.experiments.seeds.DEVELOPMENT` while building the book,
             :data:`~tdml_lib.experiments.seeds.HELD_OUT` for the stored results only.
         reward: a reward for every family instead of the leave-one-family-out critics
-            (e.g. the shipped critic, or :class:`tdml_lib.metrics.IndexScorer`), or one
+            (e.g. the default reward, or :class:`tdml_lib.metrics.IndexScorer`), or one
             per test family (a mapping); then no critic is trained.
         methods: which of :data:`SYNTHETIC_METHODS` to run.
         training: one of :data:`SYNTHETIC_TRAINING`; ignored when ``reward`` is given.

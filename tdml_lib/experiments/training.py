@@ -410,8 +410,8 @@ def add_cli(sub: Any) -> None:
                         "Numbers critic was trained with the first five")
     p.add_argument("--objective", default=CriticConfig.objective, help="listwise or wgan-gp")
     p.add_argument("--inputs", default=CriticConfig.inputs, choices=INPUTS,
-                   help="what block C reads: the whole embedding (the shipped critic) or the graph statistics "
-                        "without the GAE codes (chapters 3 and 5)")
+                   help="what block C reads: the whole embedding (the default reward's critics) or the graph statistics "
+                        "without the GAE codes (chapters 3 and 5, the shipped critic)")
     p.add_argument("--adversarial-rounds", type=int, default=3,
                    help="most rounds of the adversarial loop (0: none); it stops once the agent no longer "
                         "beats the truth on held-out labelled problems")
@@ -424,7 +424,7 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda...")
     p.add_argument("--out", default=None,
                    help="where to save the critic (.pt); default runs/critic_<domain>_seed<seed>.pt. "
-                        "The shipped critic is replaced only when you pass its path here")
+                        "A shipped critic is replaced only when you pass its path here")
     p.set_defaults(func=_cli_train)
 
 

@@ -10,7 +10,7 @@ call::
 
 It writes ``RESULTS_DIR/metrics.json`` = ``{"metrics": ..., "provenance": ...}``, the
 provenance filled in by :func:`tdml_lib.io.provenance` (every pinned package version,
-OS and CPU, the sha256 of the shipped critic and of every model given, the data
+OS and CPU, the sha256 of the shipped critics and of every model given, the data
 sources, the commit and whether the tree was clean, the library's source hash, the
 parameters without machine paths). At ``RESULTS_DIR = None`` it writes nothing.
 
@@ -73,7 +73,7 @@ def write_metrics(results_dir: str | os.PathLike | None, metrics: Mapping[str, A
             Under the runner, ``result.json`` records every effective parameter anyway.
         data_sources: ``{dataset: source}``, easiest from :func:`dataset_sources`.
         models: models the chapter loaded or trained: ``{label: path or torch module}``
-            (hashed; the shipped critic is always hashed).
+            (hashed; the shipped critics are always hashed).
         device: the device the chapter used (a ``torch.device`` or text).
         seed: the seed; default ``params["SEED"]`` when given.
 
