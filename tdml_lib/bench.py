@@ -536,6 +536,10 @@ def limits_tables(limits: dict[str, Any]) -> dict[str, Any]:
     precision = pd.DataFrame(limits["precision"])
     if "message" in precision:
         precision["message"] = precision["message"].fillna("").str.slice(0, 90)
+    if "max_score_change" in precision:
+        # two significant digits: the changes span 0 to about 1e-1, and a fixed six
+        # decimals would print 3e-5 as 0.000031 and a change below 5e-7 as 0
+        precision["max_score_change"] = [f"{v:.2g}" if pd.notna(v) else "" for v in precision["max_score_change"]]
     return {"knn": knn, "memory": memory, "precision": precision.fillna("")}
 
 

@@ -280,8 +280,8 @@ CLIPPED_TABLES = """
         return `table ${Math.round(r.width)} px wide in a ${Math.round(right - left)} px column: ${head}`;
     });"""
 
-# Cells that print pandas' Styler default of six decimals ("0.954000"): a styled table
-# ignores DataFrame.round(), so a chapter must say .format(precision=...).
+# Cells that print pandas' default of six decimals ("0.954000"): a styled table ignores
+# DataFrame.round(), so a chapter must say .format(precision=...); a plain one must round.
 SIX_DECIMAL_CELLS = """
     return Array.from(document.querySelectorAll('table td'))
         .map(td => td.innerText.trim()).filter(t => /^-?\\d+\\.\\d{6}$/.test(t)).slice(0, 5);"""
@@ -368,7 +368,8 @@ def test_page(doc: str, site: str, browser: Any) -> None:
     # Numbers print as many decimals as they mean, not the styler's six.
     six = browser.execute_script(SIX_DECIMAL_CELLS)
     if six:
-        problems.append(f"table cells print six decimals (a styled table needs .format(precision=...)): {six}")
+        problems.append(f"table cells print six decimals (pandas' default: format them; a styled table "
+                        f"ignores round() and needs .format(precision=...)): {six}")
 
     # The console has no error (e.g. a script declared twice, a resource that failed).
     for message in _console_errors(browser):

@@ -497,9 +497,10 @@ def test_transfer_ranks_the_ensemble_of_the_seed_critics_of_every_training_domai
 def test_the_probe_and_the_ablations_can_be_trained_from_every_critic_seed():
     """The probe is a draw as much as the critic: one per seed, so the transfer table sets
     seed mean beside seed mean; an ablation follows ``ablation_seeds`` (the first seed by
-    default)."""
+    default); a scorer trained elsewhere (the shipped critic) is ranked on the same cells."""
     from tdml_lib.critic import CriticConfig
     from tdml_lib.experiments import Recipe, run_transfer
+    from tdml_lib.metrics import IndexScorer
 
     small = dict(train_domains=["numbers"], test_domains=["numbers"], regimes=["standard"], protocols=["strict"],
                  standard=Recipe(n_problems=3, n_synthetic=0),
@@ -514,7 +515,10 @@ def test_the_probe_and_the_ablations_can_be_trained_from_every_critic_seed():
     table = res.table()
     probe = table[table.scorer == "probe"].iloc[0]
     assert probe.n_seeds == 2 and probe.best == pytest.approx(frame[frame.scorer == "probe"].best.mean())
-    default = run_transfer(ablations=wider, probe=False, **small).to_frame()
+    default = run_transfer(ablations=wider, probe=False, pretrained={"given": IndexScorer("silhouette")},
+                           **small).to_frame()
+    given = default[default.scorer == "given"]     # a scorer trained elsewhere: the first domain's cells
+    assert list(given.regime) == ["standard"] and given.critic_seed.isna().all()
     assert list(default[default.regime == "ablation: wider"].critic_seed) == [0]
     with pytest.raises(ValueError, match="ablation_seeds is empty"):
         run_transfer(ablations=wider, ablation_seeds=(), **small)

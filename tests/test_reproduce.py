@@ -123,7 +123,7 @@ def test_freshness_follows_only_the_modules_a_chapter_loaded(tiny: Path) -> None
 def test_freshness_follows_the_shipped_critic(tiny: Path) -> None:
     """A result that depends on the shipped critic goes out of date when the critic file
     changes (the library's hash covers only its Python sources); one that does not
-    depend on it (the transfer table, the baselines) stays current."""
+    depend on it (the baselines) stays current."""
     from tdml_lib.runner.registry import REPOSITORY, SHIPPED_CRITIC_FILE
 
     now = tdml_io.file_sha256(REPOSITORY / SHIPPED_CRITIC_FILE)
@@ -138,7 +138,7 @@ def test_freshness_follows_the_shipped_critic(tiny: Path) -> None:
     baseline = StoredExperiment("y", str(tiny), {"N": 5})
     assert freshness(old, baseline) == CURRENT
     # the stored experiments that score with the critic say so; the baselines do not
-    assert {e.name for e in runner.STORED_EXPERIMENTS if SHIPPED_CRITIC_FILE in e.models} == {"benchmarks"}
+    assert {e.name for e in runner.STORED_EXPERIMENTS if SHIPPED_CRITIC_FILE in e.models} == {"transfer", "benchmarks"}
     from tdml_lib.critic import PRETRAINED_PATH, REWARD_CRITIC_PATH, SYNTHETIC_PRETRAINED_PATHS
     assert REPOSITORY / SHIPPED_CRITIC_FILE == PRETRAINED_PATH   # one file, named in two places
     # the agent's default reward reads its own Numbers critic and the synthetic critics, and
@@ -162,8 +162,10 @@ def write_result(root: Path, name: str, **fields) -> None:
 def test_experiment_status_shows_whether_each_result_is_current(tmp_path: Path) -> None:
     now = tdml_io.source_hash()
     transfer = runner.stored_experiment("transfer")
+    from tdml_lib.runner.registry import REPOSITORY, SHIPPED_CRITIC_FILE
+    shipped = {"sha256": tdml_io.file_sha256(REPOSITORY / SHIPPED_CRITIC_FILE), "file": SHIPPED_CRITIC_FILE}
     write_result(tmp_path, "transfer", source_hash=now, clean=True, params=dict(transfer.params),
-                 git_commit="a" * 40)
+                 git_commit="a" * 40, models={"shipped critic": shipped})
     write_result(tmp_path, "clustering", source_hash="0" * 64, clean=True,
                  params=dict(runner.stored_experiment("clustering").params))
     write_result(tmp_path, "baseline_spc", git_commit="b" * 40 + "-dirty")  # an old record

@@ -252,6 +252,12 @@ def candidate_sets(train_domains: Sequence[str], test_domains: Sequence[str], pr
     return csets, agreement
 
 
+def _check_protocols(protocols: Sequence[str]) -> None:
+    for name in protocols:
+        if name not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {name!r}; choose from {PROTOCOLS}.")
+
+
 def _kind_table(agreement: list[dict[str, Any]]) -> pd.DataFrame:
     kinds = pd.DataFrame(agreement)
     return kinds.groupby(["features_from", "test", "kind"], as_index=False)["ari"].mean() if len(kinds) else kinds
@@ -278,9 +284,7 @@ def rank_trained(scorers: Mapping[str, Any], train: str = "numbers",
     """
     if not scorers:
         raise ValueError("rank_trained needs at least one scorer.")
-    for name in protocols:
-        if name not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {name!r}; choose from {PROTOCOLS}.")
+    _check_protocols(protocols)
     maps = {d: features.fit_feature_map(d) for d in {train, *(test_domains if "standard" in protocols else ())}}
     csets, agreement = candidate_sets((train,), test_domains, protocols, maps, n_eval_problems, eval_negatives,
                                       seeds, progress)
@@ -299,8 +303,8 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                  adversarial_population: int = 32, adversarial_validation: int = 8,
                  ablations: Mapping[str, tuple[Recipe, CriticConfig | None]] | None = None,
                  ablation_seeds: Sequence[int] | None = None, probe: bool = True,
-                 index_scorers: Sequence[str] = INDEX_SCORERS, device: Any = "auto",
-                 progress: bool = True) -> TransferResult:
+                 index_scorers: Sequence[str] = INDEX_SCORERS, pretrained: Mapping[str, Any] | None = None,
+                 device: Any = "auto", progress: bool = True) -> TransferResult:
     """Train the critics of the poster's rows and rank the candidates of every test domain.
 
     Args:
@@ -331,6 +335,9 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
         probe: train the probe on each standard recipe, one per critic seed, on that
             seed's problems.
         index_scorers: internal indices that rank the same candidates.
+        pretrained: ``{name: scorer}`` trained elsewhere on the first training domain's
+            standard problems, e.g. ``{"shipped critic": tdml.load_critic()}``: ranked on
+            that domain's cells as regime ``"standard"`` under their own names (no seed).
         device: for the critics.
         progress: show progress bars.
     """
@@ -341,9 +348,7 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
     for name in regimes:
         if name not in REGIMES:
             raise ValueError(f"unknown regime {name!r}; choose from {REGIMES}.")
-    for name in protocols:
-        if name not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {name!r}; choose from {PROTOCOLS}.")
+    _check_protocols(protocols)
     if not train_domains or not test_domains or not regimes or not protocols or not critic_seeds:
         raise ValueError("train_domains, test_domains, regimes, protocols and critic_seeds must be non-empty.")
     if ablation_seeds is not None and not len(ablation_seeds):
@@ -400,6 +405,8 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
             "n_problems": len(probs), "recipe": recipe.as_dict(), "config": (config or cfg).as_dict(),
             "truth_first_last_epoch": float(hist["critic"]["truth_first"].iloc[-1])}
         rank_all(critic, "critic", train, f"{ABLATION_PREFIX}{name}", seed)
+    for name, scorer in (pretrained or {}).items():
+        rank_all(scorer, name, train_domains[0], REGIMES[0], None)
     for train in train_domains:
         for name in index_scorers:
             rank_all(IndexScorer(name), name, train, None, None)
