@@ -147,21 +147,15 @@ def test_missing_synthetic_critic_names_the_command(monkeypatch, tmp_path):
         tdml.load_reward(device="cpu")
 
 
-@pytest.mark.parametrize("argv", [["--n-problems", "0"], ["--epochs", "-1"], ["--max-points", "5"],
-                                  ["--adversarial-rounds", "-1"], ["--adversarial-budget", "5", "2"]])
-def test_train_synthetic_critic_refuses_bad_arguments_before_training(argv, tmp_path):
+@pytest.mark.parametrize("command,argv", [
+    ("train-synthetic-critic", ["--n-problems", "0"]), ("train-synthetic-critic", ["--epochs", "-1"]),
+    ("train-synthetic-critic", ["--max-points", "5"]), ("train-synthetic-critic", ["--adversarial-rounds", "-1"]),
+    ("train-synthetic-critic", ["--adversarial-budget", "5", "2"]),
+    ("train-critic", ["--small-pool-problems", "-1"]), ("train-critic", ["--small-pool-size", "1"]),
+    ("train-critic", ["--overlap-pairs", "0"]), ("train-critic", ["--overlap-pull", "0.5", "1.0"])])
+def test_training_commands_refuse_bad_arguments_before_training(command, argv, tmp_path):
     out = tmp_path / "c.pt"
-    proc = subprocess.run([sys.executable, "-m", "tdml_lib", "train-synthetic-critic", *argv, "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("error: ") and not out.exists()
-
-
-@pytest.mark.parametrize("argv", [["--small-pool-problems", "-1"], ["--small-pool-size", "1"],
-                                  ["--overlap-pairs", "0"], ["--overlap-pull", "0.5", "1.0"]])
-def test_train_critic_refuses_bad_recipe_steps_before_training(argv, tmp_path):
-    out = tmp_path / "c.pt"
-    proc = subprocess.run([sys.executable, "-m", "tdml_lib", "train-critic", *argv, "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "tdml_lib", command, *argv, "--out", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and not out.exists()
