@@ -804,7 +804,8 @@ def test_read_shipped_comparisons_sets_the_two_critics_side_by_side(tmp_path):
         return {where: names[0], names[1]: critic, "method": "agent (K found)", "n_problems": 30,
                 "k_exact": k_exact, "acc": 0.6}
 
-    record = {"command": "python scripts/compare_shipped.py x", "rule": "fixed before", "transfer": transfer,
+    record = {"command": "python scripts/compare_shipped.py x --rule 'fixed before'", "rule": "fixed before",
+              "transfer": transfer,
               "paired": [{"train": "numbers", "protocol": "strict", "test": "numbers", "p": 0.06}],
               "holes": [{"critic": c, "problems": "blobs", "kind": "one_cluster", "truth_wins": 1.0}
                         for c in ("shipped", "candidate")],
@@ -813,9 +814,11 @@ def test_read_shipped_comparisons_sets_the_two_critics_side_by_side(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps(record))
     [run] = read_shipped_comparisons(tmp_path)
     assert run["name"] == "x" and run["rule"] == "fixed before"
+    assert run["command"] == "python scripts/compare_shipped.py x"    # the rule is printed once
     assert run["transfer"].loc[("strict", "fashion"), "candidate"] == 30.0
-    assert run["agent"].loc[("numbers", 30), ("k_found", "candidate")] == pytest.approx(30.0)
-    assert run["agent"].loc[("moons", 30), ("k_found", "shipped")] == pytest.approx(100.0)
+    assert run["agent"].loc[("numbers", 30), ("true K found (%)", "candidate")] == pytest.approx(30.0)
+    assert run["agent"].loc[("moons", 30), ("true K found (%)", "shipped")] == pytest.approx(100.0)
+    assert run["agent"].loc[("moons", 30), ("mean ACC", "shipped")] == pytest.approx(0.6)
     assert run["holes"].loc["one_cluster", ("candidate", "blobs")] == 100.0
     assert read_shipped_comparisons(tmp_path / "missing") == []
     (tmp_path / "y.json").write_text(json.dumps({"command": "other"}))

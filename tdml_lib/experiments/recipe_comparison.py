@@ -209,10 +209,11 @@ def read_trials(folder: str | os.PathLike = "results/development") -> pd.DataFra
 def read_shipped_comparisons(folder: str | os.PathLike = "results/development/shipped") -> list[dict[str, Any]]:
     """Every measurement ``scripts/compare_shipped.py`` wrote to ``folder`` (a retrained
     critic against the shipped one, development seeds), by file name: per file its
-    ``name``, ``command``, ``rule`` (fixed before the run; empty where none was stored),
+    ``name``, ``command`` (without its ``--rule``), ``rule`` (fixed before the run; empty
+    where none was stored),
     and as tables ``transfer`` (Best % per cell, one column per critic), ``paired``
     (McNemar, candidate against shipped), ``holes`` (share of problems where the truth
-    beats each degenerate kind) and ``agent`` (K found % and mean ACC of the agent with the
+    beats each degenerate kind) and ``agent`` (true K found % and mean ACC of the agent with the
     default reward built on each critic, image domains and synthetic families). Empty
     when the folder is missing.
 
@@ -232,11 +233,13 @@ def read_shipped_comparisons(folder: str | os.PathLike = "results/development/sh
         synthetic = pd.DataFrame(record["agent_synthetic"]).rename(columns={"family": "problems", "training": "critic"})
         agent = pd.concat([domains.assign(n=domains["n_problems"]), synthetic.assign(n=synthetic["n_problems"])],
                           ignore_index=True)
-        agent = agent.assign(k_found=100 * agent["k_exact"]).pivot_table(
-            index=["problems", "n"], columns="critic", values=["k_found", "acc"], sort=False)
+        agent = agent.assign(**{"true K found (%)": 100 * agent["k_exact"], "mean ACC": agent["acc"]}).pivot_table(
+            index=["problems", "n"], columns="critic", values=["true K found (%)", "mean ACC"], sort=False)
         holes = pd.DataFrame(record["holes"]).pivot_table(index="kind", columns=["critic", "problems"],
                                                           values="truth_wins")
-        out.append({"name": path.stem, "command": record.get("command", ""), "rule": record.get("rule", ""),
+        rule = record.get("rule", "")
+        command = record.get("command", "").split(" --rule ")[0]   # the rule is its own field
+        out.append({"name": path.stem, "command": command, "rule": rule,
                     "transfer": transfer, "paired": pd.DataFrame(record["paired"]), "holes": 100 * holes,
                     "agent": agent})
     return out
