@@ -1,7 +1,9 @@
 """Measure a retrained critic against the shipped one, on the development seeds.
 
-The shipped critic (``load_critic()``) is what a reader's ``tdml.cluster(X)`` and chapter 3
-use, so replacing it is a choice made on measurements, never on the held-out seeds:
+The shipped critic (``load_critic()``) is what a reader grades clusterings with and what
+chapters 3 and 5 rank with; the agent's default reward (``load_reward()``) has its own
+Numbers critic, and a candidate is measured in that role too. Replacing either is a
+choice made on measurements, never on the held-out seeds:
 
 1. transfer: both critics rank the candidate sets of chapter 5's cells trained on Numbers
    (:func:`~tdml_lib.experiments.transfer.rank_trained`; Best and Top 3 per cell and
