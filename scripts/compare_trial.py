@@ -7,8 +7,10 @@ Writes ``<out>/<name>.csv`` (one row per cell, :func:`compare_recipes`) and
 
     python scripts/compare_trial.py boundary_numbers_standard --train numbers --regime standard
     python scripts/compare_trial.py wider_numbers_standard --config hidden=128 epochs=200
+    python scripts/compare_trial.py spread_numbers_few_shot --trial spread --regime few-shot
 
-A recipe trial (the default: :class:`~tdml_lib.experiments.trials.BoundaryRecipe`) trains
+A recipe trial (``--trial boundary``, the default: :class:`~tdml_lib.experiments.trials.BoundaryRecipe`;
+``--trial spread``: :class:`~tdml_lib.experiments.trials.SpreadRecipe`) trains
 the stored recipe and the recipe with the step, both with the stored configuration
 (:func:`compare_recipes`); ``--config KEY=VALUE ...`` instead trains the stored recipe with
 the stored configuration and with those fields changed (:func:`compare_configs`).
@@ -29,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from tdml_lib.critic import CriticConfig  # noqa: E402
 from tdml_lib.experiments import DEVELOPMENT, Recipe  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import compare_configs, compare_recipes  # noqa: E402
-from tdml_lib.experiments.trials import BoundaryRecipe  # noqa: E402
+from tdml_lib.experiments.trials import BoundaryRecipe, SpreadRecipe  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
 
@@ -76,6 +78,10 @@ def main() -> int:
     ap.add_argument("--critic-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--n-eval", type=int, default=100)
     ap.add_argument("--test-domains", nargs="+", default=["numbers", "letters", "fashion"])
+    ap.add_argument("--trial", default="boundary", choices=["boundary", "spread"],
+                    help="the recipe step under trial (trials.BoundaryRecipe or trials.SpreadRecipe)")
+    ap.add_argument("--span", type=float, default=None,
+                    help="SpreadRecipe.interpolation_span; default: the trial's default")
     ap.add_argument("--boundary-share", type=float, nargs=2, default=None,
                     help="BoundaryRecipe.boundary_share (lowest, highest); default: the trial's default")
     ap.add_argument("--boundary-reach", type=float, nargs=2, default=None,
@@ -89,8 +95,14 @@ def main() -> int:
     kwargs = standard if args.regime == "standard" else few_shot
     trial = {name: tuple(value) for name, value in (("boundary_share", args.boundary_share),
                                                     ("boundary_reach", args.boundary_reach)) if value}
-    if args.config and trial:
-        raise SystemExit("--config measures a configuration on the stored recipe; drop the --boundary-* flags.")
+    if args.trial == "spread" and trial:
+        raise SystemExit("--boundary-* flags belong to --trial boundary.")
+    if args.trial == "boundary" and args.span is not None:
+        raise SystemExit("--span belongs to --trial spread.")
+    if args.trial == "spread" and args.span is not None:
+        trial = {"interpolation_span": args.span}
+    if args.config and (trial or args.trial != "boundary"):
+        raise SystemExit("--config measures a configuration on the stored recipe; drop --trial and its flags.")
     common = dict(train=args.train, regime=args.regime, test_domains=args.test_domains,
                   critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval, seeds=DEVELOPMENT, device="cpu")
     t0, state = time.time(), code_state()   # the code as the run starts, before any output exists
@@ -99,7 +111,8 @@ def main() -> int:
         variant_config = replace(config, **config_changes(args.config, config))
         table = compare_configs(base, config, variant_config, **common)
     else:
-        base, variant, variant_config = Recipe(**kwargs), BoundaryRecipe(**kwargs, **trial), config
+        step = SpreadRecipe if args.trial == "spread" else BoundaryRecipe
+        base, variant, variant_config = Recipe(**kwargs), step(**kwargs, **trial), config
         table = compare_recipes(base, variant, critic_config=config, **common)
     out = Path(args.out)
     with atomic_path(out / f"{args.name}.csv") as tmp:
