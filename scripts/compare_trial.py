@@ -10,7 +10,8 @@ Writes ``<out>/<name>.csv`` (one row per cell, :func:`compare_recipes`) and
     python scripts/compare_trial.py spread_numbers_few_shot --trial spread --regime few-shot
 
 A recipe trial (``--trial boundary``, the default: :class:`~tdml_lib.experiments.trials.BoundaryRecipe`;
-``--trial spread``: :class:`~tdml_lib.experiments.trials.SpreadRecipe`) trains
+``--trial spread``: the recipe with ``Recipe.interpolation_span``, by default
+:data:`~tdml_lib.experiments.training.VARIANCE_PRESERVING_SPAN`) trains
 the stored recipe and the recipe with the step, both with the stored configuration
 (:func:`compare_recipes`); ``--config KEY=VALUE ...`` instead trains the stored recipe with
 the stored configuration and with those fields changed (:func:`compare_configs`).
@@ -31,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from tdml_lib.critic import CriticConfig  # noqa: E402
 from tdml_lib.experiments import DEVELOPMENT, Recipe  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import compare_configs, compare_recipes  # noqa: E402
-from tdml_lib.experiments.trials import BoundaryRecipe, SpreadRecipe  # noqa: E402
+from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN  # noqa: E402
+from tdml_lib.experiments.trials import BoundaryRecipe  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
 
@@ -79,9 +81,9 @@ def main() -> int:
     ap.add_argument("--n-eval", type=int, default=100)
     ap.add_argument("--test-domains", nargs="+", default=["numbers", "letters", "fashion"])
     ap.add_argument("--trial", default="boundary", choices=["boundary", "spread"],
-                    help="the recipe step under trial (trials.BoundaryRecipe or trials.SpreadRecipe)")
+                    help="the recipe step under trial (trials.BoundaryRecipe, or Recipe.interpolation_span)")
     ap.add_argument("--span", type=float, default=None,
-                    help="SpreadRecipe.interpolation_span; default: the trial's default")
+                    help="Recipe.interpolation_span of the variant; default: training.VARIANCE_PRESERVING_SPAN")
     ap.add_argument("--boundary-share", type=float, nargs=2, default=None,
                     help="BoundaryRecipe.boundary_share (lowest, highest); default: the trial's default")
     ap.add_argument("--boundary-reach", type=float, nargs=2, default=None,
@@ -99,8 +101,8 @@ def main() -> int:
         raise SystemExit("--boundary-* flags belong to --trial boundary.")
     if args.trial == "boundary" and args.span is not None:
         raise SystemExit("--span belongs to --trial spread.")
-    if args.trial == "spread" and args.span is not None:
-        trial = {"interpolation_span": args.span}
+    if args.trial == "spread":
+        trial = {"interpolation_span": VARIANCE_PRESERVING_SPAN if args.span is None else args.span}
     if args.config and (trial or args.trial != "boundary"):
         raise SystemExit("--config measures a configuration on the stored recipe; drop --trial and its flags.")
     common = dict(train=args.train, regime=args.regime, test_domains=args.test_domains,
@@ -111,7 +113,7 @@ def main() -> int:
         variant_config = replace(config, **config_changes(args.config, config))
         table = compare_configs(base, config, variant_config, **common)
     else:
-        step = SpreadRecipe if args.trial == "spread" else BoundaryRecipe
+        step = Recipe if args.trial == "spread" else BoundaryRecipe
         base, variant, variant_config = Recipe(**kwargs), step(**kwargs, **trial), config
         table = compare_recipes(base, variant, critic_config=config, **common)
     out = Path(args.out)

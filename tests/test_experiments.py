@@ -885,9 +885,9 @@ def test_mixed_boundary_copies_crowd_the_borders_and_keep_the_labels():
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(plain[:3], trial[-3:]))
 
 
-def test_spread_interpolated_copies_keep_the_class_spread():
-    from tdml_lib.experiments.training import interpolated_copies
-    from tdml_lib.experiments.trials import SpreadRecipe, spread_interpolated_copies
+def test_interpolation_span_keeps_the_class_spread():
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN, interpolated_copies
     from tdml_lib.problems import Problem
 
     rng = np.random.default_rng(0)
@@ -899,21 +899,17 @@ def test_spread_interpolated_copies_keep_the_class_spread():
         return np.mean([X[labels == c].var() for c in (0, 1)]) / np.ptp([X[labels == c].mean() for c in (0, 1)]) ** 2
 
     plain = interpolated_copies(probs, (400, 400), seed=1)[0]
-    same = spread_interpolated_copies(probs, (400, 400), seed=1, span=0.0)[0]
-    assert np.array_equal(plain.X, same.X) and np.array_equal(plain.labels, same.labels)
-    wide = spread_interpolated_copies(probs, (400, 400), seed=1)[0]
-    # plain interpolation shrinks the added points' spread to two thirds; the default span keeps it
+    wide = interpolated_copies(probs, (400, 400), seed=1, span=VARIANCE_PRESERVING_SPAN)[0]
+    # plain interpolation shrinks the added points' spread to two thirds; the variance-keeping span keeps it
     raw = spread(X, probs[0].labels)
     assert spread(plain.X, plain.labels) < 0.8 * raw
     assert abs(spread(wide.X, wide.labels) - raw) < 0.15 * raw
+    assert np.array_equal(plain.labels, wide.labels)   # same draws but the positions
     with pytest.raises(ValueError, match="span"):
-        spread_interpolated_copies(probs, (30, 30), span=-0.1)
+        interpolated_copies(probs, (30, 30), span=-0.1)
     kwargs = dict(n_problems=2, n_synthetic=0, noise_copies=False, shrunk_copies=False, subsampled_copies=False,
                   examples_per_class=5, interpolate_to=(30, 30))
-    from tdml_lib.experiments import Recipe
-    assert [p.X.shape for p in SpreadRecipe(**kwargs, interpolation_span=0.0).problems("numbers", None, 0)] == \
-        [p.X.shape for p in Recipe(**kwargs).problems("numbers", None, 0)]
-    wide_problems = SpreadRecipe(**kwargs).problems("numbers", None, 0)
+    wide_problems = Recipe(**kwargs, interpolation_span=VARIANCE_PRESERVING_SPAN).problems("numbers", None, 0)
     plain_problems = Recipe(**kwargs).problems("numbers", None, 0)
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(wide_problems, plain_problems))
     assert not all(np.array_equal(a.X, b.X) for a, b in zip(wide_problems, plain_problems))

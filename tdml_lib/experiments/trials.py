@@ -17,27 +17,21 @@ results are re-run.
   interpolation (:func:`~.training.interpolated_copies`), which leaves the space between
   classes empty. :func:`~.training.overlapping_copies` moves whole classes; this moves
   single points, so the borders fill while the classes' centres stay.
-* :func:`spread_interpolated_copies` and :class:`SpreadRecipe`: the few-shot (and
-  small-pool) problems filled up by interpolation that keeps each class's spread. Why:
-  a point drawn uniformly on the segment between two points of a class has, in
-  expectation, two thirds of the class's covariance, so classes filled up that way are
-  tighter than the domain's own and their correct clusterings cleaner; a critic trained
-  on them rates the cleaner near misses of a real problem (``noise_boundary_2``) above
-  its truth. Drawing the position on the line through the two points from a wider
-  interval keeps the covariance.
+
+Steps measured and then kept out of the recipe stay where they belong as options, off by
+default: the variance-keeping interpolation is ``Recipe.interpolation_span`` (its
+measurement is ``results/development/spread_numbers_few_shot``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Sequence
-from unittest import mock
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
 from ..problems import Problem, _check_range, standardize
 from ..validation import check_real_range
-from . import training
 from .training import Recipe
 
 BOUNDARY_SHARE = (0.05, 0.25)
@@ -101,67 +95,4 @@ class BoundaryRecipe(Recipe):
                                            seed=seed + 17)
 
 
-VARIANCE_PRESERVING_SPAN = (3 ** 0.5 - 1) / 2
-"""The ``span`` at which :func:`spread_interpolated_copies` keeps a class's covariance: for
-two independent points ``a``, ``b`` of a class with covariance S, ``a + t (b - a)`` has
-covariance ``((1 - t)^2 + t^2) S``, whose mean over ``t`` uniform in ``[-h, 1 + h]`` is
-``(2 (1 + 2h)^2 / 12 + 1 / 2) S``: two thirds of S at ``h = 0`` (plain interpolation),
-S at ``h = (sqrt(3) - 1) / 2``."""
-
-
-def spread_interpolated_copies(problems: Sequence[Problem], points_per_class: tuple[int, int] = (20, 100),
-                               seed: int = 0, span: float = VARIANCE_PRESERVING_SPAN) -> list[Problem]:
-    """:func:`~.training.interpolated_copies` with the new point's position ``t`` on the
-    line through its two points drawn uniformly in ``[-span, 1 + span]`` instead of
-    ``[0, 1]``: at the default span the filled-up classes keep their covariance
-    (:data:`VARIANCE_PRESERVING_SPAN`). Same draws otherwise (sizes, pairs, order), so
-    ``span=0`` gives exactly the plain copies (a test checks it). While on trial it
-    repeats their loop; adopted, it becomes a ``span`` argument of theirs.
-
-    Raises:
-        ValueError: a negative ``span``, or a bad ``points_per_class``.
-    """
-    if not span >= 0:
-        raise ValueError(f"span must be a non-negative number, got {span!r}.")
-    lo, hi = _check_range(points_per_class, "points_per_class", 2)
-    rng = np.random.default_rng(seed)
-    out = []
-    for p in problems:
-        X = p.X.astype(np.float64)
-        rows, labels = [], []
-        for c in range(p.n_clusters):
-            own = X[p.labels == c]
-            extra = max(0, int(rng.integers(lo, hi + 1)) - len(own))
-            first, second = rng.integers(len(own), size=(2, extra))
-            t = rng.uniform(size=(extra, 1)) * (1 + 2 * span) - span
-            rows.append(np.concatenate([own, own[first] + t * (own[second] - own[first])]))
-            labels.append(np.full(len(rows[-1]), c))
-        order = rng.permutation(sum(len(r) for r in rows))
-        out.append(Problem(standardize(np.concatenate(rows)[order]), np.concatenate(labels)[order],
-                           f"{p.source} + interpolated", p.classes))
-    return out
-
-
-@dataclass(frozen=True)
-class SpreadRecipe(Recipe):
-    """A :class:`~.training.Recipe` whose interpolated problems (the few-shot regime's and
-    the small-pool problems) are :func:`spread_interpolated_copies`.
-
-    Attributes:
-        interpolation_span: their ``span``.
-    """
-
-    interpolation_span: float = VARIANCE_PRESERVING_SPAN
-
-    def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
-        """The recipe's problems, each interpolation keeping the classes' spread."""
-        def spread(problems: Sequence[Problem], points_per_class: tuple[int, int] = (20, 100),
-                   seed: int = 0) -> list[Problem]:
-            return spread_interpolated_copies(problems, points_per_class, seed, self.interpolation_span)
-
-        with mock.patch.object(training, "interpolated_copies", spread):
-            return super().problems(domain, feature_map, seed)
-
-
-__all__ = ["BOUNDARY_REACH", "BOUNDARY_SHARE", "BoundaryRecipe", "SpreadRecipe", "VARIANCE_PRESERVING_SPAN",
-           "mixed_boundary_copies", "spread_interpolated_copies"]
+__all__ = ["BOUNDARY_REACH", "BOUNDARY_SHARE", "BoundaryRecipe", "mixed_boundary_copies"]
