@@ -231,8 +231,7 @@ def read_shipped_comparisons(folder: str | os.PathLike = "results/development/sh
                                                                 values="best", sort=False)
         domains = pd.DataFrame(record["agent_domains"]).rename(columns={"domain": "problems", "reward": "critic"})
         synthetic = pd.DataFrame(record["agent_synthetic"]).rename(columns={"family": "problems", "training": "critic"})
-        agent = pd.concat([domains.assign(n=domains["n_problems"]), synthetic.assign(n=synthetic["n_problems"])],
-                          ignore_index=True)
+        agent = pd.concat([domains, synthetic], ignore_index=True).rename(columns={"n_problems": "n"})
         agent = agent.assign(**{"true K found (%)": 100 * agent["k_exact"], "mean ACC": agent["acc"]}).pivot_table(
             index=["problems", "n"], columns="critic", values=["true K found (%)", "mean ACC"], sort=False)
         holes = pd.DataFrame(record["holes"]).pivot_table(index="kind", columns=["critic", "problems"],

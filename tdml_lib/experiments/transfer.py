@@ -270,6 +270,14 @@ def _rank_cells(scorer: Any, csets: Mapping[tuple[str, str], list[Any]], name: s
             for protocol in protocols for test in test_domains]
 
 
+def _feature_maps(train_domains: Sequence[str], test_domains: Sequence[str],
+                  protocols: Sequence[str]) -> dict[str, Any]:
+    """The feature maps the cells need: the training domains' (the strict protocol) and,
+    under the standard protocol, each test domain's own."""
+    domains = {*train_domains, *(test_domains if "standard" in protocols else ())}
+    return {d: features.fit_feature_map(d) for d in domains}
+
+
 def rank_trained(scorers: Mapping[str, Any], train: str = "numbers",
                  test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
                  protocols: Sequence[str] = PROTOCOLS, n_eval_problems: int = 100, eval_negatives: int = 19,
@@ -285,7 +293,7 @@ def rank_trained(scorers: Mapping[str, Any], train: str = "numbers",
     if not scorers:
         raise ValueError("rank_trained needs at least one scorer.")
     _check_protocols(protocols)
-    maps = {d: features.fit_feature_map(d) for d in {train, *(test_domains if "standard" in protocols else ())}}
+    maps = _feature_maps((train,), test_domains, protocols)
     csets, agreement = candidate_sets((train,), test_domains, protocols, maps, n_eval_problems, eval_negatives,
                                       seeds, progress)
     cells = [cell for name, scorer in scorers.items()
@@ -355,7 +363,7 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
         raise ValueError("ablation_seeds is empty: give at least one seed, or None for the first critic seed.")
     cfg = critic_config or CriticConfig()
     recipes = {"standard": standard, "few-shot": few_shot}
-    maps = {d: features.fit_feature_map(d) for d in {*train_domains, *(test_domains if "standard" in protocols else ())}}
+    maps = _feature_maps(train_domains, test_domains, protocols)
 
     csets, agreement = candidate_sets(train_domains, test_domains, protocols, maps, n_eval_problems, eval_negatives,
                                       seeds, progress)
