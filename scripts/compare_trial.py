@@ -47,7 +47,8 @@ def stored_recipes(params: dict) -> tuple[dict, dict, CriticConfig]:
                     overlap_pull=tuple(params["OVERLAP_PULL"]), overlap_pairs=params["OVERLAP_PAIRS"])
     few_shot = dict(n_problems=params["FEW_SHOT_PROBLEMS"], noise_copies=params["NOISE_COPIES"],
                     n_synthetic=params["N_SYNTHETIC"], examples_per_class=params["FEW_SHOT_EXAMPLES_PER_CLASS"],
-                    interpolate_to=tuple(params["FEW_SHOT_POINTS"]), overlap_copies=params["OVERLAP_COPIES"])
+                    interpolate_to=tuple(params["FEW_SHOT_POINTS"]), overlap_copies=params["OVERLAP_COPIES"],
+                    interpolation_span=VARIANCE_PRESERVING_SPAN if params.get("FEW_SHOT_KEEP_SPREAD") else 0.0)
     config = CriticConfig(n_negatives=params["N_NEGATIVES"], n_degenerate=params["N_DEGENERATE"],
                           epochs=params["EPOCHS"], gae_epochs=params["GAE_EPOCHS"], inputs=params["CRITIC_INPUTS"])
     return standard, few_shot, config

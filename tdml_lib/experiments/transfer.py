@@ -152,7 +152,7 @@ averaged as z-scores."""
 
 ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "no small-pool problems",
              "no overlapping copies", "weaker overlapping copies", "WGAN-GP", "GAE codes", "few-shot, no interpolation",
-             "few-shot, no overlapping copies")
+             "few-shot, plain interpolation", "few-shot, no overlapping copies")
 """The ablations chapter 5 can run (:func:`ablations`)."""
 
 
@@ -176,6 +176,8 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
       statistics, and the statistics alone when it reads the whole embedding;
     * ``"few-shot, no interpolation"``: the ``few_shot`` recipe with its problems as
       drawn from the pool, not filled up by interpolation (``Recipe.interpolate_to``);
+    * ``"few-shot, plain interpolation"``: the ``few_shot`` recipe filled up by plain
+      interpolation (``Recipe.interpolation_span`` 0), whatever its own span;
     * ``"few-shot, no overlapping copies"``: the ``few_shot`` recipe without them.
 
     Raises:
@@ -208,6 +210,7 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
     }
     if few_shot is not None:
         table["few-shot, no interpolation"] = (replace(few_shot, interpolate_to=None), config)
+        table["few-shot, plain interpolation"] = (replace(few_shot, interpolation_span=0.0), config)
         table["few-shot, no overlapping copies"] = (replace(few_shot, overlap_copies=False), config)
     lacking = [n for n in names if n not in table]   # only the few-shot ones can be: the names are known
     if lacking:
