@@ -16,9 +16,14 @@ on it:
 
 Features: PCA fitted on the digits' own images (the standard protocol; the strict one
 would need Numbers' PCA on 28x28 images). Scorers: the shipped critic (``load_critic()``),
-the agent's default reward (``load_reward()``), and the internal indices. Writes
+the agent's default reward (``load_reward()``), and the internal indices. Then the two
+holes checks of chapter 3 and 4 on the same problems: how often the truth outscores each
+degenerate clustering (:func:`~tdml_lib.experiments.robustness.degenerate_scores`), and
+what ``tdml.cluster`` finds without K, with the default reward, on the first
+``--agent-problems`` problems (K found and ACC, beside k-means given the true K). Writes
 ``<out>/sklearn_digits.csv`` (Best, Top 3 per scorer and candidate set) and
-``sklearn_digits.json`` (the command, the seeds, the losing kinds, provenance)::
+``sklearn_digits.json`` (the command, the seeds, the losing kinds, the holes and agent
+tables, provenance)::
 
     python scripts/check_unseen_digits.py
 """
@@ -32,16 +37,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tdml_lib.candidates import CandidateSet  # noqa: E402
 from tdml_lib.critic import load_critic, load_reward  # noqa: E402
+from tdml_lib.agent import cluster  # noqa: E402
+from tdml_lib.candidates import kmeans_labels  # noqa: E402
 from tdml_lib.evaluate import baseline_scorers, evaluate_scorer, evaluation_sets  # noqa: E402
 from tdml_lib.features import FeatureMap  # noqa: E402
+from tdml_lib.experiments.robustness import degenerate_scores  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 from tdml_lib.problems import Problem, sample_problems  # noqa: E402
+from tdml_lib.metrics import clustering_accuracy  # noqa: E402
 from tdml_lib.validation import canonical_labels  # noqa: E402
 
 #: Fixed before the first run; never redrawn.
@@ -92,6 +102,7 @@ def other_near_misses(problem: Problem, seed: int) -> CandidateSet:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-problems", type=int, default=100)
+    ap.add_argument("--agent-problems", type=int, default=20)
     ap.add_argument("--out", default="results/development/unseen")
     args = ap.parse_args()
     t0, state = time.time(), code_state()
@@ -108,15 +119,29 @@ def main() -> int:
                          "mean_candidates": float(np.mean([c.n_candidates for c in csets]))})
             losers[f"{set_name} / {name}"] = pd.Series([k for k in res.top_kinds if k]).value_counts().to_dict()
     table = pd.DataFrame(rows)
+    holes = pd.concat([degenerate_scores(scorers[name], problems, seed=CANDIDATE_SEED).assign(scorer=name)
+                       for name in ("shipped critic", "default reward")])
+    holes = (100 * holes.groupby(["scorer", "kind"])["truth_wins"].mean()).rename("truth_wins_pct").reset_index()
+    agent = []
+    for i, p in enumerate(tqdm(problems[:args.agent_problems], desc="agent")):
+        found = cluster(p.X, seed=i)
+        agent.append({"problem": i, "k_true": p.n_clusters, "k_found": found.n_clusters,
+                      "acc": clustering_accuracy(p.labels, found.labels),
+                      "kmeans_true_k_acc": clustering_accuracy(p.labels, kmeans_labels(p.X, p.n_clusters, i))})
     out = Path(args.out)
     with atomic_path(out / "sklearn_digits.csv") as tmp:
         table.to_csv(tmp, index=False)
     write_json(out / "sklearn_digits.json", {
         "command": "python " + shlex.join(["scripts/check_unseen_digits.py", *sys.argv[1:]]),
         "problem_seed": PROBLEM_SEED, "candidate_seed": CANDIDATE_SEED, "losing_kinds": losers,
+        "holes": holes.to_dict("records"), "agent": agent,
         "wall_time_s": time.time() - t0,
         "provenance": provenance(params=vars(args), device="cpu", state=state)})
     print(table[["candidates", "scorer", "best", "top3", "mean_rank"]].round(1).to_string(index=False))
+    print(holes.pivot_table(index="kind", columns="scorer", values="truth_wins_pct").round(0).to_string())
+    agent = pd.DataFrame(agent)
+    print(f"agent: true K on {int((agent.k_found == agent.k_true).sum())} of {len(agent)} problems; mean ACC "
+          f"{agent.acc.mean():.3f} (k-means given the true K {agent.kmeans_true_k_acc.mean():.3f})")
     return 0
 
 
