@@ -8,13 +8,16 @@ Writes ``<out>/<name>.csv`` (one row per cell, :func:`compare_recipes`) and
     python scripts/compare_trial.py boundary_numbers_standard --train numbers --regime standard
     python scripts/compare_trial.py wider_numbers_standard --config hidden=128 epochs=200
     python scripts/compare_trial.py spread_numbers_few_shot --trial spread --regime few-shot
+    python scripts/compare_trial.py average_fashion_standard --train fashion --average-last 25
 
 A recipe trial (``--trial boundary``, the default: :class:`~tdml_lib.experiments.trials.BoundaryRecipe`;
 ``--trial spread``: the recipe with ``Recipe.interpolation_span``, by default
 :data:`~tdml_lib.experiments.training.VARIANCE_PRESERVING_SPAN`) trains
 the stored recipe and the recipe with the step, both with the stored configuration
 (:func:`compare_recipes`); ``--config KEY=VALUE ...`` instead trains the stored recipe with
-the stored configuration and with those fields changed (:func:`compare_configs`).
+the stored configuration and with those fields changed (:func:`compare_configs`);
+``--average-last K`` compares each critic with the average of its own weights over its last
+``K`` epochs (:func:`compare_tail_average`; the record names it ``tail_average_epochs``).
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from tdml_lib.critic import CriticConfig  # noqa: E402
 from tdml_lib.experiments import DEVELOPMENT, Recipe  # noqa: E402
-from tdml_lib.experiments.recipe_comparison import compare_configs, compare_recipes  # noqa: E402
+from tdml_lib.experiments.recipe_comparison import (  # noqa: E402
+    compare_configs, compare_recipes, compare_tail_average)
 from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN  # noqa: E402
 from tdml_lib.experiments.trials import BoundaryRecipe  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
@@ -91,6 +95,8 @@ def main() -> int:
                     help="BoundaryRecipe.boundary_reach (lowest, highest); default: the trial's default")
     ap.add_argument("--config", nargs="+", default=None, metavar="FIELD=VALUE",
                     help="a configuration trial: these CriticConfig fields changed in the variant")
+    ap.add_argument("--average-last", type=int, default=None, metavar="K",
+                    help="a training trial: each critic against the mean of its weights over its last K epochs")
     ap.add_argument("--out", default="results/development")
     args = ap.parse_args()
     params = json.loads((ROOT / "results/transfer/result.json").read_text())["params"]
@@ -106,10 +112,17 @@ def main() -> int:
         trial = {"interpolation_span": VARIANCE_PRESERVING_SPAN if args.span is None else args.span}
     if args.config and (trial or args.trial != "boundary"):
         raise SystemExit("--config measures a configuration on the stored recipe; drop --trial and its flags.")
+    if args.average_last is not None and (trial or args.trial != "boundary" or args.config):
+        raise SystemExit("--average-last measures the stored recipe and configuration; drop --trial, --config "
+                         "and their flags.")
     common = dict(train=args.train, regime=args.regime, test_domains=args.test_domains,
                   critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval, seeds=DEVELOPMENT, device="cpu")
     t0, state = time.time(), code_state()   # the code as the run starts, before any output exists
-    if args.config:
+    if args.average_last is not None:
+        base = variant = Recipe(**kwargs)
+        variant_config = config
+        table = compare_tail_average(base, config, average_last=args.average_last, **common)
+    elif args.config:
         base = variant = Recipe(**kwargs)
         variant_config = replace(config, **config_changes(args.config, config))
         table = compare_configs(base, config, variant_config, **common)
@@ -123,7 +136,8 @@ def main() -> int:
     write_json(out / f"{args.name}.json", {
         "command": "python " + shlex.join(["scripts/compare_trial.py", *sys.argv[1:]]),
         "base": base.as_dict(), "variant": variant.as_dict(), "config": config.as_dict(),
-        "variant_config": variant_config.as_dict(),
+        "variant_config": {**variant_config.as_dict(),
+                           **({} if args.average_last is None else {"tail_average_epochs": args.average_last})},
         "wall_time_s": time.time() - t0, "seeds": "development",
         "provenance": provenance(params=vars(args), device="cpu", state=state)})
     print(table.drop(columns=["train"]).round(3).to_string(index=False))

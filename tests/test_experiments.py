@@ -791,6 +791,29 @@ def test_compare_configs_trains_both_configs_on_the_same_problems_per_seed(monke
         compare_configs(recipe, base, replace(base), **tiny)
 
 
+def test_compare_tail_average_pairs_each_critic_with_its_own_average():
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import HELD_OUT, Recipe
+    from tdml_lib.experiments.recipe_comparison import COLUMNS, compare_configs, compare_tail_average
+
+    recipe = Recipe(n_problems=3, n_synthetic=0, shrunk_copies=False, subsampled_copies=False)
+    config = CriticConfig(epochs=3, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8)
+    tiny = dict(test_domains=["numbers"], protocols=["strict"], critic_seeds=(0, 1), n_eval_problems=4,
+                eval_negatives=4, device="cpu", progress=False)
+    out = compare_tail_average(recipe, config, average_last=2, **tiny)
+    assert list(out.columns) == COLUMNS and len(out) == 1
+    row = out.iloc[0]
+    assert row.n_paired == 2 * 4 and len(row.best_variant_per_seed) == 2
+    assert row.best_variant - row.best_base == pytest.approx(100 * (row.only_variant - row.only_base) / 8)
+    # the base critic of each seed is the one a configuration trial trains with that seed
+    configs = compare_configs(recipe, config, replace(config, hidden=16), **tiny).iloc[0]
+    assert row.best_base_per_seed == configs.best_base_per_seed
+    with pytest.raises(ValueError, match="development seeds only"):
+        compare_tail_average(recipe, config, seeds=HELD_OUT, **tiny)
+    with pytest.raises(ValueError, match="average_last"):
+        compare_tail_average(recipe, config, average_last=4, **tiny)
+
+
 def test_read_shipped_comparisons_sets_the_two_critics_side_by_side(tmp_path):
     import json
 
@@ -913,3 +936,31 @@ def test_interpolation_span_keeps_the_class_spread():
     plain_problems = Recipe(**kwargs).problems("numbers", None, 0)
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(wide_problems, plain_problems))
     assert not all(np.array_equal(a.X, b.X) for a, b in zip(wide_problems, plain_problems))
+
+
+def test_tail_average_trains_the_same_critic_and_averages_its_last_epochs():
+    import torch
+
+    from tdml_lib.critic import CriticConfig, fit_critic
+    from tdml_lib.experiments.trials import fit_tail_averaged
+    from tdml_lib.problems import synthetic_problems
+
+    cfg = CriticConfig(n_negatives=4, n_degenerate=2, epochs=6, problems_per_step=3, gae_epochs=1,
+                       gae_clusterings=2, hidden=8, k=5)
+    probs = synthetic_problems(5, n_clusters=(2, 3), points_per_class=(12, 20), n_features=(2, 4), seed=1)
+    plain = fit_critic(probs, cfg, seed=2, device="cpu", progress=False)[0]
+    trained, averaged = fit_tail_averaged(probs, cfg, seed=2, average_last=3)
+    # resuming one epoch at a time from the checkpoint is the uninterrupted run, bit for bit
+    for name, weight in plain.net.state_dict().items():
+        assert torch.equal(weight, trained.net.state_dict()[name]), name
+    assert not torch.equal(averaged.net.net[0].weight, trained.net.net[0].weight)
+    assert averaged.metadata["tail_average_epochs"] == 3 and trained.metadata["config"]["epochs"] == 6
+    p = probs[0]
+    scores = averaged.score_many(p.X, [p.labels, np.zeros_like(p.labels)])
+    assert np.all(np.isfinite(scores))
+    # averaging one epoch is the trained critic itself
+    one = fit_tail_averaged(probs, cfg, seed=2, average_last=1)
+    assert all(torch.equal(a, b) for a, b in zip(one[0].net.state_dict().values(), one[1].net.state_dict().values()))
+    for bad in (0, 7):
+        with pytest.raises(ValueError, match="average_last"):
+            fit_tail_averaged(probs, cfg, seed=2, average_last=bad)

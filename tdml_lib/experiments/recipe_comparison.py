@@ -10,7 +10,8 @@ cannot (one seed's Best moves by up to twenty points in some cells).
 
 :func:`compare_configs` does the same for two critic configurations
 (:class:`~tdml_lib.critic.CriticConfig`: a larger network, more epochs, more negatives)
-trained on one recipe.
+trained on one recipe, and :func:`compare_tail_average` for a critic and the average of
+its own last epochs' weights.
 
 Pooling treats the same problem under two seeds as two pairs; the per-seed Best is kept
 beside the pooled numbers so a reader can see whether one seed carries the difference.
@@ -37,9 +38,11 @@ import pandas as pd
 
 from ..critic import CriticConfig
 from ..evaluate import mcnemar
+from ..validation import check_int
 from .seeds import DEVELOPMENT, HELD_OUT, EvaluationSeeds
 from .training import Recipe
-from .transfer import PROTOCOLS, REGIMES, run_transfer
+from .transfer import PROTOCOLS, REGIMES, _feature_maps, rank_trained, run_transfer
+from .trials import AVERAGE_LAST, fit_tail_averaged
 
 COLUMNS = ["train", "regime", "protocol", "test", "best_base", "best_variant", "only_base", "only_variant", "p",
            "n_paired", "best_base_per_seed", "best_variant_per_seed"]
@@ -164,6 +167,41 @@ def compare_configs(recipe: Recipe, base: CriticConfig, variant: CriticConfig, t
     return _paired_table(ranks, train, regime, critic_seeds)
 
 
+def compare_tail_average(recipe: Recipe, config: CriticConfig, train: str = "numbers", regime: str = "standard",
+                         average_last: int = AVERAGE_LAST,
+                         test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
+                         protocols: Sequence[str] = PROTOCOLS, critic_seeds: Sequence[int] = (0, 1, 2),
+                         n_eval_problems: int = 60, eval_negatives: int = 19, seeds: EvaluationSeeds = DEVELOPMENT,
+                         device: Any = "auto", progress: bool = True) -> pd.DataFrame:
+    """Compare each critic seed's trained critic (base) with the tail average of its own
+    weights (variant, :func:`~.trials.fit_tail_averaged`) on the same candidate sets, as
+    :func:`compare_recipes` does: same table, McNemar's test pooled over seeds.
+
+    Both critics of a seed come from one training run on ``recipe``'s problems of that
+    seed, so the base critic is the one :func:`compare_configs` or a transfer run trains
+    with that seed, and each pair differs in the averaging only.
+
+    Raises:
+        ValueError: the held-out seeds, an unknown regime, no seeds, or ``average_last``
+            outside 1..``config.epochs``.
+    """
+    from tqdm.auto import tqdm
+
+    critic_seeds = _check_development(seeds, regime, critic_seeds)
+    check_int(average_last, "average_last", 1, config.epochs)
+    feature_map = _feature_maps((train,), (), ("strict",))[train]
+    scorers: dict[str, Any] = {}
+    for seed in tqdm(critic_seeds, desc="critics", disable=not progress):
+        problems = recipe.problems(train, feature_map, seed=seed)
+        scorers[f"base/{seed}"], scorers[f"variant/{seed}"] = fit_tail_averaged(
+            problems, config, seed=seed, average_last=average_last, device=device)
+    ranks = rank_trained(scorers, train, test_domains, protocols, n_eval_problems, eval_negatives, seeds,
+                         progress).ranks()
+    recipe_seed = ranks.scorer.str.split("/", expand=True)
+    ranks = ranks.assign(recipe=recipe_seed[0], critic_seed=recipe_seed[1].astype(int))
+    return _paired_table(ranks, train, regime, critic_seeds)
+
+
 #: Columns of :func:`read_trials`: the trial, what its variant changes and the command that
 #: measured it, then :data:`COLUMNS`.
 TRIAL_COLUMNS = ["trial", "change", "command", *COLUMNS]
@@ -244,4 +282,4 @@ def read_shipped_comparisons(folder: str | os.PathLike = "results/development/sh
     return out
 
 
-__all__ = ["COLUMNS", "TRIAL_COLUMNS", "compare_configs", "compare_recipes", "read_shipped_comparisons", "read_trials"]
+__all__ = ["COLUMNS", "TRIAL_COLUMNS", "compare_configs", "compare_recipes", "compare_tail_average", "read_shipped_comparisons", "read_trials"]
