@@ -861,7 +861,8 @@ def test_read_trials_names_what_each_variant_changes(tmp_path):
     records = {"recipe_step": {"base": recipe, "variant": {**recipe, "boundary_share": [0.05, 0.25]},
                                "config": config, "command": "python scripts/compare_trial.py recipe_step"},
                "wider": {"base": recipe, "variant": recipe, "config": config,
-                         "variant_config": {**config, "hidden": 128}, "command": "python scripts/compare_trial.py wider"}}
+                         "variant_config": {**config, "hidden": 128}, "command": "python scripts/compare_trial.py wider",
+                         "provenance": {"host": {"cpu": "AMD EPYC"}}}}
     for name, record in records.items():
         pd.DataFrame([row, {**row, "test": "letters"}], columns=COLUMNS).to_csv(tmp_path / f"{name}.csv", index=False)
         (tmp_path / f"{name}.json").write_text(json.dumps(record))
@@ -870,6 +871,7 @@ def test_read_trials_names_what_each_variant_changes(tmp_path):
     changes = trials.groupby("trial").change.first()
     assert changes["recipe_step"] == "boundary_share=[0.05, 0.25]" and changes["wider"] == "hidden=128"
     assert trials[trials.trial == "wider"].command.iloc[0].endswith("wider")
+    assert set(trials[trials.trial == "wider"].cpu) == {"AMD EPYC"} and set(trials[trials.trial == "recipe_step"].cpu) == {""}
     assert read_trials(tmp_path / "missing").empty and list(read_trials(tmp_path / "missing").columns) == TRIAL_COLUMNS
     (tmp_path / "wider.json").unlink()
     with pytest.raises(ValueError, match="wider"):

@@ -202,9 +202,9 @@ def compare_tail_average(recipe: Recipe, config: CriticConfig, train: str = "num
     return _paired_table(ranks, train, regime, critic_seeds)
 
 
-#: Columns of :func:`read_trials`: the trial, what its variant changes and the command that
-#: measured it, then :data:`COLUMNS`.
-TRIAL_COLUMNS = ["trial", "change", "command", *COLUMNS]
+#: Columns of :func:`read_trials`: the trial, what its variant changes, the command that
+#: measured it and the processor it ran on, then :data:`COLUMNS`.
+TRIAL_COLUMNS = ["trial", "change", "command", "cpu", *COLUMNS]
 
 
 def _changed_fields(base: Mapping[str, Any], variant: Mapping[str, Any]) -> list[str]:
@@ -215,8 +215,11 @@ def read_trials(folder: str | os.PathLike = "results/development") -> pd.DataFra
     """Every measurement ``scripts/compare_trial.py`` wrote to ``folder``, one row per cell
     (:data:`TRIAL_COLUMNS`): ``trial`` is the file name, ``change`` what the variant
     changes (the recipe and configuration fields that differ from the base, as
-    ``field=value``), ``command`` the command that made it. Empty, with the columns, when
-    the folder is missing or holds none.
+    ``field=value``), ``command`` the command that made it, ``cpu`` the processor it ran
+    on (empty where the record has no provenance). The two critics of a trial share one
+    processor; trials on different processors train different critics from the same
+    seeds (floating point differs in its last bits), so their base columns differ too.
+    Empty, with the columns, when the folder is missing or holds none.
 
     Raises:
         ValueError: a table without its ``<name>.json`` (or the other way round), or a
@@ -238,7 +241,8 @@ def read_trials(folder: str | os.PathLike = "results/development") -> pd.DataFra
         change = _changed_fields(record["base"], record["variant"]) + _changed_fields(
             record["config"], record.get("variant_config", record["config"]))
         frames.append(table.assign(trial=path.stem, change=", ".join(change) or "nothing",
-                                   command=record.get("command", "")))
+                                   command=record.get("command", ""),
+                                   cpu=record.get("provenance", {}).get("host", {}).get("cpu", "")))
     if not frames:
         return pd.DataFrame(columns=TRIAL_COLUMNS)
     return pd.concat(frames, ignore_index=True)[TRIAL_COLUMNS]

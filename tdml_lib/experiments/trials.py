@@ -26,7 +26,10 @@ results are re-run.
   cell; an average of late iterates sits nearer the middle of the region the last epochs
   wander in, and it stays one network. Measured by
   :func:`~.recipe_comparison.compare_tail_average`: both critics come from the same
-  training run, so the pair differs in the averaging only.
+  training run, so the pair differs in the averaging only. Adopted by the rule in
+  ``results/development/adoption_rules.md`` (``results/development/average_*``); it moves
+  into the critic's training (a :class:`~tdml_lib.critic.CriticConfig` field) together
+  with the next full re-run of the stored results.
 
 A step that earned its place moved into :class:`~.training.Recipe` and stays there as an
 option: the variance-keeping interpolation is ``Recipe.interpolation_span`` (measured by
