@@ -54,7 +54,8 @@ def stored_recipes(params: dict) -> tuple[dict, dict, CriticConfig]:
                     interpolate_to=tuple(params["FEW_SHOT_POINTS"]), overlap_copies=params["OVERLAP_COPIES"],
                     interpolation_span=VARIANCE_PRESERVING_SPAN if params.get("FEW_SHOT_KEEP_SPREAD") else 0.0)
     config = CriticConfig(n_negatives=params["N_NEGATIVES"], n_degenerate=params["N_DEGENERATE"],
-                          epochs=params["EPOCHS"], gae_epochs=params["GAE_EPOCHS"], inputs=params["CRITIC_INPUTS"])
+                          epochs=params["EPOCHS"], gae_epochs=params["GAE_EPOCHS"], inputs=params["CRITIC_INPUTS"],
+                          average_tail=params.get("CRITIC_AVERAGE_TAIL", 0.0))
     return standard, few_shot, config
 
 

@@ -67,12 +67,16 @@ class FeatureMap:
             ValueError: bad images, or fewer images/pixels than ``n_components``.
         """
         from sklearn.decomposition import PCA
+        from threadpoolctl import threadpool_limits
 
         flat = self._flat(images)
         if self.n_components > min(flat.shape):
             raise ValueError(f"n_components={self.n_components} needs at least that many images and pixels; "
                              f"got {flat.shape[0]} images of {flat.shape[1]} pixels.")
-        pca = PCA(self.n_components, random_state=seed, svd_solver="randomized").fit(flat)
+        # one BLAS thread: with more, the components differ in their last bits with the
+        # thread count, and so would every feature, problem and critic made from them
+        with threadpool_limits(1):
+            pca = PCA(self.n_components, random_state=seed, svd_solver="randomized").fit(flat)
         self.mean_, self.components_, self.domain = pca.mean_, pca.components_, str(domain)
         return self
 

@@ -966,3 +966,33 @@ def test_tail_average_trains_the_same_critic_and_averages_its_last_epochs():
     for bad in (0, 7):
         with pytest.raises(ValueError, match="average_last"):
             fit_tail_averaged(probs, cfg, seed=2, average_last=bad)
+
+
+def test_average_tail_trains_the_critic_the_trial_measured(tmp_path):
+    from dataclasses import replace
+
+    import torch
+
+    from tdml_lib.critic import CriticConfig, fit_critic
+    from tdml_lib.experiments.trials import fit_tail_averaged
+    from tdml_lib.problems import synthetic_problems
+
+    cfg = CriticConfig(n_negatives=4, n_degenerate=2, epochs=6, problems_per_step=3, gae_epochs=1,
+                       gae_clusterings=2, hidden=8, k=5)
+    probs = synthetic_problems(5, n_clusters=(2, 3), points_per_class=(12, 20), n_features=(2, 4), seed=1)
+    averaged = fit_critic(probs, replace(cfg, average_tail=0.5), seed=2, device="cpu", progress=False)[0]
+    measured = fit_tail_averaged(probs, cfg, seed=2, average_last=3)[1]
+    assert all(torch.equal(a, b) for a, b in zip(averaged.net.state_dict().values(), measured.net.state_dict().values()))
+    # a run resumed from its checkpoint restores the running average too
+    from tdml_lib.critic import train_critic_net
+    path = tmp_path / "critic.ckpt"
+    critic, _, ts = fit_critic(probs, replace(cfg, epochs=0), seed=2, device="cpu", progress=False)
+    train_critic_net(critic, ts, replace(cfg, average_tail=0.5), seed=2, progress=False, checkpoint=path,
+                     checkpoint_every=2)
+    first = {k: v.clone() for k, v in critic.net.state_dict().items()}
+    train_critic_net(critic, ts, replace(cfg, average_tail=0.5), seed=2, progress=False, checkpoint=path,
+                     checkpoint_every=2)   # nothing left to train: the saved state, average included
+    assert all(torch.equal(first[k], v) and torch.equal(v, measured.net.state_dict()[k])
+               for k, v in critic.net.state_dict().items())
+    with pytest.raises(ValueError, match="average_tail"):
+        CriticConfig(average_tail=1.5)

@@ -36,12 +36,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import features
 from ..critic import CriticConfig
 from ..evaluate import mcnemar
 from ..validation import check_int
 from .seeds import DEVELOPMENT, HELD_OUT, EvaluationSeeds
 from .training import Recipe
-from .transfer import PROTOCOLS, REGIMES, _feature_maps, rank_trained, run_transfer
+from .transfer import PROTOCOLS, REGIMES, rank_trained, run_transfer
 from .trials import AVERAGE_LAST, fit_tail_averaged
 
 COLUMNS = ["train", "regime", "protocol", "test", "best_base", "best_variant", "only_base", "only_variant", "p",
@@ -189,7 +190,7 @@ def compare_tail_average(recipe: Recipe, config: CriticConfig, train: str = "num
 
     critic_seeds = _check_development(seeds, regime, critic_seeds)
     check_int(average_last, "average_last", 1, config.epochs)
-    feature_map = _feature_maps((train,), (), ("strict",))[train]
+    feature_map = features.fit_feature_map(train)
     scorers: dict[str, Any] = {}
     for seed in tqdm(critic_seeds, desc="critics", disable=not progress):
         problems = recipe.problems(train, feature_map, seed=seed)

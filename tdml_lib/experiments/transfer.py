@@ -151,8 +151,8 @@ ENSEMBLE = "critic ensemble"
 averaged as z-scores."""
 
 ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "no small-pool problems",
-             "no overlapping copies", "weaker overlapping copies", "WGAN-GP", "GAE codes", "few-shot, no interpolation",
-             "few-shot, plain interpolation", "few-shot, no overlapping copies")
+             "no overlapping copies", "weaker overlapping copies", "WGAN-GP", "GAE codes", "last-epoch weights",
+             "few-shot, no interpolation", "few-shot, plain interpolation", "few-shot, no overlapping copies")
 """The ablations chapter 5 can run (:func:`ablations`)."""
 
 
@@ -174,6 +174,8 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
     * ``"GAE codes"``: the other choice of what block C reads (:data:`tdml_lib.critic.INPUTS`):
       the whole embedding, learned GAE codes included, when ``config`` reads the
       statistics, and the statistics alone when it reads the whole embedding;
+    * ``"last-epoch weights"``: the standard recipe with the MLP's last weights, not their
+      average over the final epochs (``CriticConfig.average_tail`` 0);
     * ``"few-shot, no interpolation"``: the ``few_shot`` recipe with its problems as
       drawn from the pool, not filled up by interpolation (``Recipe.interpolate_to``);
     * ``"few-shot, plain interpolation"``: the ``few_shot`` recipe filled up by plain
@@ -207,6 +209,7 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
         "weaker overlapping copies": (weaker, config),
         "WGAN-GP": (standard, CriticConfig(**{**config.as_dict(), "objective": "wgan-gp"})),
         "GAE codes": (standard, CriticConfig(**{**config.as_dict(), "inputs": other_inputs})),
+        "last-epoch weights": (standard, replace(config, average_tail=0.0)),
     }
     if few_shot is not None:
         table["few-shot, no interpolation"] = (replace(few_shot, interpolate_to=None), config)

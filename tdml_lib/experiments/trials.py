@@ -20,8 +20,8 @@ results are re-run.
 
 * :func:`fit_tail_averaged`: the critic's weights averaged over its last epochs (the
   averaging of stochastic weight averaging, Izmailov et al. 2018, at the critic's own
-  constant learning rate). Why: the critics of one recipe and configuration differ by up
-  to well over ten points of Best from one training seed to the next in some held-out cells
+  constant learning rate). Why: the critics of one recipe and configuration differ by more
+  than ten points of Best from one training seed to the next in some held-out cells
   (``results/transfer``, strict Fashion -> Numbers), more than any recipe step has moved a
   cell; an average of late iterates sits nearer the middle of the region the last epochs
   wander in, and it stays one network. Measured by
