@@ -5,8 +5,8 @@ code, the package versions and the seeds fix every input, but not the processor:
 torch pick their kernels by CPU, and a hundred epochs of critic training carry the last-bit
 differences in floating point into different weights. This retrains the critic of one
 training domain, regime and critic seed exactly as chapter 5 does (the stored run's
-parameters, :func:`compare_trial.stored_recipes`), ranks the same held-out candidate sets
-under the strict protocol, and counts the problems whose rank of the truth equals the
+parameters, :func:`~tdml_lib.experiments.transfer.recipes_from_parameters`), ranks the
+same held-out candidate sets under the strict protocol, and counts the problems whose rank of the truth equals the
 stored one. Nothing is chosen on it. Writes
 ``<out>/<train>_<regime>_seed<seed>_<cpu>.json`` (per test domain: problems, equal ranks,
 Best retrained and stored; both processors; the command; provenance)::
@@ -27,12 +27,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from compare_trial import stored_recipes  # noqa: E402
 from tdml_lib import features  # noqa: E402
 from tdml_lib.critic import fit_critic  # noqa: E402
-from tdml_lib.experiments import HELD_OUT, Recipe  # noqa: E402
+from tdml_lib.experiments import HELD_OUT, recipes_from_parameters  # noqa: E402
 from tdml_lib.experiments.transfer import rank_trained  # noqa: E402
 from tdml_lib.io import code_state, provenance, write_json  # noqa: E402
 
@@ -49,8 +47,8 @@ def main() -> int:
     if args.seed not in params["CRITIC_SEEDS"]:
         raise SystemExit(f"--seed must be one of the stored run's critic seeds {params['CRITIC_SEEDS']}.")
     t0, state = time.time(), code_state()
-    standard, few_shot, config = stored_recipes(params)
-    recipe = Recipe(**(standard if args.regime == "standard" else few_shot))
+    standard, few_shot, config = recipes_from_parameters(params)
+    recipe = standard if args.regime == "standard" else few_shot
     problems = recipe.problems(args.train, features.fit_feature_map(args.train), seed=args.seed)
     critic = fit_critic(problems, config, seed=args.seed, device="cpu", progress=True)[0]
     ranks = rank_trained({"critic": critic}, args.train, params["TEST_DOMAINS"], ("strict",),

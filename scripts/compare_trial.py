@@ -9,6 +9,7 @@ Writes ``<out>/<name>.csv`` (one row per cell, :func:`compare_recipes`) and
     python scripts/compare_trial.py wider_numbers_standard --config hidden=128 epochs=200
     python scripts/compare_trial.py spread_numbers_few_shot --trial spread --regime few-shot
     python scripts/compare_trial.py average_fashion_standard --train fashion --average-last 25
+    python scripts/compare_trial.py more_numbers_standard --parameter N_TRAIN_PROBLEMS=400 N_SYNTHETIC=400
 
 A recipe trial (``--trial boundary``, the default: :class:`~tdml_lib.experiments.trials.BoundaryRecipe`;
 ``--trial spread``: the recipe with ``Recipe.interpolation_span``, by default
@@ -16,6 +17,9 @@ A recipe trial (``--trial boundary``, the default: :class:`~tdml_lib.experiments
 the stored recipe and the recipe with the step, both with the stored configuration
 (:func:`compare_recipes`); ``--config KEY=VALUE ...`` instead trains the stored recipe with
 the stored configuration and with those fields changed (:func:`compare_configs`);
+``--parameter NAME=VALUE ...`` trains the recipe chapter 5 builds from the stored run's
+parameters and the one it builds with those parameters changed (:func:`compare_recipes`;
+:func:`~tdml_lib.experiments.transfer.recipes_from_parameters`);
 ``--average-last K`` compares each critic with the average of its own weights over its last
 ``K`` epochs (:func:`compare_tail_average`; the record names it ``tail_average_epochs``).
 """
@@ -33,30 +37,33 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tdml_lib.critic import CriticConfig  # noqa: E402
-from tdml_lib.experiments import DEVELOPMENT, Recipe  # noqa: E402
+from tdml_lib.experiments import DEVELOPMENT  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import (  # noqa: E402
     compare_configs, compare_recipes, compare_tail_average)
+from tdml_lib.experiments.transfer import recipes_from_parameters  # noqa: E402
 from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN  # noqa: E402
 from tdml_lib.experiments.trials import BoundaryRecipe  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
 
-def stored_recipes(params: dict) -> tuple[dict, dict, CriticConfig]:
-    """Keyword arguments of the stored run's standard and few-shot recipes, and its config
-    (as chapter 5 builds them from its parameters)."""
-    standard = dict(n_problems=params["N_TRAIN_PROBLEMS"], noise_copies=params["NOISE_COPIES"],
-                    n_synthetic=params["N_SYNTHETIC"],
-                    small_pool_problems=round(params["SMALL_POOL_SHARE"] * params["N_TRAIN_PROBLEMS"]),
-                    small_pool_size=params["FEW_SHOT_EXAMPLES_PER_CLASS"], overlap_copies=params["OVERLAP_COPIES"],
-                    overlap_pull=tuple(params["OVERLAP_PULL"]), overlap_pairs=params["OVERLAP_PAIRS"])
-    few_shot = dict(n_problems=params["FEW_SHOT_PROBLEMS"], noise_copies=params["NOISE_COPIES"],
-                    n_synthetic=params["N_SYNTHETIC"], examples_per_class=params["FEW_SHOT_EXAMPLES_PER_CLASS"],
-                    interpolate_to=tuple(params["FEW_SHOT_POINTS"]), overlap_copies=params["OVERLAP_COPIES"],
-                    interpolation_span=VARIANCE_PRESERVING_SPAN if params.get("FEW_SHOT_KEEP_SPREAD") else 0.0)
-    config = CriticConfig(n_negatives=params["N_NEGATIVES"], n_degenerate=params["N_DEGENERATE"],
-                          epochs=params["EPOCHS"], gae_epochs=params["GAE_EPOCHS"], inputs=params["CRITIC_INPUTS"],
-                          average_tail=params.get("CRITIC_AVERAGE_TAIL", 0.0))
-    return standard, few_shot, config
+def parameter_changes(pairs: list[str], params: dict) -> dict:
+    """``["N_TRAIN_PROBLEMS=400"]`` as changes to the stored run's parameters, each value
+    read as JSON and of the stored value's type (a clear error for an unknown name or a
+    bad value)."""
+    changes = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in params:
+            raise SystemExit(f"--parameter takes NAME=VALUE with NAME one of chapter 5's parameters "
+                             f"{sorted(params)}; got {pair!r}.")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--parameter {key}: {text!r} is not a JSON value (400, true, [20, 100]).") from None
+        if type(value) is not type(params[key]):
+            raise SystemExit(f"--parameter {key}: {text!r} is not of the stored type {type(params[key]).__name__}.")
+        changes[key] = value
+    return changes
 
 
 def config_changes(pairs: list[str], config: CriticConfig) -> dict:
@@ -96,13 +103,16 @@ def main() -> int:
                     help="BoundaryRecipe.boundary_reach (lowest, highest); default: the trial's default")
     ap.add_argument("--config", nargs="+", default=None, metavar="FIELD=VALUE",
                     help="a configuration trial: these CriticConfig fields changed in the variant")
+    ap.add_argument("--parameter", nargs="+", default=None, metavar="NAME=VALUE",
+                    help="a recipe trial: the recipe chapter 5 builds with these parameters changed")
     ap.add_argument("--average-last", type=int, default=None, metavar="K",
                     help="a training trial: each critic against the mean of its weights over its last K epochs")
     ap.add_argument("--out", default="results/development")
     args = ap.parse_args()
     params = json.loads((ROOT / "results/transfer/result.json").read_text())["params"]
-    standard, few_shot, config = stored_recipes(params)
-    kwargs = standard if args.regime == "standard" else few_shot
+    index = 0 if args.regime == "standard" else 1
+    recipes = recipes_from_parameters(params)
+    recipe, config = recipes[index], recipes[2]
     trial = {name: tuple(value) for name, value in (("boundary_share", args.boundary_share),
                                                     ("boundary_reach", args.boundary_reach)) if value}
     if args.trial == "spread" and trial:
@@ -111,25 +121,37 @@ def main() -> int:
         raise SystemExit("--span belongs to --trial spread.")
     if args.trial == "spread":
         trial = {"interpolation_span": VARIANCE_PRESERVING_SPAN if args.span is None else args.span}
-    if args.config and (trial or args.trial != "boundary"):
-        raise SystemExit("--config measures a configuration on the stored recipe; drop --trial and its flags.")
-    if args.average_last is not None and (trial or args.trial != "boundary" or args.config):
-        raise SystemExit("--average-last measures the stored recipe and configuration; drop --trial, --config "
-                         "and their flags.")
+    if (args.config or args.parameter) and (trial or args.trial != "boundary"):
+        raise SystemExit("--config and --parameter measure a change to the stored run; drop --trial and its flags.")
+    if args.config and args.parameter:
+        raise SystemExit("give --config or --parameter, not both: a trial changes one thing.")
+    if args.average_last is not None and (trial or args.trial != "boundary" or args.config or args.parameter):
+        raise SystemExit("--average-last measures the stored recipe and configuration; drop --trial, --config, "
+                         "--parameter and their flags.")
+    variant_config = config
+    if args.parameter:
+        changed = recipes_from_parameters({**params, **parameter_changes(args.parameter, params)})
+        if changed[2] != config:
+            raise SystemExit("--parameter changes the critic's configuration; measure that with --config.")
+        if changed[index] == recipe:
+            raise SystemExit(f"--parameter {' '.join(args.parameter)} leaves the {args.regime} recipe as it is.")
     common = dict(train=args.train, regime=args.regime, test_domains=args.test_domains,
                   critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval, seeds=DEVELOPMENT, device="cpu")
     t0, state = time.time(), code_state()   # the code as the run starts, before any output exists
     if args.average_last is not None:
-        base = variant = Recipe(**kwargs)
-        variant_config = config
+        base = variant = recipe
         table = compare_tail_average(base, config, average_last=args.average_last, **common)
     elif args.config:
-        base = variant = Recipe(**kwargs)
+        base = variant = recipe
         variant_config = replace(config, **config_changes(args.config, config))
         table = compare_configs(base, config, variant_config, **common)
+    elif args.parameter:
+        base, variant = recipe, changed[index]
+        table = compare_recipes(base, variant, critic_config=config, **common)
     else:
-        step = Recipe if args.trial == "spread" else BoundaryRecipe
-        base, variant, variant_config = Recipe(**kwargs), step(**kwargs, **trial), config
+        base = recipe
+        variant = replace(recipe, **trial) if args.trial == "spread" else BoundaryRecipe(
+            **{f.name: getattr(recipe, f.name) for f in fields(recipe)}, **trial)
         table = compare_recipes(base, variant, critic_config=config, **common)
     out = Path(args.out)
     with atomic_path(out / f"{args.name}.csv") as tmp:

@@ -791,6 +791,24 @@ def test_compare_configs_trains_both_configs_on_the_same_problems_per_seed(monke
         compare_configs(recipe, base, replace(base), **tiny)
 
 
+def test_recipes_from_parameters_are_the_recipes_the_stored_transfer_run_trained():
+    """A trial starts from what chapter 5 trained: the recipes rebuilt from the stored run's
+    parameters are those its critics recorded, and its configuration is theirs."""
+    import json
+    from pathlib import Path
+
+    from tdml_lib.experiments import recipes_from_parameters
+
+    stored = json.loads((Path(__file__).resolve().parents[1] / "results/transfer/result.json").read_text())
+    standard, few_shot, config = recipes_from_parameters(stored["params"])
+    training = stored["metrics"]["training"]
+    assert json.loads(json.dumps(standard.as_dict())) == training["numbers/standard/seed0"]["recipe"]
+    assert json.loads(json.dumps(few_shot.as_dict())) == training["fashion/few-shot/seed0"]["recipe"]
+    assert config.average_tail == stored["params"]["CRITIC_AVERAGE_TAIL"] and config.epochs == stored["params"]["EPOCHS"]
+    with pytest.raises(ValueError, match="N_TRAIN_PROBLEMS"):
+        recipes_from_parameters({k: v for k, v in stored["params"].items() if k != "N_TRAIN_PROBLEMS"})
+
+
 def test_compare_tail_average_pairs_each_critic_with_its_own_average():
     from tdml_lib.critic import CriticConfig
     from tdml_lib.experiments import HELD_OUT, Recipe
@@ -952,7 +970,7 @@ def test_tail_average_trains_the_same_critic_and_averages_its_last_epochs():
     probs = synthetic_problems(5, n_clusters=(2, 3), points_per_class=(12, 20), n_features=(2, 4), seed=1)
     plain = fit_critic(probs, cfg, seed=2, device="cpu", progress=False)[0]
     trained, averaged = fit_tail_averaged(probs, cfg, seed=2, average_last=3)
-    # resuming one epoch at a time from the checkpoint is the uninterrupted run, bit for bit
+    # the first of the pair is the critic fit_critic trains without averaging, bit for bit
     for name, weight in plain.net.state_dict().items():
         assert torch.equal(weight, trained.net.state_dict()[name]), name
     assert not torch.equal(averaged.net.net[0].weight, trained.net.net[0].weight)
@@ -968,31 +986,35 @@ def test_tail_average_trains_the_same_critic_and_averages_its_last_epochs():
             fit_tail_averaged(probs, cfg, seed=2, average_last=bad)
 
 
-def test_average_tail_trains_the_critic_the_trial_measured(tmp_path):
+def test_average_tail_reads_the_weights_and_never_steers_training(tmp_path):
+    """The tail average is a by-product of the run: with it on, the weights after the last
+    epoch (saved in the checkpoint) are those of the run without it, bit for bit, and a
+    run resumed from its checkpoint restores the running average too."""
     from dataclasses import replace
 
     import torch
 
-    from tdml_lib.critic import CriticConfig, fit_critic
-    from tdml_lib.experiments.trials import fit_tail_averaged
+    from tdml_lib.checkpoint import Checkpointer
+    from tdml_lib.critic import CriticConfig, fit_critic, train_critic_net
     from tdml_lib.problems import synthetic_problems
 
     cfg = CriticConfig(n_negatives=4, n_degenerate=2, epochs=6, problems_per_step=3, gae_epochs=1,
                        gae_clusterings=2, hidden=8, k=5)
+    averaging = replace(cfg, average_tail=0.5)
     probs = synthetic_problems(5, n_clusters=(2, 3), points_per_class=(12, 20), n_features=(2, 4), seed=1)
-    averaged = fit_critic(probs, replace(cfg, average_tail=0.5), seed=2, device="cpu", progress=False)[0]
-    measured = fit_tail_averaged(probs, cfg, seed=2, average_last=3)[1]
-    assert all(torch.equal(a, b) for a, b in zip(averaged.net.state_dict().values(), measured.net.state_dict().values()))
-    # a run resumed from its checkpoint restores the running average too
-    from tdml_lib.critic import train_critic_net
+    plain = fit_critic(probs, cfg, seed=2, device="cpu", progress=False)[0]
+    path = tmp_path / "averaged.ckpt"
+    averaged = fit_critic(probs, averaging, seed=2, device="cpu", progress=False, checkpoint=path)[0]
+    last_epoch = Checkpointer(path, config={**averaging.as_dict(), "seed": 2}).load()["net"]
+    assert all(torch.equal(w, last_epoch[k]) for k, w in plain.net.state_dict().items())
+    assert not torch.equal(averaged.net.net[0].weight, plain.net.net[0].weight)
+    # resuming with nothing left to train gives the saved state, average included
     path = tmp_path / "critic.ckpt"
     critic, _, ts = fit_critic(probs, replace(cfg, epochs=0), seed=2, device="cpu", progress=False)
-    train_critic_net(critic, ts, replace(cfg, average_tail=0.5), seed=2, progress=False, checkpoint=path,
-                     checkpoint_every=2)
+    train_critic_net(critic, ts, averaging, seed=2, progress=False, checkpoint=path, checkpoint_every=2)
     first = {k: v.clone() for k, v in critic.net.state_dict().items()}
-    train_critic_net(critic, ts, replace(cfg, average_tail=0.5), seed=2, progress=False, checkpoint=path,
-                     checkpoint_every=2)   # nothing left to train: the saved state, average included
-    assert all(torch.equal(first[k], v) and torch.equal(v, measured.net.state_dict()[k])
+    train_critic_net(critic, ts, averaging, seed=2, progress=False, checkpoint=path, checkpoint_every=2)
+    assert all(torch.equal(first[k], v) and torch.equal(v, averaged.net.state_dict()[k])
                for k, v in critic.net.state_dict().items())
     with pytest.raises(ValueError, match="average_tail"):
         CriticConfig(average_tail=1.5)

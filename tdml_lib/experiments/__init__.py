@@ -54,6 +54,7 @@ _LAZY = {
     "training_problems": (".training", "training_problems"),
     "Recipe": (".transfer", "Recipe"),
     "TransferResult": (".transfer", "TransferResult"),
+    "recipes_from_parameters": (".transfer", "recipes_from_parameters"),
     "run_transfer": (".transfer", "run_transfer"),
 }
 

@@ -178,9 +178,10 @@ def compare_tail_average(recipe: Recipe, config: CriticConfig, train: str = "num
     weights (variant, :func:`~.trials.fit_tail_averaged`) on the same candidate sets, as
     :func:`compare_recipes` does: same table, McNemar's test pooled over seeds.
 
-    Both critics of a seed come from one training run on ``recipe``'s problems of that
-    seed, so the base critic is the one :func:`compare_configs` or a transfer run trains
-    with that seed, and each pair differs in the averaging only.
+    Both critics of a seed follow one training trajectory on ``recipe``'s problems of that
+    seed (the averaging never steers training), so the base critic is the one
+    :func:`compare_configs` trains with that seed and ``config.average_tail`` at 0, and
+    each pair differs in the averaging only. ``config.average_tail`` itself is ignored.
 
     Raises:
         ValueError: the held-out seeds, an unknown regime, no seeds, or ``average_last``
@@ -287,4 +288,5 @@ def read_shipped_comparisons(folder: str | os.PathLike = "results/development/sh
     return out
 
 
-__all__ = ["COLUMNS", "TRIAL_COLUMNS", "compare_configs", "compare_recipes", "compare_tail_average", "read_shipped_comparisons", "read_trials"]
+__all__ = ["COLUMNS", "TRIAL_COLUMNS", "compare_configs", "compare_recipes", "compare_tail_average",
+           "read_shipped_comparisons", "read_trials"]

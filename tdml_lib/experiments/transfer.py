@@ -36,7 +36,8 @@ from ..metrics import ari
 from ..probe import ProbeScorer
 from ..problems import Problem
 from .seeds import DEVELOPMENT, EvaluationSeeds
-from .training import OVERLAP_PAIRS, OVERLAP_PULL, Recipe, adversarial_training, training_problems
+from .training import (OVERLAP_PAIRS, OVERLAP_PULL, VARIANCE_PRESERVING_SPAN, Recipe, adversarial_training,
+                       training_problems)
 
 PROTOCOLS = ("strict", "standard")
 REGIMES = ("standard", "few-shot")
@@ -307,6 +308,40 @@ def rank_trained(scorers: Mapping[str, Any], train: str = "numbers",
     return TransferResult(cells, _kind_table(agreement))
 
 
+def recipes_from_parameters(params: Mapping[str, Any]) -> tuple[Recipe, Recipe, CriticConfig]:
+    """The standard and the few-shot recipe, and the critic configuration, of chapter 5's
+    parameters (``params``: the chapter's parameter names with their values, or a stored
+    transfer run's ``params``). Chapter 5 builds its recipes with it, and the trials of
+    ``scripts/compare_trial.py`` start from the recipes the stored run trained with it;
+    names it does not use are ignored. ``CRITIC_AVERAGE_TAIL`` and ``FEW_SHOT_KEEP_SPREAD`` default to
+    off, as in the runs stored before they existed.
+
+    Raises:
+        ValueError: a parameter the recipes need is missing.
+    """
+    needed = ["N_TRAIN_PROBLEMS", "NOISE_COPIES", "N_SYNTHETIC", "SMALL_POOL_SHARE", "FEW_SHOT_PROBLEMS",
+              "FEW_SHOT_EXAMPLES_PER_CLASS", "FEW_SHOT_POINTS", "OVERLAP_COPIES", "OVERLAP_PULL", "OVERLAP_PAIRS",
+              "N_NEGATIVES", "N_DEGENERATE", "EPOCHS", "GAE_EPOCHS", "CRITIC_INPUTS"]
+    missing = [name for name in needed if name not in params]
+    if missing:
+        raise ValueError(f"the parameters lack {missing}; pass a transfer run's params "
+                         "(results/transfer/result.json) or chapter 5's parameter cell.")
+    p = params
+    standard = Recipe(n_problems=p["N_TRAIN_PROBLEMS"], noise_copies=p["NOISE_COPIES"], n_synthetic=p["N_SYNTHETIC"],
+                      small_pool_problems=round(p["SMALL_POOL_SHARE"] * p["N_TRAIN_PROBLEMS"]),
+                      small_pool_size=p["FEW_SHOT_EXAMPLES_PER_CLASS"], overlap_copies=p["OVERLAP_COPIES"],
+                      overlap_pull=tuple(p["OVERLAP_PULL"]), overlap_pairs=p["OVERLAP_PAIRS"])
+    few_shot = Recipe(n_problems=p["FEW_SHOT_PROBLEMS"], noise_copies=p["NOISE_COPIES"], n_synthetic=p["N_SYNTHETIC"],
+                      examples_per_class=p["FEW_SHOT_EXAMPLES_PER_CLASS"],
+                      interpolate_to=tuple(p["FEW_SHOT_POINTS"]) if p["FEW_SHOT_POINTS"] else None,
+                      interpolation_span=VARIANCE_PRESERVING_SPAN if p.get("FEW_SHOT_KEEP_SPREAD") else 0.0,
+                      overlap_copies=p["OVERLAP_COPIES"])
+    config = CriticConfig(n_negatives=p["N_NEGATIVES"], n_degenerate=p["N_DEGENERATE"], epochs=p["EPOCHS"],
+                          gae_epochs=p["GAE_EPOCHS"], inputs=p["CRITIC_INPUTS"],
+                          average_tail=p.get("CRITIC_AVERAGE_TAIL", 0.0))
+    return standard, few_shot, config
+
+
 def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                  test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
                  regimes: Sequence[str] = REGIMES, protocols: Sequence[str] = PROTOCOLS,
@@ -429,4 +464,4 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
 
 __all__ = ["ABLATIONS", "ABLATION_PREFIX", "ADVERSARIAL_REGIME", "ENSEMBLE", "INDEX_SCORERS", "NEAR_TRUTH_KINDS", "PROTOCOLS",
            "REGIMES", "CellEval", "Recipe", "TransferResult", "ablations", "candidate_sets", "evaluate_cell",
-           "evaluation_problems", "rank_trained", "run_transfer"]
+           "evaluation_problems", "rank_trained", "recipes_from_parameters", "run_transfer"]
