@@ -6,8 +6,8 @@ torch pick their kernels by CPU, and a hundred epochs of critic training carry t
 differences in floating point into different weights. This retrains the critic of one
 training domain, regime and critic seed exactly as chapter 5 does (the stored run's
 parameters, :func:`~tdml_lib.experiments.transfer.recipes_from_parameters`), ranks the
-same held-out candidate sets under the strict protocol, and counts the problems whose rank of the truth equals the
-stored one. Nothing is chosen on it. Writes
+same held-out candidate sets under the strict protocol, and counts the problems whose rank
+of the truth equals the stored one. Nothing is chosen on it. Writes
 ``<out>/<train>_<regime>_seed<seed>_<cpu>.json`` (per test domain: problems, equal ranks,
 Best retrained and stored; both processors; the command; provenance)::
 

@@ -313,8 +313,9 @@ def recipes_from_parameters(params: Mapping[str, Any]) -> tuple[Recipe, Recipe, 
     parameters (``params``: the chapter's parameter names with their values, or a stored
     transfer run's ``params``). Chapter 5 builds its recipes with it, and the trials of
     ``scripts/compare_trial.py`` start from the recipes the stored run trained with it;
-    names it does not use are ignored. ``CRITIC_AVERAGE_TAIL`` and ``FEW_SHOT_KEEP_SPREAD`` default to
-    off, as in the runs stored before they existed.
+    names it does not use are ignored. Names added after a run was stored take the value
+    that run used: ``CRITIC_AVERAGE_TAIL`` and ``FEW_SHOT_KEEP_SPREAD`` are off, and
+    ``FEW_SHOT_SYNTHETIC`` (the few-shot recipe's synthetic problems) is ``N_SYNTHETIC``.
 
     Raises:
         ValueError: a parameter the recipes need is missing.
@@ -331,7 +332,8 @@ def recipes_from_parameters(params: Mapping[str, Any]) -> tuple[Recipe, Recipe, 
                       small_pool_problems=round(p["SMALL_POOL_SHARE"] * p["N_TRAIN_PROBLEMS"]),
                       small_pool_size=p["FEW_SHOT_EXAMPLES_PER_CLASS"], overlap_copies=p["OVERLAP_COPIES"],
                       overlap_pull=tuple(p["OVERLAP_PULL"]), overlap_pairs=p["OVERLAP_PAIRS"])
-    few_shot = Recipe(n_problems=p["FEW_SHOT_PROBLEMS"], noise_copies=p["NOISE_COPIES"], n_synthetic=p["N_SYNTHETIC"],
+    few_shot = Recipe(n_problems=p["FEW_SHOT_PROBLEMS"], noise_copies=p["NOISE_COPIES"],
+                      n_synthetic=p.get("FEW_SHOT_SYNTHETIC", p["N_SYNTHETIC"]),
                       examples_per_class=p["FEW_SHOT_EXAMPLES_PER_CLASS"],
                       interpolate_to=tuple(p["FEW_SHOT_POINTS"]) if p["FEW_SHOT_POINTS"] else None,
                       interpolation_span=VARIANCE_PRESERVING_SPAN if p.get("FEW_SHOT_KEEP_SPREAD") else 0.0,

@@ -83,7 +83,8 @@ class StoredExperiment:
 STORED_EXPERIMENTS: tuple[StoredExperiment, ...] = (
     StoredExperiment(
         "transfer", "05_transfer",
-        {"N_TRAIN_PROBLEMS": 200, "N_SYNTHETIC": 200, "FEW_SHOT_PROBLEMS": 200, "FEW_SHOT_EXAMPLES_PER_CLASS": 20,
+        {"N_TRAIN_PROBLEMS": 400, "N_SYNTHETIC": 400, "FEW_SHOT_PROBLEMS": 200, "FEW_SHOT_SYNTHETIC": 200,
+         "FEW_SHOT_EXAMPLES_PER_CLASS": 20,
          "N_NEGATIVES": 24, "EPOCHS": 100, "GAE_EPOCHS": 10, "CRITIC_SEEDS": [0, 1, 2], "N_EVAL_PROBLEMS": 100,
          "ADVERSARIAL_ROUNDS": 3, "ADVERSARIAL_PROBLEMS": 16, "ADVERSARIAL_GENERATIONS": 15,
          "ABLATIONS": ["domain only", "synthetic only", "WGAN-GP", "GAE codes"], "SEED_SET": "held_out"},
