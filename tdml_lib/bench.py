@@ -124,20 +124,39 @@ class PeakMemory:
             self.mb = self._rss.peak_mb
 
 
-def scoring_case(critic: Any, n_points: int, batch: int, one_by_one: int = 4, silhouette: int = 4,
-                 precision: str = "fp32", seed: int = 0) -> dict[str, Any]:
-    """Clusterings scored per second for one (n_points, batch) case: the critic batched
-    (``score_many``, one kNN), the critic one-by-one (``score`` in a loop, as a user would),
-    and scikit-learn's ``silhouette_score`` in a loop, the reference a user would pick."""
+def silhouette_rate(n_points: int, labelings: int = 4, repeats: int = 3, seed: int = 0) -> float:
+    """scikit-learn's ``silhouette_score`` on ``labelings`` random clusterings of an
+    ``n_points`` problem, in clusterings per second: the best of ``repeats`` passes.
+
+    It does not depend on how many clusterings the critic scores at once, so
+    :func:`run_benchmarks` measures it once per problem size and every batch row shares
+    it (timed per row, one pass each, it scattered by a third across the rows of one
+    size)."""
     from sklearn.metrics import silhouette_score
 
+    X, labs = random_clusterings(n_points, labelings, seed=seed)
+    return labelings / _best_time(lambda: [silhouette_score(X, lab) for lab in labs], repeats)
+
+
+def scoring_case(critic: Any, n_points: int, batch: int, one_by_one: int = 4, silhouette: int = 4,
+                 precision: str = "fp32", seed: int = 0,
+                 silhouette_per_s: float | None = None) -> dict[str, Any]:
+    """Clusterings scored per second for one (n_points, batch) case: the critic batched
+    (``score_many``, one kNN), the critic one-by-one (``score`` in a loop, as a user would),
+    and scikit-learn's ``silhouette_score`` in a loop, the reference a user would pick.
+
+    ``silhouette_per_s``: that reference measured already for this problem size
+    (:func:`silhouette_rate`); without it, ``min(silhouette, batch)`` clusterings are
+    timed once here."""
     device = critic.device
     X, labs = random_clusterings(n_points, batch, seed=seed)
     critic.score_many(X, labs[:1])                                      # warm-up
     t_batch = _best_time(lambda: critic.score_many(X, labs, precision=precision), 2 if batch <= 64 else 1)
-    m1, ms = min(one_by_one, batch), min(silhouette, batch)
+    m1 = min(one_by_one, batch)
     t_one = _best_time(lambda: [critic.score(X, labs[i]) for i in range(m1)], 1) / m1
-    t_sil = _best_time(lambda: [silhouette_score(X, labs[i]) for i in range(ms)], 1) / ms
+    if silhouette_per_s is None:
+        silhouette_per_s = silhouette_rate(n_points, min(silhouette, batch), repeats=1, seed=seed)
+    t_sil = 1 / silhouette_per_s
     # memory in a pass of its own: the RSS sampler must not share the cores being timed
     with PeakMemory(device) as memory:
         critic.score_many(X, labs, precision=precision)
@@ -286,7 +305,8 @@ def run_benchmarks(critic: Any = None, sizes: tuple[int, ...] = (256, 1000, 1000
     critic = critic or load_critic()
     load_before = load_before or os.getloadavg()
     cases = [(n, b, p) for n in sizes for b in batches for p in precisions]
-    scoring = [scoring_case(critic, n, b, precision=p)
+    silhouette = {n: silhouette_rate(n) for n in tqdm(sizes, desc="silhouette", disable=not progress)}
+    scoring = [scoring_case(critic, n, b, precision=p, silhouette_per_s=silhouette[n])
                for n, b, p in tqdm(cases, desc="scoring", disable=not progress)]
     agent = [agent_case(critic, n, generations=agent_generations)
              for n in tqdm(agent_sizes, desc="agent", disable=not progress)]

@@ -57,6 +57,16 @@ def test_scoring_case_reports_ratios(critic):
         assert row[key] > 0
 
 
+def test_scoring_case_shares_a_measured_silhouette_rate(critic):
+    # run_benchmarks times silhouette once per size; every batch row must carry that rate
+    rate = bench.silhouette_rate(120, labelings=2, repeats=2)
+    assert rate > 0
+    rows = [bench.scoring_case(critic, 120, b, one_by_one=1, silhouette_per_s=rate) for b in (1, 8)]
+    assert [r["silhouette_per_s"] for r in rows] == pytest.approx([rate, rate])
+    for r in rows:
+        assert r["batched_vs_silhouette"] == pytest.approx(r["batched_per_s"] / rate)
+
+
 def test_peak_rss_counts_child_processes():
     import subprocess
     import sys
