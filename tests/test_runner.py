@@ -61,6 +61,16 @@ def test_read_parameters_returns_the_literal_defaults(tiny: Path) -> None:
                                             "RESULTS_DIR": "."}
 
 
+def test_parameter_values_reads_the_running_values_of_the_parameters_cell(tiny: Path) -> None:
+    # a chapter's globals(): injected values, and names that are not parameters
+    namespace = {"SEED": 7, "N": 3, "NAME": "b", "RATE": 0.5, "RESULTS_DIR": "/tmp/x", "np": object()}
+    values = runner.parameter_values(namespace, tiny)
+    assert values == {"SEED": 7, "N": 3, "NAME": "b", "RATE": 0.5}
+    assert list(values) == ["SEED", "N", "NAME", "RATE"]          # the cell's order
+    with pytest.raises(ValueError, match="RATE"):
+        runner.parameter_values({k: v for k, v in namespace.items() if k != "RATE"}, tiny)
+
+
 def test_read_parameters_rejects_code_and_untagged_cells(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="literal"):
         runner.read_parameters(write_notebook(tmp_path / "a.ipynb", "N = 3\nM = N + 1"))

@@ -45,6 +45,7 @@ _LAZY = {
     "RESULTS_PARAM": (".parameters", "RESULTS_PARAM"),
     "chapter_code_hash": (".parameters", "chapter_code_hash"),
     "config_hash": (".parameters", "config_hash"),
+    "parameter_values": (".parameters", "parameter_values"),
     "read_parameters": (".parameters", "read_parameters"),
     "validate_overrides": (".parameters", "validate_overrides"),
     "STORED_EXPERIMENTS": (".registry", "STORED_EXPERIMENTS"),
@@ -65,7 +66,7 @@ _SUBMODULES = {"cli", "execute", "metrics", "parameters", "processes", "registry
 __all__ = ["BOOK_DIR", "INLINE_BACKEND", "METRICS_FILE", "RESULTS_PARAM", "RESULT_FILE",
            "RunRecord", "STORED_EXPERIMENTS", "StoredExperiment", "add_cli",
            "chapter_code_hash", "check_output_folder", "config_hash", "dataset_sources",
-           "expand_grid", "freshness", "load_grid", "read_metrics", "read_parameters",
+           "expand_grid", "freshness", "load_grid", "parameter_values", "read_metrics", "read_parameters",
            "reproduce", "reproduce_command", "resolve_chapter", "run_chapter",
            "stored_experiment", "sweep", "toc_files", "validate_overrides", "write_metrics"]
 

@@ -4,6 +4,7 @@
   ``parameters`` (papermill's convention), without executing anything;
 * :func:`validate_overrides` checks new values against those defaults (names and
   types) **before** anything runs;
+* :func:`parameter_values` reads a running chapter's values of them (what it records);
 * :func:`config_hash` names a parameter set (a sweep's folder);
 * :func:`chapter_code_hash` fingerprints a chapter's code, so that a stored result can
   tell whether the chapter that made it has changed since.
@@ -70,6 +71,29 @@ def read_parameters(notebook_path: str | os.PathLike) -> dict[str, Any]:
                              f"(number, string, bool, None, list, tuple, dict), got "
                              f"{ast.unparse(value)!r}.") from exc
     return params
+
+
+def parameter_values(namespace: Mapping[str, Any], chapter: str | os.PathLike) -> dict[str, Any]:
+    """The value a running chapter holds for each name of its ``parameters`` cell (the
+    default, or what the runner injected), read from ``namespace`` (the chapter's
+    ``globals()``), in the cell's order and without :data:`RESULTS_PARAM`.
+
+    What a chapter passes to ``write_metrics(params=...)``, so that no chapter copies
+    its list of parameters by hand (a copy forgets the next parameter added).
+
+    Raises:
+        FileNotFoundError: no such chapter (:func:`~tdml_lib.runner.toc.resolve_chapter`).
+        ValueError: a parameter the namespace does not hold (the chapter deleted it).
+    """
+    from .toc import resolve_chapter
+
+    path = resolve_chapter(chapter)
+    names = [name for name in read_parameters(path) if name != RESULTS_PARAM]
+    missing = [name for name in names if name not in namespace]
+    if missing:
+        raise ValueError(f"{path.name}: the namespace holds no value for the parameters {missing}; "
+                         "pass the chapter's globals() after its parameters cell has run.")
+    return {name: namespace[name] for name in names}
 
 
 def _a(word: str) -> str:
