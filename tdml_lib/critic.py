@@ -412,7 +412,8 @@ class CriticConfig:
     ``objective`` chooses the loss (:func:`critic_loss`): ``"listwise"`` (the default,
     what ships) or ``"wgan-gp"`` (a per-problem Wasserstein critic, kept for the
     ablation of chapter 3). Both add the poster's Eq. (1) margin term. ``inputs`` says
-    what block C reads of the embedding (:data:`INPUTS`).
+    what block C reads of the embedding (:data:`INPUTS`); a critic that reads only the
+    ``"statistics"`` leaves its GAE untrained (:func:`fit_critic`: its codes are never read).
 
     ``average_tail`` > 0 makes the trained MLP the mean of its weights after each of the
     last ``max(1, round(average_tail * epochs))`` epochs (stochastic weight averaging's
@@ -615,8 +616,8 @@ def fit_critic(problems: Sequence[Problem], cfg: CriticConfig | None = None, see
                metadata: dict[str, Any] | None = None) -> tuple[ClusteringCritic, dict[str, pd.DataFrame], TrainingSet]:
     """Train blocks B and C on labelled problems.
 
-    1. the GAE (unless an ``embedder`` is given) on the problems' correct clusterings
-       and a few near misses; 2. embeddings of each truth and ``cfg.n_negatives`` near
+    1. the GAE (unless an ``embedder`` is given, or ``cfg.inputs`` is ``"statistics"``)
+       on the problems' correct clusterings and a few near misses; 2. embeddings of each truth and ``cfg.n_negatives`` near
        misses; 3. the critic on them.
 
     Returns:
@@ -633,10 +634,15 @@ def fit_critic(problems: Sequence[Problem], cfg: CriticConfig | None = None, see
     histories: dict[str, pd.DataFrame] = {}
     if embedder is None:
         embedder = ClusteringEmbedder(k=cfg.k).to(dev)
-        samples = [(p.X, np.vstack([p.labels[None],
-                                    training_negatives(p, cfg.gae_clusterings - 1, seed=seed + 7919 * i)]))
-                   for i, p in enumerate(problems)]
-        histories["gae"] = train_gae(embedder, samples, epochs=cfg.gae_epochs, seed=seed, progress=progress)
+        # a critic that reads only the graph statistics never reads the GAE's codes: its
+        # GAE stays as initialised (a third of a critic's training time, profiled). The
+        # scores are those of a trained GAE bit for bit: train_gae draws from its own
+        # generator, so the global RNG that initialises block C is where it would be.
+        if cfg.inputs != "statistics":
+            samples = [(p.X, np.vstack([p.labels[None],
+                                        training_negatives(p, cfg.gae_clusterings - 1, seed=seed + 7919 * i)]))
+                       for i, p in enumerate(problems)]
+            histories["gae"] = train_gae(embedder, samples, epochs=cfg.gae_epochs, seed=seed, progress=progress)
     embedder = embedder.to(dev).eval()
     for prm in embedder.parameters():
         prm.requires_grad_(False)

@@ -30,6 +30,30 @@ def test_training_on_tiny_set_runs_and_logs(trained):
     assert critic.metadata["n_train_problems"] == len(probs)
 
 
+def test_a_statistics_critic_skips_the_gae_without_changing_a_score():
+    from dataclasses import replace
+
+    from tdml_lib.gae import ClusteringEmbedder, train_gae
+
+    probs = synthetic_problems(6, n_clusters=(2, 4), points_per_class=(15, 30), n_features=(2, 6), seed=1)
+    cfg = replace(TINY, inputs="statistics", epochs=3)
+    critic, hist, _ = fit_critic(probs, cfg, seed=0, device="cpu", progress=False)
+    assert set(hist) == {"critic"}                      # its GAE was not trained
+    # bit-identical to a fit that trains it: training the GAE leaves the global RNG (which
+    # initialises block C) alone, and the scores never read the GAE's codes
+    embedder = ClusteringEmbedder(k=cfg.k)
+    before = torch.get_rng_state()
+    train_gae(embedder, [(p.X, p.labels[None]) for p in probs], epochs=1, progress=False)
+    assert torch.equal(before, torch.get_rng_state())
+    p = probs[0]
+    labelings = [p.labels, np.roll(p.labels, 3)]
+    scores = critic.score_many(p.X, labelings)
+    with torch.no_grad():
+        for prm in critic.embedder.gae.parameters():
+            prm.add_(1.0)
+    assert critic.score_many(p.X, labelings) == pytest.approx(scores, abs=0)
+
+
 def test_scores_invariant_to_label_renaming(trained):
     critic, _, _, probs = trained
     p = probs[0]
