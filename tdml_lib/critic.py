@@ -617,8 +617,8 @@ def fit_critic(problems: Sequence[Problem], cfg: CriticConfig | None = None, see
     """Train blocks B and C on labelled problems.
 
     1. the GAE (unless an ``embedder`` is given, or ``cfg.inputs`` is ``"statistics"``)
-       on the problems' correct clusterings and a few near misses; 2. embeddings of each truth and ``cfg.n_negatives`` near
-       misses; 3. the critic on them.
+       on the problems' correct clusterings and a few near misses; 2. embeddings of each
+       truth and ``cfg.n_negatives`` near misses; 3. the critic on them.
 
     Returns:
         (critic, histories {"gae": ..., "critic": ...}, the training set of embeddings,
