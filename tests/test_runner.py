@@ -71,6 +71,15 @@ def test_parameter_values_reads_the_running_values_of_the_parameters_cell(tiny: 
         runner.parameter_values({k: v for k, v in namespace.items() if k != "RATE"}, tiny)
 
 
+def test_parameter_values_outside_a_clone_is_none(tmp_path: Path, monkeypatch) -> None:
+    # the library installed as a package (Colab): no book, so no parameters cell to read;
+    # the chapter's last cell must still run
+    from tdml_lib.runner import toc
+
+    monkeypatch.setattr(toc, "BOOK_DIR", tmp_path / "no_book")
+    assert runner.parameter_values({"SEED": 0}, "01_data_and_problems") is None
+
+
 def test_read_parameters_rejects_code_and_untagged_cells(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="literal"):
         runner.read_parameters(write_notebook(tmp_path / "a.ipynb", "N = 3\nM = N + 1"))

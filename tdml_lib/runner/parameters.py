@@ -73,7 +73,7 @@ def read_parameters(notebook_path: str | os.PathLike) -> dict[str, Any]:
     return params
 
 
-def parameter_values(namespace: Mapping[str, Any], chapter: str | os.PathLike) -> dict[str, Any]:
+def parameter_values(namespace: Mapping[str, Any], chapter: str | os.PathLike) -> dict[str, Any] | None:
     """The value a running chapter holds for each name of its ``parameters`` cell (the
     default, or what the runner injected), read from ``namespace`` (the chapter's
     ``globals()``), in the cell's order and without :data:`RESULTS_PARAM`.
@@ -81,13 +81,20 @@ def parameter_values(namespace: Mapping[str, Any], chapter: str | os.PathLike) -
     What a chapter passes to ``write_metrics(params=...)``, so that no chapter copies
     its list of parameters by hand (a copy forgets the next parameter added).
 
+    Returns:
+        ``None`` outside a clone of the book (the library installed as a package, as in
+        Colab): there is no parameters cell to read, and the runner, which records every
+        parameter of a run in ``result.json``, needs a clone anyway.
+
     Raises:
-        FileNotFoundError: no such chapter (:func:`~tdml_lib.runner.toc.resolve_chapter`).
+        FileNotFoundError: no such chapter in the book (:func:`~tdml_lib.runner.toc.resolve_chapter`).
         ValueError: a parameter the namespace does not hold (the chapter deleted it).
     """
-    from .toc import resolve_chapter
+    from . import toc
 
-    path = resolve_chapter(chapter)
+    if not toc.BOOK_DIR.is_dir():
+        return None
+    path = toc.resolve_chapter(chapter)
     names = [name for name in read_parameters(path) if name != RESULTS_PARAM]
     missing = [name for name in names if name not in namespace]
     if missing:
