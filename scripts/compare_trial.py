@@ -10,6 +10,7 @@ Writes ``<out>/<name>.csv`` (one row per cell, :func:`compare_recipes`) and
     python scripts/compare_trial.py spread_numbers_few_shot --trial spread --regime few-shot
     python scripts/compare_trial.py average_fashion_standard --train fashion --average-last 25
     python scripts/compare_trial.py more_numbers_standard --parameter N_TRAIN_PROBLEMS=400 N_SYNTHETIC=400
+    python scripts/compare_trial.py overlap_numbers_few_shot --regime few-shot --recipe overlap_pairs=3 "overlap_pull=[0.4, 0.8]"
 
 A recipe trial (``--trial boundary``, the default: :class:`~tdml_lib.experiments.trials.BoundaryRecipe`;
 ``--trial spread``: the recipe with ``Recipe.interpolation_span``, by default
@@ -20,6 +21,9 @@ the stored configuration and with those fields changed (:func:`compare_configs`)
 ``--parameter NAME=VALUE ...`` trains the recipe chapter 5 builds from the stored run's
 parameters and the one it builds with those parameters changed (:func:`compare_recipes`;
 :func:`~tdml_lib.experiments.transfer.recipes_from_parameters`);
+``--recipe FIELD=VALUE ...`` trains the stored recipe and the stored recipe with those
+:class:`~tdml_lib.experiments.training.Recipe` fields changed, for a step chapter 5 has no
+parameter for yet (:func:`compare_recipes`);
 ``--average-last K`` compares each critic with the average of its own weights over its last
 ``K`` epochs (:func:`compare_tail_average`; the record names it ``tail_average_epochs``).
 """
@@ -41,7 +45,7 @@ from tdml_lib.experiments import DEVELOPMENT  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import (  # noqa: E402
     compare_configs, compare_recipes, compare_tail_average)
 from tdml_lib.experiments.transfer import recipes_from_parameters  # noqa: E402
-from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN  # noqa: E402
+from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN, Recipe  # noqa: E402
 from tdml_lib.experiments.trials import BoundaryRecipe  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
@@ -62,6 +66,32 @@ def parameter_changes(pairs: list[str], params: dict) -> dict:
             raise SystemExit(f"--parameter {key}: {text!r} is not a JSON value (400, true, [20, 100]).") from None
         if type(value) is not type(params[key]):
             raise SystemExit(f"--parameter {key}: {text!r} is not of the stored type {type(params[key]).__name__}.")
+        changes[key] = value
+    return changes
+
+
+def recipe_changes(pairs: list[str], recipe: Recipe) -> dict:
+    """``["overlap_pairs=3", "overlap_pull=[0.4, 0.8]"]`` as changes to ``recipe``'s fields,
+    each value read as JSON and of the stored value's type (a list for a tuple field, an
+    integer for a real one; a clear error for an unknown field or a bad value)."""
+    current = recipe.as_dict()
+    changes = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in current:
+            raise SystemExit(f"--recipe takes FIELD=VALUE with FIELD one of {sorted(current)}; got {pair!r}.")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--recipe {key}: {text!r} is not a JSON value (3, true, [0.4, 0.8]).") from None
+        old = getattr(recipe, key)
+        if isinstance(old, tuple) and isinstance(value, list) and len(value) == len(old):
+            value = tuple(float(v) if isinstance(o, float) and isinstance(v, int) else v for o, v in zip(old, value))
+        elif isinstance(old, float) and type(value) is int:
+            value = float(value)
+        if type(value) is not type(old) or (isinstance(old, tuple) and
+                                            [type(v) for v in value] != [type(o) for o in old]):
+            raise SystemExit(f"--recipe {key}: {text!r} is not of the stored value's type ({old!r}).")
         changes[key] = value
     return changes
 
@@ -105,6 +135,8 @@ def main() -> int:
                     help="a configuration trial: these CriticConfig fields changed in the variant")
     ap.add_argument("--parameter", nargs="+", default=None, metavar="NAME=VALUE",
                     help="a recipe trial: the recipe chapter 5 builds with these parameters changed")
+    ap.add_argument("--recipe", nargs="+", default=None, metavar="FIELD=VALUE",
+                    help="a recipe trial: the stored recipe with these Recipe fields changed")
     ap.add_argument("--average-last", type=int, default=None, metavar="K",
                     help="a training trial: each critic against the mean of its weights over its last K epochs")
     ap.add_argument("--out", default="results/development")
@@ -121,13 +153,15 @@ def main() -> int:
         raise SystemExit("--span belongs to --trial spread.")
     if args.trial == "spread":
         trial = {"interpolation_span": VARIANCE_PRESERVING_SPAN if args.span is None else args.span}
-    if (args.config or args.parameter) and (trial or args.trial != "boundary"):
-        raise SystemExit("--config and --parameter measure a change to the stored run; drop --trial and its flags.")
-    if args.config and args.parameter:
-        raise SystemExit("give --config or --parameter, not both: a trial changes one thing.")
-    if args.average_last is not None and (trial or args.trial != "boundary" or args.config or args.parameter):
+    changes_given = [flag for flag, value in (("--config", args.config), ("--parameter", args.parameter),
+                                              ("--recipe", args.recipe)) if value]
+    if changes_given and (trial or args.trial != "boundary"):
+        raise SystemExit(f"{changes_given[0]} measures a change to the stored run; drop --trial and its flags.")
+    if len(changes_given) > 1:
+        raise SystemExit(f"give one of {' or '.join(changes_given)}, not both: a trial changes one thing.")
+    if args.average_last is not None and (trial or args.trial != "boundary" or changes_given):
         raise SystemExit("--average-last measures the stored recipe and configuration; drop --trial, --config, "
-                         "--parameter and their flags.")
+                         "--parameter, --recipe and their flags.")
     variant_config = config
     if args.parameter:
         changed = recipes_from_parameters({**params, **parameter_changes(args.parameter, params)})
@@ -147,6 +181,11 @@ def main() -> int:
         table = compare_configs(base, config, variant_config, **common)
     elif args.parameter:
         base, variant = recipe, changed[index]
+        table = compare_recipes(base, variant, critic_config=config, **common)
+    elif args.recipe:
+        base, variant = recipe, replace(recipe, **recipe_changes(args.recipe, recipe))
+        if variant == base:
+            raise SystemExit(f"--recipe {' '.join(args.recipe)} leaves the {args.regime} recipe as it is.")
         table = compare_recipes(base, variant, critic_config=config, **common)
     else:
         base = recipe

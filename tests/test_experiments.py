@@ -1018,3 +1018,20 @@ def test_average_tail_reads_the_weights_and_never_steers_training(tmp_path):
                for k, v in critic.net.state_dict().items())
     with pytest.raises(ValueError, match="average_tail"):
         CriticConfig(average_tail=1.5)
+
+
+def test_compare_trial_recipe_changes_keep_each_fields_type():
+    import importlib.util
+
+    from tdml_lib.experiments import Recipe
+    spec = importlib.util.spec_from_file_location("compare_trial", LIB.parent / "scripts" / "compare_trial.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    recipe = Recipe(overlap_copies=True)
+    changes = script.recipe_changes(["overlap_pairs=3", "overlap_pull=[0.4, 1]", "max_noise=2"], recipe)
+    assert changes == {"overlap_pairs": 3, "overlap_pull": (0.4, 1.0), "max_noise": 2.0}
+    assert type(changes["overlap_pull"]) is tuple and type(changes["max_noise"]) is float
+    for bad, says in (("overlap_pairs=3.5", "type"), ("overlap_pull=[0.4]", "type"), ("no_such=1", "FIELD"),
+                      ("overlap_pairs", "FIELD"), ("overlap_pairs=three", "JSON")):
+        with pytest.raises(SystemExit, match=says):
+            script.recipe_changes([bad], recipe)
