@@ -1035,3 +1035,46 @@ def test_compare_trial_recipe_changes_keep_each_fields_type():
                       ("overlap_pairs", "FIELD"), ("overlap_pairs=three", "JSON")):
         with pytest.raises(SystemExit, match=says):
             script.recipe_changes([bad], recipe)
+
+
+def test_wrong_side_share_counts_points_nearer_another_centroid():
+    from tdml_lib.experiments.truth_overlap import wrong_side_share
+    from tdml_lib.problems import Problem
+
+    X = np.array([[0, 0], [0, 1], [1, 0], [10, 10], [10, 11], [11, 10]], dtype=np.float32)
+    assert wrong_side_share(Problem(X, np.array([0, 0, 0, 1, 1, 1]), "two blobs")) == 0.0
+    # one point of class 0 sits inside class 1: nearer class 1's centroid than its own
+    X2 = np.vstack([X, [[10, 10.5]]]).astype(np.float32)
+    share = wrong_side_share(Problem(X2, np.array([0, 0, 0, 1, 1, 1, 0]), "one stray"))
+    assert share == pytest.approx(1 / 7)
+    # invariant to the order of the points and to a common scale
+    perm = np.random.default_rng(0).permutation(7)
+    assert wrong_side_share(Problem(3 * X2[perm], np.array([0, 0, 0, 1, 1, 1, 0])[perm], "moved")) == share
+
+
+def test_recipe_part_names_the_last_step_of_a_source():
+    from tdml_lib.experiments.truth_overlap import recipe_part
+
+    assert recipe_part("numbers (train, features: PCA on numbers)") == "domain problems"
+    assert recipe_part("numbers + interpolated") == "filled-up problems"
+    assert recipe_part("numbers + interpolated + noise 0.31") == "noisy copies"
+    assert recipe_part("synthetic:moons") == "synthetic problems"
+    assert recipe_part("synthetic:moons + shrunk 0.40") == "shrunk copies"
+    assert recipe_part("fashion + overlapping") == "overlapping copies"
+
+
+def test_truth_overlap_measures_each_part_of_a_recipe_and_the_tests(monkeypatch):
+    from tdml_lib import features
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments import truth_overlap as module
+    from tdml_lib.problems import synthetic_problems
+
+    fitted = []
+    monkeypatch.setattr(features, "fit_feature_map", lambda domain, **k: fitted.append(domain) or domain)
+    monkeypatch.setattr(module, "evaluation_problems", lambda test, n, seeds, fmap: synthetic_problems(n, seed=7))
+    recipe = Recipe(n_problems=0, n_synthetic=6, noise_copies=False)
+    table = module.truth_overlap({"synthetic": recipe}, test_domains=("letters",), n_problems=4)
+    assert set(table["set"]) == {"training: synthetic", "test: letters (strict)", "test: letters (standard)"}
+    parts = table[table["set"] == "training: synthetic"].part.value_counts().to_dict()
+    assert parts == {"synthetic problems": 4, "shrunk copies": 2, "subsampled copies": 2}   # n_problems, not 6
+    assert fitted == ["numbers", "letters"] and table.wrong_side.between(0, 1).all()

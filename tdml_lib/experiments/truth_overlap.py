@@ -1,0 +1,93 @@
+"""How messy are the correct clusterings a critic trains on, against those it is tested on?
+
+A critic learns what a correct clustering looks like from its training problems' truths.
+One plain measure of how much a truth's classes overlap is the share of its points that
+lie nearer another class's centroid than their own (per point, the ``wrong_side`` node
+feature of :mod:`tdml_lib.graphs`; chapter 3 compares the domains by it). This module
+measures it for every part of a training recipe (the domain's problems, their noisy,
+shrunk, subsampled and overlapping copies, the small-pool and the synthetic problems) and
+for the test problems of each domain under each feature protocol, so that chapter 8 can
+show where a critic's training truths are cleaner than the truths it must rank first.
+Uses the labels of training problems and of test problems as truths only, as the
+evaluation does; it trains nothing.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from .. import features
+from ..problems import Problem
+from .seeds import DEVELOPMENT, EvaluationSeeds
+from .training import Recipe
+from .transfer import evaluation_problems
+
+COPY_PARTS = {"noise": "noisy copies", "shrunk": "shrunk copies", "subsampled": "subsampled copies",
+              "overlapping": "overlapping copies", "interpolated": "filled-up problems"}
+"""The part of a recipe a problem comes from, by the last step its ``source`` names."""
+
+
+def wrong_side_share(problem: Problem) -> float:
+    """The share of ``problem``'s points nearer another class's centroid than their own
+    (Euclidean distance to the class means of its correct clustering)."""
+    X, labels = np.asarray(problem.X, dtype=np.float64), problem.labels
+    centroids = np.stack([X[labels == c].mean(0) for c in range(problem.n_clusters)])
+    distance = ((X[:, None, :] - centroids[None]) ** 2).sum(-1)
+    own = distance[np.arange(len(labels)), labels].copy()
+    distance[np.arange(len(labels)), labels] = np.inf
+    return float((distance.min(1) < own).mean())
+
+
+def recipe_part(source: str) -> str:
+    """The part of a training recipe a problem with this ``source`` belongs to:
+    one of :data:`COPY_PARTS` (by the last step the source names, so a noisy copy of a
+    filled-up problem is a noisy copy, and a shrunk synthetic problem a shrunk copy),
+    ``"synthetic problems"`` or ``"domain problems"``."""
+    last = source.rsplit(" + ", 1)[1].split()[0] if " + " in source else ""
+    if last in COPY_PARTS:
+        return COPY_PARTS[last]
+    return "synthetic problems" if source.startswith("synthetic") else "domain problems"
+
+
+def truth_overlap(recipes: Mapping[str, Recipe], train: str = "numbers",
+                  test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
+                  protocols: Sequence[str] = ("strict", "standard"), n_problems: int = 40,
+                  seeds: EvaluationSeeds = DEVELOPMENT, seed: int = 0) -> pd.DataFrame:
+    """The wrong-side share of every training truth of ``recipes`` (trained on ``train``)
+    and of every test problem.
+
+    Args:
+        recipes: name -> recipe (e.g. chapter 5's ``{"standard": ..., "few-shot": ...}``).
+            Each is built with ``n_problems`` of the domain's (and the small pool's, and
+            synthetic) problems, whatever its own counts: a part's share does not depend
+            on how many problems it holds, and the full counts take minutes to build.
+        train: the training domain; its feature map is the strict protocol's.
+        test_domains, protocols: the test problems measured, through the training
+            domain's feature map (``"strict"``) or their own (``"standard"``).
+        n_problems: problems per recipe part and per test domain.
+        seeds: the test problems' seeds (the development ones by default).
+        seed: the recipes' seed.
+
+    Returns:
+        one row per problem: ``set`` (``"training: <name>"`` or ``"test: <domain>
+        (<protocol>)"``), ``part`` (:func:`recipe_part`; ``"test problems"`` for tests),
+        ``wrong_side`` (:func:`wrong_side_share`).
+    """
+    maps = {train: features.fit_feature_map(train)}
+    rows = []
+    for name, recipe in recipes.items():
+        sized = replace(recipe, **{count: n_problems for count in ("n_problems", "n_synthetic", "small_pool_problems")
+                                   if getattr(recipe, count)})   # a part the recipe leaves out stays out
+        rows += [{"set": f"training: {name}", "part": recipe_part(p.source), "wrong_side": wrong_side_share(p)}
+                 for p in sized.problems(train, maps[train], seed)]
+    for protocol in protocols:
+        for test in test_domains:
+            fdom = train if protocol == "strict" else test
+            if fdom not in maps:
+                maps[fdom] = features.fit_feature_map(fdom)
+            rows += [{"set": f"test: {test} ({protocol})", "part": "test problems", "wrong_side": wrong_side_share(p)}
+                     for p in evaluation_problems(test, n_problems, seeds, maps[fdom])]
+    return pd.DataFrame(rows, columns=["set", "part", "wrong_side"])
