@@ -34,8 +34,10 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,20 +52,29 @@ from tdml_lib.experiments.trials import BoundaryRecipe  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
 
+def json_pairs(pairs: list[str], known: Mapping, flag: str, names: str, example: str) -> list[tuple[str, Any, str]]:
+    """``["KEY=VALUE", ...]`` as ``(key, value read as JSON, text)``, each key one of
+    ``known`` (a clear error naming ``flag`` for an unknown key or a value that is not JSON)."""
+    out = []
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"{flag} takes {names}; got {pair!r}.")
+        try:
+            out.append((key, json.loads(text), text))
+        except json.JSONDecodeError:
+            raise SystemExit(f"{flag} {key}: {text!r} is not a JSON value ({example}).") from None
+    return out
+
+
 def parameter_changes(pairs: list[str], params: dict) -> dict:
     """``["N_TRAIN_PROBLEMS=400"]`` as changes to the stored run's parameters, each value
     read as JSON and of the stored value's type (a clear error for an unknown name or a
     bad value)."""
     changes = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or key not in params:
-            raise SystemExit(f"--parameter takes NAME=VALUE with NAME one of chapter 5's parameters "
-                             f"{sorted(params)}; got {pair!r}.")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            raise SystemExit(f"--parameter {key}: {text!r} is not a JSON value (400, true, [20, 100]).") from None
+    for key, value, text in json_pairs(pairs, params, "--parameter",
+                                       f"NAME=VALUE with NAME one of chapter 5's parameters {sorted(params)}",
+                                       "400, true, [20, 100]"):
         if type(value) is not type(params[key]):
             raise SystemExit(f"--parameter {key}: {text!r} is not of the stored type {type(params[key]).__name__}.")
         changes[key] = value
@@ -76,15 +87,9 @@ def recipe_changes(pairs: list[str], recipe: Recipe) -> dict:
     integer for a real one; a clear error for an unknown field or a bad value)."""
     current = recipe.as_dict()
     changes = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or key not in current:
-            raise SystemExit(f"--recipe takes FIELD=VALUE with FIELD one of {sorted(current)}; got {pair!r}.")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            raise SystemExit(f"--recipe {key}: {text!r} is not a JSON value (3, true, [0.4, 0.8]).") from None
-        old = getattr(recipe, key)
+    for key, value, text in json_pairs(pairs, current, "--recipe", f"FIELD=VALUE with FIELD one of {sorted(current)}",
+                                       "3, true, [0.4, 0.8]"):
+        old = current[key]
         if isinstance(old, tuple) and isinstance(value, list) and len(value) == len(old):
             value = tuple(float(v) if isinstance(o, float) and isinstance(v, int) else v for o, v in zip(old, value))
         elif isinstance(old, float) and type(value) is int:
