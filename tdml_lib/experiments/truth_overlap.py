@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-import numpy as np
 import pandas as pd
+import torch
 
-from .. import features
+from .. import features, graphs
 from ..problems import Problem
 from .seeds import DEVELOPMENT, EvaluationSeeds
 from .training import Recipe
@@ -31,14 +31,14 @@ COPY_PARTS = {"noise": "noisy copies", "shrunk": "shrunk copies", "subsampled": 
 
 
 def wrong_side_share(problem: Problem) -> float:
-    """The share of ``problem``'s points nearer another class's centroid than their own
-    (Euclidean distance to the class means of its correct clustering)."""
-    X, labels = np.asarray(problem.X, dtype=np.float64), problem.labels
-    centroids = np.stack([X[labels == c].mean(0) for c in range(problem.n_clusters)])
-    distance = ((X[:, None, :] - centroids[None]) ** 2).sum(-1)
-    own = distance[np.arange(len(labels)), labels].copy()
-    distance[np.arange(len(labels)), labels] = np.inf
-    return float((distance.min(1) < own).mean())
+    """The share of ``problem``'s points nearer another class's centroid than their own:
+    the mean over its points of the critic's own ``wrong_side`` node feature
+    (:func:`tdml_lib.graphs.clustering_features`) for its correct clustering, so that the
+    figure measures exactly what the critic sees."""
+    point_set = graphs.prepare_point_set(problem.X, device="cpu")
+    labels = torch.as_tensor(problem.labels, dtype=torch.long)[None]
+    node_features = graphs.clustering_features(point_set, labels).x
+    return float(node_features[0, :, graphs.NODE_FEATURES.index("wrong_side")].mean())
 
 
 def recipe_part(source: str) -> str:
