@@ -48,7 +48,7 @@ from tdml_lib.experiments.recipe_comparison import (  # noqa: E402
     compare_configs, compare_recipes, compare_tail_average)
 from tdml_lib.experiments.transfer import recipes_from_parameters  # noqa: E402
 from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN, Recipe  # noqa: E402
-from tdml_lib.experiments.trials import BoundaryRecipe  # noqa: E402
+from tdml_lib.experiments.trials import GENTLE_SHRINK, BoundaryRecipe, GentleShrinkRecipe  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
 
@@ -128,8 +128,11 @@ def main() -> int:
     ap.add_argument("--critic-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--n-eval", type=int, default=100)
     ap.add_argument("--test-domains", nargs="+", default=["numbers", "letters", "fashion"])
-    ap.add_argument("--trial", default="boundary", choices=["boundary", "spread"],
-                    help="the recipe step under trial (trials.BoundaryRecipe, or Recipe.interpolation_span)")
+    ap.add_argument("--trial", default="boundary", choices=["boundary", "spread", "gentle-shrink"],
+                    help="the recipe step under trial (trials.BoundaryRecipe, Recipe.interpolation_span, "
+                         "or trials.GentleShrinkRecipe)")
+    ap.add_argument("--shrink-min-factor", type=float, default=None,
+                    help="GentleShrinkRecipe.shrink_min_factor; default: trials.GENTLE_SHRINK")
     ap.add_argument("--span", type=float, default=None,
                     help="Recipe.interpolation_span of the variant; default: training.VARIANCE_PRESERVING_SPAN")
     ap.add_argument("--boundary-share", type=float, nargs=2, default=None,
@@ -152,12 +155,16 @@ def main() -> int:
     recipe, config = recipes[index], recipes[2]
     trial = {name: tuple(value) for name, value in (("boundary_share", args.boundary_share),
                                                     ("boundary_reach", args.boundary_reach)) if value}
-    if args.trial == "spread" and trial:
+    if args.trial != "boundary" and trial:
         raise SystemExit("--boundary-* flags belong to --trial boundary.")
-    if args.trial == "boundary" and args.span is not None:
+    if args.trial != "gentle-shrink" and args.shrink_min_factor is not None:
+        raise SystemExit("--shrink-min-factor belongs to --trial gentle-shrink.")
+    if args.trial != "spread" and args.span is not None:
         raise SystemExit("--span belongs to --trial spread.")
     if args.trial == "spread":
         trial = {"interpolation_span": VARIANCE_PRESERVING_SPAN if args.span is None else args.span}
+    if args.trial == "gentle-shrink":
+        trial = {"shrink_min_factor": GENTLE_SHRINK if args.shrink_min_factor is None else args.shrink_min_factor}
     changes_given = [flag for flag, value in (("--config", args.config), ("--parameter", args.parameter),
                                               ("--recipe", args.recipe)) if value]
     if changes_given and (trial or args.trial != "boundary"):
@@ -194,8 +201,10 @@ def main() -> int:
         table = compare_recipes(base, variant, critic_config=config, **common)
     else:
         base = recipe
-        variant = replace(recipe, **trial) if args.trial == "spread" else BoundaryRecipe(
-            **{f.name: getattr(recipe, f.name) for f in fields(recipe)}, **trial)
+        own_fields = {f.name: getattr(recipe, f.name) for f in fields(recipe)}
+        variant = (replace(recipe, **trial) if args.trial == "spread"
+                   else GentleShrinkRecipe(**own_fields, **trial) if args.trial == "gentle-shrink"
+                   else BoundaryRecipe(**own_fields, **trial))
         table = compare_recipes(base, variant, critic_config=config, **common)
     out = Path(args.out)
     with atomic_path(out / f"{args.name}.csv") as tmp:

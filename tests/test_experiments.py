@@ -928,6 +928,34 @@ def test_mixed_boundary_copies_crowd_the_borders_and_keep_the_labels():
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(plain[:3], trial[-3:]))
 
 
+def test_gentle_shrink_recipe_draws_its_shrunk_copies_less_far():
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments.trials import GentleShrinkRecipe
+
+    shape = dict(n_problems=4, n_synthetic=4, noise_copies=True, subsampled_copies=True)
+    plain = Recipe(**shape).problems("numbers", None, seed=0)
+    same = GentleShrinkRecipe(**shape, shrink_min_factor=0.2).problems("numbers", None, seed=0)
+    gentle = GentleShrinkRecipe(**shape, shrink_min_factor=0.9).problems("numbers", None, seed=0)
+
+    def split(problems):   # (the shrunk copies, the others), each in order
+        return ([p for p in problems if " + shrunk " in p.source],
+                [p for p in problems if " + shrunk " not in p.source])
+
+    def identical(a, b):
+        return len(a) == len(b) and all(p.source == q.source and np.array_equal(p.X, q.X)
+                                        and np.array_equal(p.labels, q.labels) for p, q in zip(a, b))
+
+    # at the recipe's own factor it makes the very same problems (its shrunk copies last)
+    assert identical(split(same)[0], split(plain)[0]) and identical(split(same)[1], split(plain)[1])
+    # gentler: the others unchanged; the same problems shrunk, each by a factor of at least 0.9
+    assert identical(split(gentle)[1], split(plain)[1]) and len(split(gentle)[0]) == 4
+    for g, p in zip(split(gentle)[0], split(plain)[0]):
+        assert g.source.rsplit(" + shrunk ", 1)[0] == p.source.rsplit(" + shrunk ", 1)[0]
+        assert np.array_equal(g.labels, p.labels) and float(g.source.rsplit(" ", 1)[1]) >= 0.9
+    with pytest.raises(ValueError, match="min_factor"):
+        GentleShrinkRecipe(**shape, shrink_min_factor=0.0).problems("numbers", None, seed=0)
+
+
 def test_interpolation_span_keeps_the_class_spread():
     from tdml_lib.experiments import Recipe
     from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN, interpolated_copies
