@@ -11,6 +11,7 @@ Writes ``<out>/<name>.csv`` (one row per cell, :func:`compare_recipes`) and
     python scripts/compare_trial.py average_fashion_standard --train fashion --average-last 25
     python scripts/compare_trial.py more_numbers_standard --parameter N_TRAIN_PROBLEMS=400 N_SYNTHETIC=400
     python scripts/compare_trial.py overlap_numbers_few_shot --regime few-shot --recipe overlap_pairs=3 "overlap_pull=[0.4, 0.8]"
+    python scripts/compare_trial.py overlap_numbers_few_shot_confirmation --seed-set confirmation --critic-seeds 5 6 7 8 9 ...
 
 A recipe trial (``--trial boundary``, the default: :class:`~tdml_lib.experiments.trials.BoundaryRecipe`;
 ``--trial spread``: the recipe with ``Recipe.interpolation_span``, by default
@@ -43,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tdml_lib.critic import CriticConfig  # noqa: E402
-from tdml_lib.experiments import DEVELOPMENT  # noqa: E402
+from tdml_lib.experiments import evaluation_seeds  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import (  # noqa: E402
     compare_configs, compare_recipes, compare_tail_average)
 from tdml_lib.experiments.transfer import recipes_from_parameters  # noqa: E402
@@ -147,6 +148,9 @@ def main() -> int:
                     help="a recipe trial: the stored recipe with these Recipe fields changed")
     ap.add_argument("--average-last", type=int, default=None, metavar="K",
                     help="a training trial: each critic against the mean of its weights over its last K epochs")
+    ap.add_argument("--seed-set", default="development", choices=["development", "confirmation"],
+                    help="the evaluation seeds (experiments.seeds): the development ones, or the confirmation set "
+                         "that re-measures a step chosen on them; never the held-out ones")
     ap.add_argument("--out", default="results/development")
     args = ap.parse_args()
     params = json.loads((ROOT / "results/transfer/result.json").read_text())["params"]
@@ -182,7 +186,8 @@ def main() -> int:
         if changed[index] == recipe:
             raise SystemExit(f"--parameter {' '.join(args.parameter)} leaves the {args.regime} recipe as it is.")
     common = dict(train=args.train, regime=args.regime, test_domains=args.test_domains,
-                  critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval, seeds=DEVELOPMENT, device="cpu")
+                  critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval,
+                  seeds=evaluation_seeds(args.seed_set), device="cpu")
     t0, state = time.time(), code_state()   # the code as the run starts, before any output exists
     if args.average_last is not None:
         base = variant = recipe
@@ -214,7 +219,7 @@ def main() -> int:
         "base": base.as_dict(), "variant": variant.as_dict(), "config": config.as_dict(),
         "variant_config": {**variant_config.as_dict(),
                            **({} if args.average_last is None else {"tail_average_epochs": args.average_last})},
-        "wall_time_s": time.time() - t0, "seeds": "development",
+        "wall_time_s": time.time() - t0, "seeds": args.seed_set,
         "provenance": provenance(params=vars(args), device="cpu", state=state)})
     print(table.drop(columns=["train"]).round(3).to_string(index=False))
     return 0

@@ -758,6 +758,21 @@ def test_compare_recipes_pairs_the_critics_of_each_seed_and_refuses_the_held_out
         compare_recipes(base, base, **tiny)
 
 
+def test_seed_sets_share_no_seed_and_are_found_by_name():
+    """The development, confirmation and held-out sets draw different problems and candidates,
+    and their synthetic families (problem i: ``synthetic + i``) stay apart for 1,000 problems."""
+    from tdml_lib.experiments.seeds import CONFIRMATION, SEED_SETS, evaluation_seeds
+
+    sets = list(SEED_SETS.values())
+    for field in ("problems", "candidates", "synthetic"):
+        assert len({getattr(s, field) for s in sets}) == len(sets), field
+    bases = sorted(s.synthetic for s in sets)
+    assert min(b - a for a, b in zip(bases, bases[1:])) >= 1000
+    assert evaluation_seeds("confirmation") is CONFIRMATION
+    with pytest.raises(ValueError, match="confirmation"):
+        evaluation_seeds("dev")
+
+
 def test_compare_configs_trains_both_configs_on_the_same_problems_per_seed(monkeypatch):
     from tdml_lib.critic import CriticConfig
     from tdml_lib.experiments import HELD_OUT, Recipe
@@ -880,7 +895,7 @@ def test_read_trials_names_what_each_variant_changes(tmp_path):
                                "config": config, "command": "python scripts/compare_trial.py recipe_step"},
                "wider": {"base": recipe, "variant": recipe, "config": config,
                          "variant_config": {**config, "hidden": 128}, "command": "python scripts/compare_trial.py wider",
-                         "provenance": {"host": {"cpu": "AMD EPYC"}}}}
+                         "provenance": {"host": {"cpu": "AMD EPYC"}}, "seeds": "confirmation"}}
     for name, record in records.items():
         pd.DataFrame([row, {**row, "test": "letters"}], columns=COLUMNS).to_csv(tmp_path / f"{name}.csv", index=False)
         (tmp_path / f"{name}.json").write_text(json.dumps(record))
@@ -890,6 +905,9 @@ def test_read_trials_names_what_each_variant_changes(tmp_path):
     assert changes["recipe_step"] == "boundary_share=[0.05, 0.25]" and changes["wider"] == "hidden=128"
     assert trials[trials.trial == "wider"].command.iloc[0].endswith("wider")
     assert set(trials[trials.trial == "wider"].cpu) == {"AMD EPYC"} and set(trials[trials.trial == "recipe_step"].cpu) == {""}
+    # a record without the field was made before the confirmation set existed: development seeds
+    assert trials.groupby("trial").seeds.unique().map(list).to_dict() == {"recipe_step": ["development"],
+                                                                          "wider": ["confirmation"]}
     assert read_trials(tmp_path / "missing").empty and list(read_trials(tmp_path / "missing").columns) == TRIAL_COLUMNS
     (tmp_path / "wider.json").unlink()
     with pytest.raises(ValueError, match="wider"):

@@ -205,8 +205,8 @@ def compare_tail_average(recipe: Recipe, config: CriticConfig, train: str = "num
 
 
 #: Columns of :func:`read_trials`: the trial, what its variant changes, the command that
-#: measured it and the processor it ran on, then :data:`COLUMNS`.
-TRIAL_COLUMNS = ["trial", "change", "command", "cpu", *COLUMNS]
+#: measured it, the processor it ran on and its evaluation seeds, then :data:`COLUMNS`.
+TRIAL_COLUMNS = ["trial", "change", "command", "cpu", "seeds", *COLUMNS]
 
 
 def _changed_fields(base: Mapping[str, Any], variant: Mapping[str, Any]) -> list[str]:
@@ -218,7 +218,9 @@ def read_trials(folder: str | os.PathLike = "results/development") -> pd.DataFra
     (:data:`TRIAL_COLUMNS`): ``trial`` is the file name, ``change`` what the variant
     changes (the recipe and configuration fields that differ from the base, as
     ``field=value``), ``command`` the command that made it, ``cpu`` the processor it ran
-    on (empty where the record has no provenance). The two critics of a trial share one
+    on (empty where the record has no provenance), ``seeds`` the evaluation seed set
+    (``"development"``, or ``"confirmation"``: :data:`~tdml_lib.experiments.seeds.CONFIRMATION`;
+    records older than that field were all made on the development seeds). The two critics of a trial share one
     processor; trials on different processors train different critics from the same
     seeds (floating point differs in its last bits), so their base columns differ too.
     Empty, with the columns, when the folder is missing or holds none.
@@ -244,7 +246,8 @@ def read_trials(folder: str | os.PathLike = "results/development") -> pd.DataFra
             record["config"], record.get("variant_config", record["config"]))
         frames.append(table.assign(trial=path.stem, change=", ".join(change) or "nothing",
                                    command=record.get("command", ""),
-                                   cpu=record.get("provenance", {}).get("host", {}).get("cpu", "")))
+                                   cpu=record.get("provenance", {}).get("host", {}).get("cpu", ""),
+                                   seeds=record.get("seeds", "development")))
     if not frames:
         return pd.DataFrame(columns=TRIAL_COLUMNS)
     return pd.concat(frames, ignore_index=True)[TRIAL_COLUMNS]
