@@ -1124,3 +1124,32 @@ def test_truth_overlap_measures_each_part_of_a_recipe_and_the_tests(monkeypatch)
     parts = table[table["set"] == "training: synthetic"].part.value_counts().to_dict()
     assert parts == {"synthetic problems": 4, "shrunk copies": 2, "subsampled copies": 2}   # n_problems, not 6
     assert fitted == ["numbers", "letters"] and table.wrong_side.between(0, 1).all()
+
+
+def test_truth_overlap_shows_a_filling_recipes_problems_as_drawn_before_filling(monkeypatch):
+    """A few-shot recipe's problems are measured twice: as drawn (the very draw, same seed)
+    and filled up; a recipe that fills nothing has no such part."""
+    from tdml_lib import features
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments import training
+    from tdml_lib.experiments import truth_overlap as module
+    from tdml_lib.problems import synthetic_problems
+
+    draws = []
+
+    def fake_training_problems(domain, n, seed=0, **kwargs):
+        draws.append((domain, n, seed, kwargs.get("examples_per_class")))
+        return synthetic_problems(n, points_per_class=(4, 8), seed=seed)
+
+    monkeypatch.setattr(features, "fit_feature_map", lambda domain, **k: domain)
+    monkeypatch.setattr(module, "evaluation_problems", lambda test, n, seeds, fmap: synthetic_problems(n, seed=7))
+    monkeypatch.setattr(training, "training_problems", fake_training_problems)
+    monkeypatch.setattr(module, "training_problems", fake_training_problems)
+    few_shot = Recipe(n_problems=5, n_synthetic=0, noise_copies=False, shrunk_copies=False, subsampled_copies=False,
+                      examples_per_class=8, interpolate_to=(10, 12))
+    table = module.truth_overlap({"few-shot": few_shot, "plain": Recipe(n_problems=0, n_synthetic=3)},
+                                 test_domains=("letters",), protocols=("strict",), n_problems=3, seed=4)
+    parts = table.groupby("set").part.value_counts().to_dict()
+    assert parts[("training: few-shot", module.AS_DRAWN)] == parts[("training: few-shot", "filled-up problems")] == 3
+    assert not (table[table["set"] == "training: plain"].part == module.AS_DRAWN).any()
+    assert draws[0] == draws[1] == ("numbers", 3, 4, 8)   # the recipe's own draw, then the same one again

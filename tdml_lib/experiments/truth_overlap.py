@@ -22,12 +22,18 @@ import torch
 from .. import features, graphs
 from ..problems import Problem
 from .seeds import DEVELOPMENT, EvaluationSeeds
-from .training import Recipe
+from .training import Recipe, training_problems
 from .transfer import evaluation_problems
 
 COPY_PARTS = {"noise": "noisy copies", "shrunk": "shrunk copies", "subsampled": "subsampled copies",
               "overlapping": "overlapping copies", "interpolated": "filled-up problems"}
 """The part of a recipe a problem comes from, by the last step its ``source`` names."""
+
+AS_DRAWN = "problems as drawn (before filling)"
+"""The part of a filling recipe (``Recipe.interpolate_to``) that is not trained on: its
+domain problems as drawn, before :func:`~tdml_lib.experiments.training.interpolated_copies`
+fills their classes up, so that a reader can tell how much of the filled-up problems'
+cleanness the filling adds and how much the drawn problems (few images per class) bring."""
 
 
 def wrong_side_share(problem: Problem) -> float:
@@ -73,8 +79,9 @@ def truth_overlap(recipes: Mapping[str, Recipe], train: str = "numbers",
 
     Returns:
         one row per problem: ``set`` (``"training: <name>"`` or ``"test: <domain>
-        (<protocol>)"``), ``part`` (:func:`recipe_part`; ``"test problems"`` for tests),
-        ``wrong_side`` (:func:`wrong_side_share`).
+        (<protocol>)"``), ``part`` (:func:`recipe_part`; :data:`AS_DRAWN` for a filling
+        recipe's problems before filling, not a part it trains on; ``"test problems"`` for
+        tests), ``wrong_side`` (:func:`wrong_side_share`).
     """
     maps = {train: features.fit_feature_map(train)}
     rows = []
@@ -83,6 +90,11 @@ def truth_overlap(recipes: Mapping[str, Recipe], train: str = "numbers",
                                    if getattr(recipe, count)})   # a part the recipe leaves out stays out
         rows += [{"set": f"training: {name}", "part": recipe_part(p.source), "wrong_side": wrong_side_share(p)}
                  for p in sized.problems(train, maps[train], seed)]
+        if sized.interpolate_to is not None and sized.n_problems:
+            # the very problems Recipe.problems draws (same seed) before it fills them up
+            drawn = training_problems(train, sized.n_problems, seed=seed, feature_map=maps[train],
+                                      examples_per_class=sized.examples_per_class)
+            rows += [{"set": f"training: {name}", "part": AS_DRAWN, "wrong_side": wrong_side_share(p)} for p in drawn]
     for protocol in protocols:
         for test in test_domains:
             fdom = train if protocol == "strict" else test
