@@ -121,6 +121,28 @@ def config_changes(pairs: list[str], config: CriticConfig) -> dict:
     return changes
 
 
+#: Each recipe trial's own flags (argparse names) -> the variant's field each one sets.
+TRIAL_FLAGS = {"boundary": {"boundary_share": "boundary_share", "boundary_reach": "boundary_reach"},
+               "spread": {"span": "interpolation_span"},
+               "gentle-shrink": {"shrink_min_factor": "shrink_min_factor"}}
+#: The fields a trial sets when its flags are not given (a trial without an entry keeps
+#: its class's own defaults).
+TRIAL_DEFAULTS = {"spread": {"interpolation_span": VARIANCE_PRESERVING_SPAN},
+                  "gentle-shrink": {"shrink_min_factor": GENTLE_SHRINK}}
+
+
+def trial_changes(args: argparse.Namespace) -> dict:
+    """The variant's fields that ``--trial`` and its own flags set (its defaults where a flag
+    is not given; a pair of numbers as a tuple); a clear error for a flag of another trial."""
+    for trial, flags in TRIAL_FLAGS.items():
+        stray = [name for name in flags if trial != args.trial and getattr(args, name) is not None]
+        if stray:
+            raise SystemExit(f"--{stray[0].replace('_', '-')} belongs to --trial {trial}.")
+    given = {field: tuple(value) if isinstance(value, list) else value
+             for name, field in TRIAL_FLAGS[args.trial].items() if (value := getattr(args, name)) is not None}
+    return {**TRIAL_DEFAULTS.get(args.trial, {}), **given}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name")
@@ -157,18 +179,7 @@ def main() -> int:
     index = 0 if args.regime == "standard" else 1
     recipes = recipes_from_parameters(params)
     recipe, config = recipes[index], recipes[2]
-    trial = {name: tuple(value) for name, value in (("boundary_share", args.boundary_share),
-                                                    ("boundary_reach", args.boundary_reach)) if value}
-    if args.trial != "boundary" and trial:
-        raise SystemExit("--boundary-* flags belong to --trial boundary.")
-    if args.trial != "gentle-shrink" and args.shrink_min_factor is not None:
-        raise SystemExit("--shrink-min-factor belongs to --trial gentle-shrink.")
-    if args.trial != "spread" and args.span is not None:
-        raise SystemExit("--span belongs to --trial spread.")
-    if args.trial == "spread":
-        trial = {"interpolation_span": VARIANCE_PRESERVING_SPAN if args.span is None else args.span}
-    if args.trial == "gentle-shrink":
-        trial = {"shrink_min_factor": GENTLE_SHRINK if args.shrink_min_factor is None else args.shrink_min_factor}
+    trial = trial_changes(args)
     changes_given = [flag for flag, value in (("--config", args.config), ("--parameter", args.parameter),
                                               ("--recipe", args.recipe)) if value]
     if changes_given and (trial or args.trial != "boundary"):

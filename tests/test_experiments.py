@@ -1066,6 +1066,30 @@ def test_average_tail_reads_the_weights_and_never_steers_training(tmp_path):
         CriticConfig(average_tail=1.5)
 
 
+def test_compare_trial_flags_belong_to_their_own_trial():
+    import argparse
+    import importlib.util
+
+    from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN
+    spec = importlib.util.spec_from_file_location("compare_trial", LIB.parent / "scripts" / "compare_trial.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def args(trial, **given):
+        flags = {name: None for names in script.TRIAL_FLAGS.values() for name in names}
+        return argparse.Namespace(trial=trial, **{**flags, **given})
+
+    assert script.trial_changes(args("boundary")) == {}
+    assert script.trial_changes(args("boundary", boundary_share=[0.1, 0.2])) == {"boundary_share": (0.1, 0.2)}
+    assert script.trial_changes(args("spread")) == {"interpolation_span": VARIANCE_PRESERVING_SPAN}
+    assert script.trial_changes(args("spread", span=0.5)) == {"interpolation_span": 0.5}
+    assert script.trial_changes(args("gentle-shrink", shrink_min_factor=0.4)) == {"shrink_min_factor": 0.4}
+    with pytest.raises(SystemExit, match="--span belongs to --trial spread"):
+        script.trial_changes(args("boundary", span=0.5))
+    with pytest.raises(SystemExit, match="--boundary-reach belongs to --trial boundary"):
+        script.trial_changes(args("gentle-shrink", boundary_reach=[0.1, 0.3]))
+
+
 def test_compare_trial_recipe_changes_keep_each_fields_type():
     import importlib.util
 
