@@ -44,9 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tdml_lib.critic import CriticConfig  # noqa: E402
-from tdml_lib.experiments import evaluation_seeds  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import (  # noqa: E402
-    compare_configs, compare_recipes, compare_tail_average)
+    COMPARISON_SEEDS, compare_configs, compare_recipes, compare_tail_average)
 from tdml_lib.experiments.transfer import recipes_from_parameters  # noqa: E402
 from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN, Recipe  # noqa: E402
 from tdml_lib.experiments.trials import GENTLE_SHRINK, BoundaryRecipe, GentleShrinkRecipe  # noqa: E402
@@ -170,9 +169,9 @@ def main() -> int:
                     help="a recipe trial: the stored recipe with these Recipe fields changed")
     ap.add_argument("--average-last", type=int, default=None, metavar="K",
                     help="a training trial: each critic against the mean of its weights over its last K epochs")
-    ap.add_argument("--seed-set", default="development", choices=["development", "confirmation"],
-                    help="the evaluation seeds (experiments.seeds): the development ones, or the confirmation set "
-                         "that re-measures a step chosen on them; never the held-out ones")
+    ap.add_argument("--seed-set", default="development", choices=sorted(COMPARISON_SEEDS),
+                    help="the evaluation seeds: the development ones, or the confirmation set "
+                         "(recipe_comparison.CONFIRMATION) that re-measures a step chosen on them; never the held-out ones")
     ap.add_argument("--out", default="results/development")
     args = ap.parse_args()
     params = json.loads((ROOT / "results/transfer/result.json").read_text())["params"]
@@ -198,7 +197,7 @@ def main() -> int:
             raise SystemExit(f"--parameter {' '.join(args.parameter)} leaves the {args.regime} recipe as it is.")
     common = dict(train=args.train, regime=args.regime, test_domains=args.test_domains,
                   critic_seeds=args.critic_seeds, n_eval_problems=args.n_eval,
-                  seeds=evaluation_seeds(args.seed_set), device="cpu")
+                  seeds=COMPARISON_SEEDS[args.seed_set], device="cpu")
     t0, state = time.time(), code_state()   # the code as the run starts, before any output exists
     if args.average_last is not None:
         base = variant = recipe

@@ -758,19 +758,18 @@ def test_compare_recipes_pairs_the_critics_of_each_seed_and_refuses_the_held_out
         compare_recipes(base, base, **tiny)
 
 
-def test_seed_sets_share_no_seed_and_are_found_by_name():
+def test_seed_sets_share_no_seed():
     """The development, confirmation and held-out sets draw different problems and candidates,
     and their synthetic families (problem i: ``synthetic + i``) stay apart for 1,000 problems."""
-    from tdml_lib.experiments.seeds import CONFIRMATION, SEED_SETS, evaluation_seeds
+    from tdml_lib.experiments.recipe_comparison import COMPARISON_SEEDS, CONFIRMATION
+    from tdml_lib.experiments.seeds import SEED_SETS
 
-    sets = list(SEED_SETS.values())
+    sets = {**SEED_SETS, **COMPARISON_SEEDS}
+    assert sets["confirmation"] is CONFIRMATION and "held_out" not in COMPARISON_SEEDS
     for field in ("problems", "candidates", "synthetic"):
-        assert len({getattr(s, field) for s in sets}) == len(sets), field
-    bases = sorted(s.synthetic for s in sets)
+        assert len({getattr(s, field) for s in sets.values()}) == len(sets), field
+    bases = sorted(s.synthetic for s in sets.values())
     assert min(b - a for a, b in zip(bases, bases[1:])) >= 1000
-    assert evaluation_seeds("confirmation") is CONFIRMATION
-    with pytest.raises(ValueError, match="confirmation"):
-        evaluation_seeds("dev")
 
 
 def test_compare_configs_trains_both_configs_on_the_same_problems_per_seed(monkeypatch):

@@ -41,6 +41,18 @@ from ..critic import CriticConfig
 from ..evaluate import mcnemar
 from ..validation import check_int
 from .seeds import DEVELOPMENT, HELD_OUT, EvaluationSeeds
+
+CONFIRMATION = EvaluationSeeds(problems=2, candidates=1, synthetic=2000)
+"""A second development set, fixed on 2026-12-06 before any run on it: a recipe step
+chosen after several trials on :data:`~tdml_lib.experiments.seeds.DEVELOPMENT` is measured
+again here, on problems and candidate sets that played no part in choosing it, before a
+stored run takes it (a gain picked among several tries on one set is weaker evidence than
+one found at the first). Only the comparisons of this module run on it, so it lives here
+rather than in :mod:`~tdml_lib.experiments.seeds`, which the stored runs load (a change
+there would mark them as made from other code)."""
+
+#: The evaluation seeds a comparison may run on, by name (``scripts/compare_trial.py --seed-set``).
+COMPARISON_SEEDS = {"development": DEVELOPMENT, "confirmation": CONFIRMATION}
 from .training import Recipe
 from .transfer import PROTOCOLS, REGIMES, rank_trained, run_transfer
 from .trials import AVERAGE_LAST, fit_tail_averaged
@@ -219,7 +231,7 @@ def read_trials(folder: str | os.PathLike = "results/development") -> pd.DataFra
     changes (the recipe and configuration fields that differ from the base, as
     ``field=value``), ``command`` the command that made it, ``cpu`` the processor it ran
     on (empty where the record has no provenance), ``seeds`` the evaluation seed set
-    (``"development"``, or ``"confirmation"``: :data:`~tdml_lib.experiments.seeds.CONFIRMATION`;
+    (``"development"``, or ``"confirmation"``: :data:`CONFIRMATION`;
     records older than that field were all made on the development seeds). The two critics of a trial share one
     processor; trials on different processors train different critics from the same
     seeds (floating point differs in its last bits), so their base columns differ too.
@@ -291,5 +303,5 @@ def read_shipped_comparisons(folder: str | os.PathLike = "results/development/sh
     return out
 
 
-__all__ = ["COLUMNS", "TRIAL_COLUMNS", "compare_configs", "compare_recipes", "compare_tail_average",
+__all__ = ["COLUMNS", "COMPARISON_SEEDS", "CONFIRMATION", "TRIAL_COLUMNS", "compare_configs", "compare_recipes", "compare_tail_average",
            "read_shipped_comparisons", "read_trials"]

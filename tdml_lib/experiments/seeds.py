@@ -28,19 +28,11 @@ DEVELOPMENT = EvaluationSeeds(problems=1, candidates=0, synthetic=1000)
 HELD_OUT = EvaluationSeeds(problems=104_729, candidates=7_919, synthetic=900_000)
 """Used only for the stored full-scale results (``results/``)."""
 
-CONFIRMATION = EvaluationSeeds(problems=2, candidates=1, synthetic=2000)
-"""A second development set, fixed on 2026-12-06 before any run on it: a recipe step
-chosen after several trials on :data:`DEVELOPMENT` is measured again here, on problems
-and candidate sets that played no part in choosing it, before a stored run takes it
-(a gain picked among several tries on one set is weaker evidence than one found at the
-first). Nothing else runs on it; like the development seeds, it never touches the
-held-out ones."""
-
-SEED_SETS = {"development": DEVELOPMENT, "confirmation": CONFIRMATION, "held_out": HELD_OUT}
+SEED_SETS = {"development": DEVELOPMENT, "held_out": HELD_OUT}
 
 
 def evaluation_seeds(name: str) -> EvaluationSeeds:
-    """The seeds named ``"development"``, ``"confirmation"`` or ``"held_out"``."""
+    """The seeds named ``"development"`` or ``"held_out"``."""
     if name not in SEED_SETS:
         raise ValueError(f"unknown seed set {name!r}; choose one of {sorted(SEED_SETS)}.")
     return SEED_SETS[name]
