@@ -1132,6 +1132,29 @@ def test_recipe_part_names_the_last_step_of_a_source():
     assert recipe_part("fashion + overlapping") == "overlapping copies"
 
 
+def test_boundary_move_raises_agreement_where_a_stray_sits_among_the_other_class():
+    """A class-0 image inside class 1's blob: moving it to class 1 raises its neighbours'
+    agreement. A tight clump of class 0 nearer class 1's centre (a filled-up class): moving
+    one of its points lowers it. Point order, scale and one class are handled."""
+    from tdml_lib.experiments.truth_overlap import boundary_move_agreement_gain
+    from tdml_lib.problems import Problem
+
+    rng = np.random.default_rng(0)
+    blob0, blob1 = rng.normal(0, 0.5, (20, 2)), rng.normal(0, 0.5, (20, 2)) + [6, 0]
+    strays = np.array([[6.0, 0.1], [6.0, -0.1]])
+    real = Problem(np.concatenate([blob0, blob1, strays]), np.array([0] * 20 + [1] * 20 + [0, 0]), "stray")
+    gain = boundary_move_agreement_gain(real, seed=3)
+    assert gain > 0
+    perm = rng.permutation(real.n_points)
+    shuffled = Problem(5 * real.X[perm] + 2, real.labels[perm], "stray, moved")
+    assert boundary_move_agreement_gain(shuffled, seed=3) == pytest.approx(gain, abs=0.02)
+    clump = rng.normal(0, 0.05, (12, 2)) + [4, 0]
+    filled = Problem(np.concatenate([blob0, clump, blob1]), np.array([0] * 32 + [1] * 20), "clump")
+    assert boundary_move_agreement_gain(filled, seed=3) < 0
+    one = Problem(blob0, np.zeros(20, dtype=int), "one class")
+    assert np.isnan(boundary_move_agreement_gain(one))
+
+
 def test_truth_overlap_measures_each_part_of_a_recipe_and_the_tests(monkeypatch):
     from tdml_lib import features
     from tdml_lib.experiments import Recipe
@@ -1147,6 +1170,7 @@ def test_truth_overlap_measures_each_part_of_a_recipe_and_the_tests(monkeypatch)
     parts = table[table["set"] == "training: synthetic"].part.value_counts().to_dict()
     assert parts == {"synthetic problems": 4, "shrunk copies": 2, "subsampled copies": 2}   # n_problems, not 6
     assert fitted == ["numbers", "letters"] and table.wrong_side.between(0, 1).all()
+    assert table.agreement_gain.between(-1, 1).all()
 
 
 def test_truth_overlap_shows_a_filling_recipes_problems_as_drawn_before_filling(monkeypatch):

@@ -8,6 +8,16 @@ measures it for every part of a training recipe (the domain's problems, their no
 shrunk, subsampled and overlapping copies, the small-pool and the synthetic problems) and
 for the test problems of each domain under each feature protocol, so that chapter 8 can
 show where a critic's training truths are cleaner than the truths it must rank first.
+
+A second measure asks what the hardest near miss does to the kNN graph: move the truth's
+most ambiguous points to their nearest class (the candidate kind ``noise_boundary_2`` of
+:mod:`tdml_lib.candidates`) and compare the share of each point's nearest neighbours in
+its own cluster (the ``agree`` node feature) before and after. In a real image problem an
+ambiguous image tends to sit among the other class's images, so the move *raises* the
+agreement; where a class was filled up from a few images, each point's neighbours are
+its own class's fills, and the move lowers it. A critic trained mostly on the second kind
+learns the cue the wrong way round (chapter 8).
+
 Uses the labels of training problems and of test problems as truths only, as the
 evaluation does; it trains nothing.
 """
@@ -16,10 +26,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import torch
 
 from .. import features, graphs
+from ..candidates import label_noise
 from ..problems import Problem
 from .seeds import DEVELOPMENT, EvaluationSeeds
 from .training import Recipe, training_problems
@@ -36,15 +48,42 @@ fills their classes up, so that a reader can tell how much of the filled-up prob
 cleanness the filling adds and how much the drawn problems (few images per class) bring."""
 
 
+BOUNDARY_MOVE = 0.02
+"""The share of points :func:`boundary_move_agreement_gain` moves: the candidate kind
+``noise_boundary_2``, the near miss that beats the truth most often (chapter 8)."""
+
+
+def _node_feature(problem: Problem, labelings: list[np.ndarray], name: str) -> torch.Tensor:
+    """(B, n) values of the critic's node feature ``name`` for B labelings of ``problem``."""
+    point_set = graphs.prepare_point_set(problem.X, device="cpu")
+    labels = torch.as_tensor(np.stack(labelings), dtype=torch.long)
+    return graphs.clustering_features(point_set, labels).x[..., graphs.NODE_FEATURES.index(name)]
+
+
 def wrong_side_share(problem: Problem) -> float:
     """The share of ``problem``'s points nearer another class's centroid than their own:
     the mean over its points of the critic's own ``wrong_side`` node feature
     (:func:`tdml_lib.graphs.clustering_features`) for its correct clustering, so that the
     figure measures exactly what the critic sees."""
-    point_set = graphs.prepare_point_set(problem.X, device="cpu")
-    labels = torch.as_tensor(problem.labels, dtype=torch.long)[None]
-    node_features = graphs.clustering_features(point_set, labels).x
-    return float(node_features[0, :, graphs.NODE_FEATURES.index("wrong_side")].mean())
+    return float(_node_feature(problem, [problem.labels], "wrong_side")[0].mean())
+
+
+def boundary_move_agreement_gain(problem: Problem, seed: int = 0) -> float:
+    """How much moving the truth's most ambiguous points to their nearest class (the near
+    miss ``noise_boundary_2``: :data:`BOUNDARY_MOVE` of the points, drawn among the twice
+    as many with the smallest margin, :func:`tdml_lib.candidates.label_noise`) changes the
+    mean share of each point's k nearest neighbours in its own cluster (the critic's
+    ``agree`` node feature): the near miss's minus the truth's. Positive where the moved
+    points sat among the other class's points."""
+    moved = label_noise(problem.X, problem.labels, BOUNDARY_MOVE, mode="boundary", seed=seed)
+    if moved is None:   # one class: nothing to move
+        return float("nan")
+    agree = _node_feature(problem, [problem.labels, moved], "agree").mean(1)
+    return float(agree[1] - agree[0])
+
+
+def _measures(problem: Problem, seed: int) -> dict[str, float]:
+    return {"wrong_side": wrong_side_share(problem), "agreement_gain": boundary_move_agreement_gain(problem, seed)}
 
 
 def recipe_part(source: str) -> str:
@@ -62,8 +101,9 @@ def truth_overlap(recipes: Mapping[str, Recipe], train: str = "numbers",
                   test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
                   protocols: Sequence[str] = ("strict", "standard"), n_problems: int = 40,
                   seeds: EvaluationSeeds = DEVELOPMENT, seed: int = 0) -> pd.DataFrame:
-    """The wrong-side share of every training truth of ``recipes`` (trained on ``train``)
-    and of every test problem.
+    """The wrong-side share and the boundary move's agreement gain
+    (:func:`boundary_move_agreement_gain`) of every training truth of ``recipes`` (trained
+    on ``train``) and of every test problem.
 
     Args:
         recipes: name -> recipe (e.g. chapter 5's ``{"standard": ..., "few-shot": ...}``).
@@ -81,25 +121,27 @@ def truth_overlap(recipes: Mapping[str, Recipe], train: str = "numbers",
         one row per problem: ``set`` (``"training: <name>"`` or ``"test: <domain>
         (<protocol>)"``), ``part`` (:func:`recipe_part`; :data:`AS_DRAWN` for a filling
         recipe's problems before filling, not a part it trains on; ``"test problems"`` for
-        tests), ``wrong_side`` (:func:`wrong_side_share`).
+        tests), ``wrong_side`` (:func:`wrong_side_share`), ``agreement_gain``
+        (:func:`boundary_move_agreement_gain`, the move drawn with the problem's position
+        as its seed).
     """
     maps = {train: features.fit_feature_map(train)}
     rows = []
     for name, recipe in recipes.items():
         sized = replace(recipe, **{count: n_problems for count in ("n_problems", "n_synthetic", "small_pool_problems")
                                    if getattr(recipe, count)})   # a part the recipe leaves out stays out
-        rows += [{"set": f"training: {name}", "part": recipe_part(p.source), "wrong_side": wrong_side_share(p)}
-                 for p in sized.problems(train, maps[train], seed)]
+        rows += [{"set": f"training: {name}", "part": recipe_part(p.source), **_measures(p, i)}
+                 for i, p in enumerate(sized.problems(train, maps[train], seed))]
         if sized.interpolate_to is not None and sized.n_problems:
             # the very problems Recipe.problems draws (same seed) before it fills them up
             drawn = training_problems(train, sized.n_problems, seed=seed, feature_map=maps[train],
                                       examples_per_class=sized.examples_per_class)
-            rows += [{"set": f"training: {name}", "part": AS_DRAWN, "wrong_side": wrong_side_share(p)} for p in drawn]
+            rows += [{"set": f"training: {name}", "part": AS_DRAWN, **_measures(p, i)} for i, p in enumerate(drawn)]
     for protocol in protocols:
         for test in test_domains:
             fdom = train if protocol == "strict" else test
             if fdom not in maps:
                 maps[fdom] = features.fit_feature_map(fdom)
-            rows += [{"set": f"test: {test} ({protocol})", "part": "test problems", "wrong_side": wrong_side_share(p)}
-                     for p in evaluation_problems(test, n_problems, seeds, maps[fdom])]
-    return pd.DataFrame(rows, columns=["set", "part", "wrong_side"])
+            rows += [{"set": f"test: {test} ({protocol})", "part": "test problems", **_measures(p, i)}
+                     for i, p in enumerate(evaluation_problems(test, n_problems, seeds, maps[fdom]))]
+    return pd.DataFrame(rows, columns=["set", "part", "wrong_side", "agreement_gain"])
