@@ -41,6 +41,9 @@ from ..critic import CriticConfig
 from ..evaluate import mcnemar
 from ..validation import check_int
 from .seeds import DEVELOPMENT, HELD_OUT, EvaluationSeeds
+from .training import Recipe
+from .transfer import PROTOCOLS, REGIMES, rank_trained, run_transfer
+from .trials import AVERAGE_LAST, fit_tail_averaged
 
 CONFIRMATION = EvaluationSeeds(problems=2, candidates=1, synthetic=2000)
 """A second development set, fixed on 2026-12-06 before any run on it: a recipe step
@@ -53,9 +56,6 @@ there would mark them as made from other code)."""
 
 #: The evaluation seeds a comparison may run on, by name (``scripts/compare_trial.py --seed-set``).
 COMPARISON_SEEDS = {"development": DEVELOPMENT, "confirmation": CONFIRMATION}
-from .training import Recipe
-from .transfer import PROTOCOLS, REGIMES, rank_trained, run_transfer
-from .trials import AVERAGE_LAST, fit_tail_averaged
 
 COLUMNS = ["train", "regime", "protocol", "test", "best_base", "best_variant", "only_base", "only_variant", "p",
            "n_paired", "best_base_per_seed", "best_variant_per_seed"]
@@ -231,9 +231,9 @@ def read_trials(folder: str | os.PathLike = "results/development") -> pd.DataFra
     changes (the recipe and configuration fields that differ from the base, as
     ``field=value``), ``command`` the command that made it, ``cpu`` the processor it ran
     on (empty where the record has no provenance), ``seeds`` the evaluation seed set
-    (``"development"``, or ``"confirmation"``: :data:`CONFIRMATION`;
-    records older than that field were all made on the development seeds). The two critics of a trial share one
-    processor; trials on different processors train different critics from the same
+    (``"development"``, or ``"confirmation"``: :data:`CONFIRMATION`; records older than
+    that field were all made on the development seeds). The two critics of a trial share
+    one processor; trials on different processors train different critics from the same
     seeds (floating point differs in its last bits), so their base columns differ too.
     Empty, with the columns, when the folder is missing or holds none.
 
@@ -303,5 +303,5 @@ def read_shipped_comparisons(folder: str | os.PathLike = "results/development/sh
     return out
 
 
-__all__ = ["COLUMNS", "COMPARISON_SEEDS", "CONFIRMATION", "TRIAL_COLUMNS", "compare_configs", "compare_recipes", "compare_tail_average",
-           "read_shipped_comparisons", "read_trials"]
+__all__ = ["COLUMNS", "COMPARISON_SEEDS", "CONFIRMATION", "TRIAL_COLUMNS", "compare_configs", "compare_recipes",
+           "compare_tail_average", "read_shipped_comparisons", "read_trials"]

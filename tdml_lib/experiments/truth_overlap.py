@@ -53,22 +53,25 @@ BOUNDARY_MOVE = 0.02
 ``noise_boundary_2``, the near miss that beats the truth most often (chapter 8)."""
 
 
-def _node_feature(problem: Problem, labelings: list[np.ndarray], name: str) -> torch.Tensor:
-    """(B, n) values of the critic's node feature ``name`` for B labelings of ``problem``."""
-    point_set = graphs.prepare_point_set(problem.X, device="cpu")
+def _node_feature(problem: Problem, labelings: list[np.ndarray], name: str,
+                  point_set: graphs.PointSet | None = None) -> torch.Tensor:
+    """(B, n) values of the critic's node feature ``name`` for B labelings of ``problem``
+    (its kNN graph built here unless ``point_set`` brings it)."""
+    if point_set is None:
+        point_set = graphs.prepare_point_set(problem.X, device="cpu")
     labels = torch.as_tensor(np.stack(labelings), dtype=torch.long)
     return graphs.clustering_features(point_set, labels).x[..., graphs.NODE_FEATURES.index(name)]
 
 
-def wrong_side_share(problem: Problem) -> float:
+def wrong_side_share(problem: Problem, point_set: graphs.PointSet | None = None) -> float:
     """The share of ``problem``'s points nearer another class's centroid than their own:
     the mean over its points of the critic's own ``wrong_side`` node feature
     (:func:`tdml_lib.graphs.clustering_features`) for its correct clustering, so that the
     figure measures exactly what the critic sees."""
-    return float(_node_feature(problem, [problem.labels], "wrong_side")[0].mean())
+    return float(_node_feature(problem, [problem.labels], "wrong_side", point_set)[0].mean())
 
 
-def boundary_move_agreement_gain(problem: Problem, seed: int = 0) -> float:
+def boundary_move_agreement_gain(problem: Problem, seed: int = 0, point_set: graphs.PointSet | None = None) -> float:
     """How much moving the truth's most ambiguous points to their nearest class (the near
     miss ``noise_boundary_2``: :data:`BOUNDARY_MOVE` of the points, drawn among the twice
     as many with the smallest margin, :func:`tdml_lib.candidates.label_noise`) changes the
@@ -78,12 +81,14 @@ def boundary_move_agreement_gain(problem: Problem, seed: int = 0) -> float:
     moved = label_noise(problem.X, problem.labels, BOUNDARY_MOVE, mode="boundary", seed=seed)
     if moved is None:   # one class: nothing to move
         return float("nan")
-    agree = _node_feature(problem, [problem.labels, moved], "agree").mean(1)
+    agree = _node_feature(problem, [problem.labels, moved], "agree", point_set).mean(1)
     return float(agree[1] - agree[0])
 
 
 def _measures(problem: Problem, seed: int) -> dict[str, float]:
-    return {"wrong_side": wrong_side_share(problem), "agreement_gain": boundary_move_agreement_gain(problem, seed)}
+    point_set = graphs.prepare_point_set(problem.X, device="cpu")   # one kNN graph for both
+    return {"wrong_side": wrong_side_share(problem, point_set),
+            "agreement_gain": boundary_move_agreement_gain(problem, seed, point_set)}
 
 
 def recipe_part(source: str) -> str:
