@@ -120,6 +120,8 @@ def config_changes(pairs: list[str], config: CriticConfig) -> dict:
     return changes
 
 
+#: Each recipe trial's recipe class (``spread`` is a field of the plain Recipe).
+TRIAL_RECIPES = {"boundary": BoundaryRecipe, "spread": Recipe, "gentle-shrink": GentleShrinkRecipe}
 #: Each recipe trial's own flags (argparse names) -> the variant's field each one sets.
 TRIAL_FLAGS = {"boundary": {"boundary_share": "boundary_share", "boundary_reach": "boundary_reach"},
                "spread": {"span": "interpolation_span"},
@@ -150,7 +152,7 @@ def main() -> int:
     ap.add_argument("--critic-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--n-eval", type=int, default=100)
     ap.add_argument("--test-domains", nargs="+", default=["numbers", "letters", "fashion"])
-    ap.add_argument("--trial", default="boundary", choices=["boundary", "spread", "gentle-shrink"],
+    ap.add_argument("--trial", default="boundary", choices=sorted(TRIAL_RECIPES),
                     help="the recipe step under trial (trials.BoundaryRecipe, Recipe.interpolation_span, "
                          "or trials.GentleShrinkRecipe)")
     ap.add_argument("--shrink-min-factor", type=float, default=None,
@@ -217,9 +219,7 @@ def main() -> int:
     else:
         base = recipe
         own_fields = {f.name: getattr(recipe, f.name) for f in fields(recipe)}
-        variant = (replace(recipe, **trial) if args.trial == "spread"
-                   else GentleShrinkRecipe(**own_fields, **trial) if args.trial == "gentle-shrink"
-                   else BoundaryRecipe(**own_fields, **trial))
+        variant = TRIAL_RECIPES[args.trial](**{**own_fields, **trial})
         table = compare_recipes(base, variant, critic_config=config, **common)
     out = Path(args.out)
     with atomic_path(out / f"{args.name}.csv") as tmp:

@@ -1078,6 +1078,7 @@ def test_compare_trial_flags_belong_to_their_own_trial():
         flags = {name: None for names in script.TRIAL_FLAGS.values() for name in names}
         return argparse.Namespace(trial=trial, **{**flags, **given})
 
+    assert set(script.TRIAL_RECIPES) == set(script.TRIAL_FLAGS)   # every trial has its recipe and its flags
     assert script.trial_changes(args("boundary")) == {}
     assert script.trial_changes(args("boundary", boundary_share=[0.1, 0.2])) == {"boundary_share": (0.1, 0.2)}
     assert script.trial_changes(args("spread")) == {"interpolation_span": VARIANCE_PRESERVING_SPAN}
