@@ -14,11 +14,12 @@ map (PCA fitted on them), so the few-shot critic still sees 20 labels per class.
 
 The pilot trains the stored few-shot recipe (``results/transfer/result.json``) with these
 problems in place of the interpolated ones, for critic seeds 0 and 1, and ranks the
-development seeds' candidate sets under the standard protocol (the setting of the s19
-pilots, whose base the note compares with). Writes ``<out>/<name>.csv`` (per-problem ranks)
+development seeds' candidate sets under the standard protocol; ``interpolated`` trains the
+stored recipe as it is, the base to compare with, on the same seeds. Writes ``<out>/<name>.csv`` (per-problem ranks)
 and ``<out>/<name>.json`` (command, provenance, wall time, Best per test domain and seed).
 
     python scripts/pilot_unlabelled_fill.py numbers argmax
+    python scripts/pilot_unlabelled_fill.py numbers interpolated    # the base: the stored recipe
     python scripts/pilot_unlabelled_fill.py fashion sampled --out results/development/pilots
 
 A step that earns its place goes through ``scripts/compare_trial.py`` (five critic seeds,
@@ -96,10 +97,12 @@ def unlabelled_fill_problems(domain: str, n_problems: int, examples_per_class: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train", choices=["numbers", "fashion"])
-    parser.add_argument("labels", choices=["argmax", "sampled"], help="how an unlabelled fill is labelled by its vote")
+    parser.add_argument("labels", choices=["interpolated", "argmax", "sampled"],
+                        help="how an unlabelled fill is labelled by its vote; 'interpolated': the stored "
+                             "recipe as it is (within-class interpolation), the pilot's base")
     parser.add_argument("--out", default="results/development/pilots")
     args = parser.parse_args(argv)
-    name = f"unlabelled_fill_{args.train}_{args.labels}"
+    name = f"unlabelled_fill_{args.train}_{args.labels}" if args.labels != "interpolated" else f"base_{args.train}"
     state, t0 = code_state(), time.time()
     drawn = training.training_problems
 
@@ -113,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # a pilot: the stored recipe's own problems come from here (Recipe.problems reads the
     # module's training_problems); nothing else of the recipe changes
-    training.training_problems = few_shot_filled
     params = json.loads((ROOT / "results/transfer/result.json").read_text())["params"]
-    few_shot = replace(transfer.recipes_from_parameters(params)[1], interpolate_to=None)
-    config = transfer.recipes_from_parameters(params)[2]
+    _, few_shot, config = transfer.recipes_from_parameters(params)
+    if args.labels != "interpolated":
+        training.training_problems = few_shot_filled
+        few_shot = replace(few_shot, interpolate_to=None)
     res = transfer.run_transfer(train_domains=(args.train,), regimes=("few-shot",), protocols=("standard",),
                                 few_shot=few_shot, critic_config=config, critic_seeds=(0, 1), seeds=DEVELOPMENT,
                                 probe=False, index_scorers=(), progress=False)
