@@ -97,9 +97,11 @@ def unlabelled_fill_problems(domain: str, n_problems: int, examples_per_class: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train", choices=["numbers", "fashion"])
-    parser.add_argument("labels", choices=["interpolated", "argmax", "sampled"],
+    parser.add_argument("labels", choices=["interpolated", "argmax", "sampled", "mixed"],
                         help="how an unlabelled fill is labelled by its vote; 'interpolated': the stored "
-                             "recipe as it is (within-class interpolation), the pilot's base")
+                             "recipe as it is (within-class interpolation), the pilot's base; 'mixed': "
+                             "every other problem filled by interpolation, as the stored recipe does, the "
+                             "others with argmax-labelled unlabelled images")
     parser.add_argument("--out", default="results/development/pilots")
     args = parser.parse_args(argv)
     name = f"unlabelled_fill_{args.train}_{args.labels}" if args.labels != "interpolated" else f"base_{args.train}"
@@ -111,14 +113,24 @@ def main(argv: list[str] | None = None) -> int:
         if examples_per_class is None:
             return drawn(domain, n_problems, seed=seed, split=split, feature_map=feature_map,
                          synthetic_points=synthetic_points)
-        return unlabelled_fill_problems(domain, n_problems, examples_per_class, (20, 100), seed=seed,
-                                        feature_map=feature_map, sample_labels=args.labels == "sampled")
+        if args.labels != "mixed":
+            return unlabelled_fill_problems(domain, n_problems, examples_per_class, (20, 100), seed=seed,
+                                            feature_map=feature_map, sample_labels=args.labels == "sampled")
+        # alternate the two kinds, so that the recipe's shrunk copies (own[::2]) and
+        # subsampled copies (own[1::2]) take both
+        interpolated = training.interpolated_copies(
+            drawn(domain, n_problems - n_problems // 2, seed=seed, feature_map=feature_map,
+                  examples_per_class=examples_per_class), (20, 100), seed=seed + 5, span=stored_span)
+        filled = unlabelled_fill_problems(domain, n_problems // 2, examples_per_class, (20, 100), seed=seed,
+                                          feature_map=feature_map, sample_labels=False)
+        return [p for pair in zip(interpolated, filled) for p in pair] + interpolated[len(filled):]
 
-    # a pilot: the stored recipe's own problems come from here (Recipe.problems reads the
-    # module's training_problems); nothing else of the recipe changes
     params = json.loads((ROOT / "results/transfer/result.json").read_text())["params"]
     _, few_shot, config = transfer.recipes_from_parameters(params)
+    stored_span = few_shot.interpolation_span
     if args.labels != "interpolated":
+        # a pilot: the stored recipe's own problems come from here (Recipe.problems reads
+        # the module's training_problems); nothing else of the recipe changes
         training.training_problems = few_shot_filled
         few_shot = replace(few_shot, interpolate_to=None)
     res = transfer.run_transfer(train_domains=(args.train,), regimes=("few-shot",), protocols=("standard",),
