@@ -973,6 +973,105 @@ def test_gentle_shrink_recipe_draws_its_shrunk_copies_less_far():
         GentleShrinkRecipe(**shape, shrink_min_factor=0.0).problems("numbers", None, seed=0)
 
 
+def _blob_pool(seed=0, per_class=6, n_unlabelled=300, n_classes=4, dim=3):
+    """A labelled pool and unlabelled points around the same well-separated centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 8, size=(n_classes, dim))
+    pool_labels = np.repeat(np.arange(n_classes), per_class) + 10      # class ids need not start at 0
+    pool = centres[pool_labels - 10] + rng.normal(0, 1, size=(len(pool_labels), dim))
+    unlabelled = centres[rng.integers(0, n_classes, n_unlabelled)] + rng.normal(0, 1, size=(n_unlabelled, dim))
+    return pool, pool_labels, unlabelled
+
+
+def test_unlabelled_fill_problems_label_fills_by_their_nearest_pool_points():
+    from tdml_lib.experiments.trials import unlabelled_fill_problems
+
+    pool, pool_labels, unlabelled = _blob_pool()
+    kwargs = dict(points_per_class=(15, 25), n_clusters=(2, 4), k=3, source="blobs")
+    probs = unlabelled_fill_problems(pool, pool_labels, unlabelled, 12, seed=0, **kwargs)
+    again = unlabelled_fill_problems(pool, pool_labels, unlabelled, 12, seed=0, **kwargs)
+    other = unlabelled_fill_problems(pool, pool_labels, unlabelled, 12, seed=1, **kwargs)
+    assert all(np.array_equal(p.X, q.X) and np.array_equal(p.labels, q.labels) for p, q in zip(probs, again))
+    assert not all(p.X.shape == q.X.shape and np.array_equal(p.X, q.X) for p, q in zip(probs, other))
+    for p in probs:
+        assert 2 <= p.n_clusters <= 4 and set(p.classes) <= {10, 11, 12, 13}
+        assert p.source == "blobs (few-shot, unlabelled fill)"
+        sizes = np.bincount(p.labels)
+        assert sizes.max() <= 25 and sizes.min() >= 15   # plenty of unlabelled points near every centre
+    # on a line, with the pool at two ends and the unlabelled points between them, the nearest
+    # pool point decides: every fill below the middle joins the low class, every one above the
+    # high one (standardising keeps the order of points on a line)
+    line_pool = np.array([[0.0], [0.5], [1.0], [9.0], [9.5], [10.0]])
+    line = np.linspace(1.5, 8.5, 200)[:, None]
+    for p in unlabelled_fill_problems(line_pool, [0, 0, 0, 1, 1, 1], line, 5, (40, 60), (2, 2), k=1, seed=2):
+        low = p.labels[p.X[:, 0].argmin()]
+        assert p.X[p.labels == low, 0].max() < p.X[p.labels != low, 0].min()
+        assert np.sum(p.labels == low) >= 40 and np.sum(p.labels != low) >= 40
+
+
+def test_unlabelled_fill_problems_refuse_bad_input():
+    from tdml_lib.experiments.trials import few_shot_pool, unlabelled_fill_problems
+
+    pool, pool_labels, unlabelled = _blob_pool()
+    with pytest.raises(ValueError, match="k"):
+        unlabelled_fill_problems(pool, pool_labels, unlabelled, 2, k=len(pool) + 1)
+    with pytest.raises(ValueError, match="n_clusters"):
+        unlabelled_fill_problems(pool, pool_labels, unlabelled, 2, n_clusters=(2, 5))
+    with pytest.raises(ValueError, match="same number of points per class"):
+        unlabelled_fill_problems(pool[1:], pool_labels[1:], unlabelled, 2, n_clusters=(2, 4))
+    with pytest.raises(ValueError, match="same feature map"):
+        unlabelled_fill_problems(pool, pool_labels, unlabelled[:, :2], 2, n_clusters=(2, 4))
+    with pytest.raises(ValueError, match="pool_labels"):
+        unlabelled_fill_problems(pool, pool_labels[:-1], unlabelled, 2, n_clusters=(2, 4))
+    bad = unlabelled.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="unlabelled"):
+        unlabelled_fill_problems(pool, pool_labels, bad, 2, n_clusters=(2, 4))
+    labels = np.repeat([0, 1, 2], [5, 9, 7])
+    drawn = few_shot_pool(labels, 4, seed=3)
+    assert np.array_equal(np.bincount(labels[drawn]), [4, 4, 4]) and len(set(drawn)) == 12
+    assert np.array_equal(drawn, few_shot_pool(labels, 4, seed=3))
+    with pytest.raises(ValueError, match="has 5 images"):
+        few_shot_pool(labels, 6)
+
+
+def test_unlabelled_fill_recipe_changes_only_the_domain_problems_it_fills():
+    from dataclasses import fields
+
+    from tdml_lib.experiments import Recipe, training
+    from tdml_lib.experiments.trials import UnlabelledFillRecipe
+
+    base = Recipe(n_problems=4, n_synthetic=2, examples_per_class=6, interpolate_to=(20, 30),
+                  overlap_copies=True)
+    shape = {f.name: getattr(base, f.name) for f in fields(Recipe)}
+    drawn = training.training_problems
+
+    def identical(a, b):
+        return len(a) == len(b) and all(p.source == q.source and np.array_equal(p.X, q.X)
+                                        and np.array_equal(p.labels, q.labels) for p, q in zip(a, b))
+
+    plain = base.problems("numbers", None, seed=0)
+    # no share filled: the base recipe's problems, bit for bit
+    assert identical(UnlabelledFillRecipe(**shape, unlabelled_share=0.0).problems("numbers", None, seed=0), plain)
+    mixed = UnlabelledFillRecipe(**shape, unlabelled_draw=3000).problems("numbers", None, seed=0)
+    assert training.training_problems is drawn          # the swap lasts for the call only
+    assert len(mixed) == len(plain)
+    own = mixed[:4]
+    assert ["unlabelled fill" in p.source for p in own] == [False, True, False, True]
+    assert all(20 <= n <= 30 for p in own[1::2] for n in np.bincount(p.labels))
+    # the synthetic problems are the base recipe's (their copies share a generator with the
+    # domain's copies, so they differ when the domain's problems do)
+    assert identical([p for p in mixed if p.source.startswith("synthetic") and " + " not in p.source],
+                     [p for p in plain if p.source.startswith("synthetic") and " + " not in p.source])
+    again = UnlabelledFillRecipe(**shape, unlabelled_draw=3000).problems("numbers", None, seed=0)
+    assert identical(mixed, again)
+    with pytest.raises(ValueError, match="few-shot"):
+        UnlabelledFillRecipe(n_problems=2, n_synthetic=0).problems("numbers", None, seed=0)
+    with pytest.raises(ValueError, match="unlabelled_share"):
+        UnlabelledFillRecipe(**{**shape, "n_synthetic": 0}, unlabelled_share=1.5).problems("numbers", None, seed=0)
+    assert training.training_problems is drawn
+
+
 def test_interpolation_span_keeps_the_class_spread():
     from tdml_lib.experiments import Recipe
     from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN, interpolated_copies
@@ -1084,6 +1183,8 @@ def test_compare_trial_flags_belong_to_their_own_trial():
     assert script.trial_changes(args("spread")) == {"interpolation_span": VARIANCE_PRESERVING_SPAN}
     assert script.trial_changes(args("spread", span=0.5)) == {"interpolation_span": 0.5}
     assert script.trial_changes(args("gentle-shrink", shrink_min_factor=0.4)) == {"shrink_min_factor": 0.4}
+    assert script.trial_changes(args("unlabelled")) == {}
+    assert script.trial_changes(args("unlabelled", unlabelled_share=1.0)) == {"unlabelled_share": 1.0}
     with pytest.raises(SystemExit, match="--span belongs to --trial spread"):
         script.trial_changes(args("boundary", span=0.5))
     with pytest.raises(SystemExit, match="--boundary-reach belongs to --trial boundary"):
