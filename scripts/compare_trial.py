@@ -17,9 +17,9 @@ Writes ``<out>/<name>.csv`` (one row per cell, :func:`compare_recipes`) and
 A recipe trial (``--trial boundary``, the default: :class:`~tdml_lib.experiments.trials.BoundaryRecipe`;
 ``--trial spread``: the recipe with ``Recipe.interpolation_span``, by default
 :data:`~tdml_lib.experiments.training.VARIANCE_PRESERVING_SPAN`; ``--trial gentle-shrink``:
-:class:`~tdml_lib.experiments.trials.GentleShrinkRecipe`; ``--trial unlabelled``:
-:class:`~tdml_lib.experiments.trials.UnlabelledFillRecipe`, few-shot problems partly filled with the
-domain's unlabelled images) trains
+``Recipe.shrink_min_factor``, by default :data:`~tdml_lib.experiments.trials.GENTLE_SHRINK`;
+``--trial unlabelled``: ``Recipe.unlabelled_share``, few-shot problems partly filled with the
+domain's unlabelled images, by default :data:`~tdml_lib.experiments.training.UNLABELLED_SHARE`) trains
 the stored recipe and the recipe with the step, both with the stored configuration
 (:func:`compare_recipes`); ``--config KEY=VALUE ...`` instead trains the stored recipe with
 the stored configuration and with those fields changed (:func:`compare_configs`);
@@ -51,9 +51,8 @@ from tdml_lib.critic import CriticConfig  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import (  # noqa: E402
     COMPARISON_SEEDS, compare_configs, compare_recipes, compare_tail_average)
 from tdml_lib.experiments.transfer import recipes_from_parameters  # noqa: E402
-from tdml_lib.experiments.training import VARIANCE_PRESERVING_SPAN, Recipe  # noqa: E402
-from tdml_lib.experiments.trials import (  # noqa: E402
-    GENTLE_SHRINK, BoundaryRecipe, GentleShrinkRecipe, UnlabelledFillRecipe)
+from tdml_lib.experiments.training import UNLABELLED_SHARE, VARIANCE_PRESERVING_SPAN, Recipe  # noqa: E402
+from tdml_lib.experiments.trials import GENTLE_SHRINK, BoundaryRecipe  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
 
@@ -126,8 +125,7 @@ def config_changes(pairs: list[str], config: CriticConfig) -> dict:
 
 
 #: Each recipe trial's recipe class (``spread`` is a field of the plain Recipe).
-TRIAL_RECIPES = {"boundary": BoundaryRecipe, "spread": Recipe, "gentle-shrink": GentleShrinkRecipe,
-                 "unlabelled": UnlabelledFillRecipe}
+TRIAL_RECIPES = {"boundary": BoundaryRecipe, "spread": Recipe, "gentle-shrink": Recipe, "unlabelled": Recipe}
 #: Each recipe trial's own flags (argparse names) -> the variant's field each one sets.
 TRIAL_FLAGS = {"boundary": {"boundary_share": "boundary_share", "boundary_reach": "boundary_reach"},
                "spread": {"span": "interpolation_span"},
@@ -136,7 +134,8 @@ TRIAL_FLAGS = {"boundary": {"boundary_share": "boundary_share", "boundary_reach"
 #: The fields a trial sets when its flags are not given (a trial without an entry keeps
 #: its class's own defaults).
 TRIAL_DEFAULTS = {"spread": {"interpolation_span": VARIANCE_PRESERVING_SPAN},
-                  "gentle-shrink": {"shrink_min_factor": GENTLE_SHRINK}}
+                  "gentle-shrink": {"shrink_min_factor": GENTLE_SHRINK},
+                  "unlabelled": {"unlabelled_share": UNLABELLED_SHARE}}
 
 
 def trial_changes(args: argparse.Namespace) -> dict:
@@ -161,11 +160,11 @@ def main() -> int:
     ap.add_argument("--test-domains", nargs="+", default=["numbers", "letters", "fashion"])
     ap.add_argument("--trial", default="boundary", choices=sorted(TRIAL_RECIPES),
                     help="the recipe step under trial (trials.BoundaryRecipe, Recipe.interpolation_span, "
-                         "trials.GentleShrinkRecipe, or trials.UnlabelledFillRecipe)")
+                         "Recipe.shrink_min_factor, or Recipe.unlabelled_share)")
     ap.add_argument("--unlabelled-share", type=float, default=None,
-                    help="UnlabelledFillRecipe.unlabelled_share; default: trials.UNLABELLED_SHARE")
+                    help="Recipe.unlabelled_share of the variant; default: training.UNLABELLED_SHARE")
     ap.add_argument("--shrink-min-factor", type=float, default=None,
-                    help="GentleShrinkRecipe.shrink_min_factor; default: trials.GENTLE_SHRINK")
+                    help="Recipe.shrink_min_factor of the variant; default: trials.GENTLE_SHRINK")
     ap.add_argument("--span", type=float, default=None,
                     help="Recipe.interpolation_span of the variant; default: training.VARIANCE_PRESERVING_SPAN")
     ap.add_argument("--boundary-share", type=float, nargs=2, default=None,

@@ -9,7 +9,7 @@ the labelled pool (the same pool of ``examples_per_class`` images per class as
 with images of the domain's training split whose labels are **never read**: each is
 labelled by the argmax of the vote of its ten nearest pool images among the problem's
 classes, and only images whose overall vote falls on one of them are used
-(:func:`tdml_lib.experiments.trials.unlabelled_fill_problems`, where this script's own copy
+(:func:`tdml_lib.experiments.training.unlabelled_fill_problems`, where this script's own copy
 of the fill moved; the same problems, checked). The domain's unlabelled images are already used by the feature
 map (PCA fitted on them), so the few-shot critic still sees 20 labels per class.
 
@@ -25,7 +25,7 @@ and ``<out>/<name>.json`` (command, provenance, wall time, Best per test domain 
 
 A step that earns its place goes through ``scripts/compare_trial.py`` (five critic seeds,
 paired tests, a rule written first) before any stored run takes it: this one as
-``--trial unlabelled`` (:class:`tdml_lib.experiments.trials.UnlabelledFillRecipe`).
+``--trial unlabelled`` (``Recipe.unlabelled_share``).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +42,6 @@ sys.path.insert(0, str(ROOT))
 
 from tdml_lib.experiments import transfer  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import DEVELOPMENT  # noqa: E402
-from tdml_lib.experiments.training import Recipe  # noqa: E402
-from tdml_lib.experiments.trials import UnlabelledFillRecipe  # noqa: E402
 from tdml_lib.io import code_state, provenance, write_json  # noqa: E402
 
 
@@ -63,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     _, few_shot, config = transfer.recipes_from_parameters(params)
     if args.labels != "interpolated":
         # every problem (argmax) or every other one (mixed) filled with unlabelled images; the
-        # library's trial recipe makes the very problems this script's own copy made for the
-        # stored runs (checked for both domains at seeds 0 and 1 when it moved there)
-        few_shot = UnlabelledFillRecipe(**{f.name: getattr(few_shot, f.name) for f in fields(Recipe)},
-                                        unlabelled_share=1.0 if args.labels == "argmax" else 0.5)
+        # library makes the very problems this script's own copy made for the stored runs
+        # (checked for both domains at seeds 0 and 1 when it moved there)
+        few_shot = replace(few_shot, unlabelled_share=1.0 if args.labels == "argmax" else 0.5)
     res = transfer.run_transfer(train_domains=(args.train,), regimes=("few-shot",), protocols=("standard",),
                                 few_shot=few_shot, critic_config=config, critic_seeds=(0, 1), seeds=DEVELOPMENT,
                                 probe=False, index_scorers=(), progress=False)

@@ -335,6 +335,10 @@ def test_a_recipe_with_interpolate_to_fills_the_few_shot_problems_and_its_ablati
     assert all(np.bincount(p.labels).max() <= 8 for p in plain.problems("numbers", None, seed=0))
     with pytest.raises(ValueError, match="few_shot="):
         ablations(["few-shot, no interpolation"], Recipe(), CriticConfig())
+    mixed = Recipe(**{**few_shot.__dict__, "unlabelled_share": 0.5})
+    unfilled, interpolated_only = (ablations([name], Recipe(), CriticConfig(), few_shot=mixed)[name][0]
+                                   for name in ("few-shot, no interpolation", "few-shot, interpolated fills only"))
+    assert unfilled == plain and interpolated_only == few_shot   # nothing filled; filled by interpolation alone
 
 
 def test_overlapping_copies_draw_the_closest_classes_together_and_keep_the_labels():
@@ -811,13 +815,18 @@ def test_recipes_from_parameters_are_the_recipes_the_stored_transfer_run_trained
     import json
     from pathlib import Path
 
-    from tdml_lib.experiments import recipes_from_parameters
+    from tdml_lib.experiments import Recipe, recipes_from_parameters
 
     stored = json.loads((Path(__file__).resolve().parents[1] / "results/transfer/result.json").read_text())
     standard, few_shot, config = recipes_from_parameters(stored["params"])
     training = stored["metrics"]["training"]
-    assert json.loads(json.dumps(standard.as_dict())) == training["numbers/standard/seed0"]["recipe"]
-    assert json.loads(json.dumps(few_shot.as_dict())) == training["fashion/few-shot/seed0"]["recipe"]
+    defaults = json.loads(json.dumps(Recipe().as_dict()))
+
+    def recorded(key):   # a Recipe field added after the run was stored: the default, which that run used
+        return {**defaults, **training[key]["recipe"]}
+
+    assert json.loads(json.dumps(standard.as_dict())) == recorded("numbers/standard/seed0")
+    assert json.loads(json.dumps(few_shot.as_dict())) == recorded("fashion/few-shot/seed0")
     assert config.average_tail == stored["params"]["CRITIC_AVERAGE_TAIL"] and config.epochs == stored["params"]["EPOCHS"]
     with pytest.raises(ValueError, match="N_TRAIN_PROBLEMS"):
         recipes_from_parameters({k: v for k, v in stored["params"].items() if k != "N_TRAIN_PROBLEMS"})
@@ -945,33 +954,22 @@ def test_mixed_boundary_copies_crowd_the_borders_and_keep_the_labels():
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(plain[:3], trial[-3:]))
 
 
-def test_gentle_shrink_recipe_draws_its_shrunk_copies_less_far():
+def test_shrink_min_factor_draws_the_shrunk_copies_less_far():
     from tdml_lib.experiments import Recipe
-    from tdml_lib.experiments.trials import GentleShrinkRecipe
 
     shape = dict(n_problems=4, n_synthetic=4, noise_copies=True, subsampled_copies=True)
     plain = Recipe(**shape).problems("numbers", None, seed=0)
-    same = GentleShrinkRecipe(**shape, shrink_min_factor=0.2).problems("numbers", None, seed=0)
-    gentle = GentleShrinkRecipe(**shape, shrink_min_factor=0.9).problems("numbers", None, seed=0)
-
-    def split(problems):   # (the shrunk copies, the others), each in order
-        return ([p for p in problems if " + shrunk " in p.source],
-                [p for p in problems if " + shrunk " not in p.source])
-
-    def identical(a, b):
-        return len(a) == len(b) and all(p.source == q.source and np.array_equal(p.X, q.X)
-                                        and np.array_equal(p.labels, q.labels) for p, q in zip(a, b))
-
-    # at the recipe's own factor it makes the very same problems (its shrunk copies last)
-    assert identical(split(same)[0], split(plain)[0]) and identical(split(same)[1], split(plain)[1])
-    # gentler: the others unchanged; the same problems shrunk, each by a factor of at least 0.9
-    assert identical(split(gentle)[1], split(plain)[1]) and len(split(gentle)[0]) == 4
-    for g, p in zip(split(gentle)[0], split(plain)[0]):
-        assert g.source.rsplit(" + shrunk ", 1)[0] == p.source.rsplit(" + shrunk ", 1)[0]
-        assert np.array_equal(g.labels, p.labels) and float(g.source.rsplit(" ", 1)[1]) >= 0.9
+    gentle = Recipe(**shape, shrink_min_factor=0.9).problems("numbers", None, seed=0)
+    assert len(gentle) == len(plain)
+    for g, p in zip(gentle, plain):
+        if " + shrunk " not in p.source:        # every other problem is the recipe's own
+            assert g.source == p.source and np.array_equal(g.X, p.X)
+        else:                                   # the same problems shrunk, each by a factor of at least 0.9
+            assert g.source.rsplit(" + shrunk ", 1)[0] == p.source.rsplit(" + shrunk ", 1)[0]
+            assert np.array_equal(g.labels, p.labels) and float(g.source.rsplit(" ", 1)[1]) >= 0.9
+    assert sum(" + shrunk " in p.source for p in gentle) == 4
     with pytest.raises(ValueError, match="min_factor"):
-        GentleShrinkRecipe(**shape, shrink_min_factor=0.0).problems("numbers", None, seed=0)
-
+        Recipe(**shape, shrink_min_factor=0.0).problems("numbers", None, seed=0)
 
 def _blob_pool(seed=0, per_class=6, n_unlabelled=300, n_classes=4, dim=3):
     """A labelled pool and unlabelled points around the same well-separated centres."""
@@ -984,7 +982,7 @@ def _blob_pool(seed=0, per_class=6, n_unlabelled=300, n_classes=4, dim=3):
 
 
 def test_unlabelled_fill_problems_label_fills_by_their_nearest_pool_points():
-    from tdml_lib.experiments.trials import unlabelled_fill_problems
+    from tdml_lib.experiments.training import unlabelled_fill_problems
 
     pool, pool_labels, unlabelled = _blob_pool()
     kwargs = dict(points_per_class=(15, 25), n_clusters=(2, 4), k=3, source="blobs")
@@ -1010,7 +1008,7 @@ def test_unlabelled_fill_problems_label_fills_by_their_nearest_pool_points():
 
 
 def test_unlabelled_fill_problems_refuse_bad_input():
-    from tdml_lib.experiments.trials import few_shot_pool, unlabelled_fill_problems
+    from tdml_lib.experiments.training import few_shot_pool, unlabelled_fill_problems
 
     pool, pool_labels, unlabelled = _blob_pool()
     with pytest.raises(ValueError, match="k"):
@@ -1035,42 +1033,37 @@ def test_unlabelled_fill_problems_refuse_bad_input():
         few_shot_pool(labels, 6)
 
 
-def test_unlabelled_fill_recipe_changes_only_the_domain_problems_it_fills():
-    from dataclasses import fields
+def test_unlabelled_share_fills_every_other_few_shot_problem_and_nothing_else():
+    from dataclasses import replace
 
-    from tdml_lib.experiments import Recipe, training
-    from tdml_lib.experiments.trials import UnlabelledFillRecipe
+    from tdml_lib.experiments import Recipe
 
     base = Recipe(n_problems=4, n_synthetic=2, examples_per_class=6, interpolate_to=(20, 30),
                   overlap_copies=True)
-    shape = {f.name: getattr(base, f.name) for f in fields(Recipe)}
-    drawn = training.training_problems
 
     def identical(a, b):
         return len(a) == len(b) and all(p.source == q.source and np.array_equal(p.X, q.X)
                                         and np.array_equal(p.labels, q.labels) for p, q in zip(a, b))
 
     plain = base.problems("numbers", None, seed=0)
-    # no share filled: the base recipe's problems, bit for bit
-    assert identical(UnlabelledFillRecipe(**shape, unlabelled_share=0.0).problems("numbers", None, seed=0), plain)
-    mixed = UnlabelledFillRecipe(**shape, unlabelled_draw=3000).problems("numbers", None, seed=0)
-    assert training.training_problems is drawn          # the swap lasts for the call only
+    mixed_recipe = replace(base, unlabelled_share=0.5, unlabelled_draw=3000)
+    mixed = mixed_recipe.problems("numbers", None, seed=0)
     assert len(mixed) == len(plain)
     own = mixed[:4]
     assert ["unlabelled fill" in p.source for p in own] == [False, True, False, True]
+    assert identical(own, mixed_recipe.own_problems("numbers", None, seed=0))
     assert all(20 <= n <= 30 for p in own[1::2] for n in np.bincount(p.labels))
     # the synthetic problems are the base recipe's (their copies share a generator with the
     # domain's copies, so they differ when the domain's problems do)
     assert identical([p for p in mixed if p.source.startswith("synthetic") and " + " not in p.source],
                      [p for p in plain if p.source.startswith("synthetic") and " + " not in p.source])
-    again = UnlabelledFillRecipe(**shape, unlabelled_draw=3000).problems("numbers", None, seed=0)
-    assert identical(mixed, again)
-    with pytest.raises(ValueError, match="few-shot"):
-        UnlabelledFillRecipe(n_problems=2, n_synthetic=0).problems("numbers", None, seed=0)
+    assert identical(mixed, mixed_recipe.problems("numbers", None, seed=0))
+    everything = replace(mixed_recipe, unlabelled_share=1.0).own_problems("numbers", None, seed=0)
+    assert all("unlabelled fill" in p.source for p in everything)
+    with pytest.raises(ValueError, match="examples_per_class and interpolate_to"):
+        replace(base, interpolate_to=None, unlabelled_share=0.5).problems("numbers", None, seed=0)
     with pytest.raises(ValueError, match="unlabelled_share"):
-        UnlabelledFillRecipe(**{**shape, "n_synthetic": 0}, unlabelled_share=1.5).problems("numbers", None, seed=0)
-    assert training.training_problems is drawn
-
+        replace(base, n_synthetic=0, unlabelled_share=1.5).problems("numbers", None, seed=0)
 
 def test_interpolation_span_keeps_the_class_spread():
     from tdml_lib.experiments import Recipe
@@ -1183,7 +1176,7 @@ def test_compare_trial_flags_belong_to_their_own_trial():
     assert script.trial_changes(args("spread")) == {"interpolation_span": VARIANCE_PRESERVING_SPAN}
     assert script.trial_changes(args("spread", span=0.5)) == {"interpolation_span": 0.5}
     assert script.trial_changes(args("gentle-shrink", shrink_min_factor=0.4)) == {"shrink_min_factor": 0.4}
-    assert script.trial_changes(args("unlabelled")) == {}
+    assert script.trial_changes(args("unlabelled")) == {"unlabelled_share": 0.5}
     assert script.trial_changes(args("unlabelled", unlabelled_share=1.0)) == {"unlabelled_share": 1.0}
     with pytest.raises(SystemExit, match="--span belongs to --trial spread"):
         script.trial_changes(args("boundary", span=0.5))
@@ -1232,6 +1225,8 @@ def test_recipe_part_names_the_last_step_of_a_source():
     assert recipe_part("synthetic:moons") == "synthetic problems"
     assert recipe_part("synthetic:moons + shrunk 0.40") == "shrunk copies"
     assert recipe_part("fashion + overlapping") == "overlapping copies"
+    assert recipe_part("numbers (few-shot, unlabelled fill)") == "filled with unlabelled images"
+    assert recipe_part("numbers (few-shot, unlabelled fill) + noise 0.20") == "noisy copies"
 
 
 def test_boundary_move_raises_agreement_where_a_stray_sits_among_the_other_class():
@@ -1293,7 +1288,6 @@ def test_truth_overlap_shows_a_filling_recipes_problems_as_drawn_before_filling(
     monkeypatch.setattr(features, "fit_feature_map", lambda domain, **k: domain)
     monkeypatch.setattr(module, "evaluation_problems", lambda test, n, seeds, fmap: synthetic_problems(n, seed=7))
     monkeypatch.setattr(training, "training_problems", fake_training_problems)
-    monkeypatch.setattr(module, "training_problems", fake_training_problems)
     few_shot = Recipe(n_problems=5, n_synthetic=0, noise_copies=False, shrunk_copies=False, subsampled_copies=False,
                       examples_per_class=8, interpolate_to=(10, 12))
     table = module.truth_overlap({"few-shot": few_shot, "plain": Recipe(n_problems=0, n_synthetic=3)},

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.neighbors import KNeighborsClassifier
 
 from .. import data, features
 from ..agent import cluster, make_agent_proposals
@@ -27,7 +28,7 @@ from ..features import domain_problems
 from ..io import provenance
 from ..metrics import clustering_accuracy
 from ..problems import Problem, _check_range, few_shot_problems, standardize, synthetic_problems
-from ..validation import check_positive_int, check_real_range
+from ..validation import check_int, check_points, check_positive_int, check_real, check_real_range
 
 
 def training_problems(domain: str, n_problems: int, seed: int = 0, split: str = "train",
@@ -91,6 +92,137 @@ def shrunk_copies(problems: Sequence[Problem], min_factor: float = 0.2, seed: in
         out.append(Problem(standardize(centroids + factor * (X - centroids)), p.labels,
                            f"{p.source} + shrunk {factor:.2f}"))
     return out
+
+
+UNLABELLED_NEIGHBOURS = 10
+"""Default number of nearest pool images whose labels vote on an unlabelled image's label
+(:func:`unlabelled_fill_problems`; the pilot's, fixed before it ran)."""
+UNLABELLED_DRAW = 20000
+"""Default number of the domain's unlabelled training images :func:`unlabelled_fill_domain_problems`
+draws once per call, as the pilot did (a third of Numbers' training split)."""
+UNLABELLED_FILL_SOURCE = "(few-shot, unlabelled fill)"
+"""How the ``source`` of a problem :func:`unlabelled_fill_problems` makes ends."""
+UNLABELLED_SHARE = 0.5
+"""Default share of a :class:`UnlabelledFillRecipe`'s domain problems filled with unlabelled
+images (every other one; the pilot's ``mixed``)."""
+
+
+def few_shot_pool(labels: np.ndarray, examples_per_class: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """Indices of the labelled pool: a seeded draw of ``examples_per_class`` images of each
+    class, class by class, the same draw as :func:`tdml_lib.problems.few_shot_problems`.
+
+    Raises:
+        ValueError: ``examples_per_class`` not an int >= 2, or more than a class has.
+    """
+    labels = np.asarray(labels)
+    examples_per_class = check_int(examples_per_class, "examples_per_class", 2)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < examples_per_class:
+        raise ValueError(f"examples_per_class={examples_per_class} but class {classes[counts.argmin()]} has "
+                         f"{counts.min()} images; ask for at most that many.")
+    return np.concatenate([rng.choice(np.flatnonzero(labels == c), size=examples_per_class, replace=False)
+                           for c in classes])
+
+
+def unlabelled_fill_problems(pool_features: np.ndarray, pool_labels: np.ndarray, unlabelled: np.ndarray,
+                             n_problems: int, points_per_class: tuple[int, int] = (20, 100),
+                             n_clusters: tuple[int, int] = (2, 10), k: int = UNLABELLED_NEIGHBOURS,
+                             seed: int | np.random.Generator = 0, source: str = "") -> list[Problem]:
+    """Few-shot problems filled up with unlabelled points labelled by their nearest pool points.
+
+    Every unlabelled point gets the label of the vote of its ``k`` nearest pool points
+    (scikit-learn's ``KNeighborsClassifier.predict_proba``: each class's share of the ``k``).
+    Each problem draws K classes (uniform in ``n_clusters``), keeps ``max(2, m // 3)`` to
+    ``m`` pool points of each (``m`` pool points per class, as
+    :func:`tdml_lib.problems.few_shot_problems` keeps), and fills each class up to a size
+    drawn in ``points_per_class`` with unlabelled points whose vote, among the problem's
+    classes, falls on it; only points whose vote over *all* classes falls on one of the
+    problem's are used (a point that looks like none of them is left out). A class runs
+    short of its size when too few unlabelled points vote for it. Standardised, points in
+    random order. The unlabelled points come without labels: their labels cannot be read.
+
+    Args:
+        pool_features, pool_labels: the labelled pool (same number of points per class).
+        unlabelled: feature rows of the unlabelled points (no labels).
+        seed: an int, or a generator to draw from (the domain-level wrapper passes the one
+            that drew the pool).
+
+    Raises:
+        ValueError: shapes that do not match, NaN, a pool with unequal class counts, an
+            empty unlabelled set, ``k`` larger than the pool, or K outside 2..classes.
+    """
+    pool_features = check_points(pool_features, "pool_features")
+    unlabelled = check_points(unlabelled, "unlabelled")
+    pool_labels = np.asarray(pool_labels)
+    if pool_labels.shape != (len(pool_features),):
+        raise ValueError(f"pool_labels must have one label per pool row ({len(pool_features)}), "
+                         f"got shape {pool_labels.shape}.")
+    if unlabelled.shape[1] != pool_features.shape[1]:
+        raise ValueError(f"unlabelled has {unlabelled.shape[1]} features, the pool {pool_features.shape[1]}: "
+                         "transform both with the same feature map.")
+    classes, counts = np.unique(pool_labels, return_counts=True)
+    if counts.min() != counts.max():
+        raise ValueError("the pool must hold the same number of points per class (few_shot_pool draws one).")
+    k = check_int(k, "k", 1, len(pool_labels))
+    lowest_k, highest_k = _check_range(n_clusters, "n_clusters", 2)
+    if highest_k > len(classes):
+        raise ValueError(f"n_clusters asks for up to {highest_k} classes; the pool has {len(classes)}.")
+    points_per_class = _check_range(points_per_class, "points_per_class", 1)
+    n_problems = check_int(n_problems, "n_problems", 0)
+    rng = np.random.default_rng(seed)
+    vote = KNeighborsClassifier(n_neighbors=k).fit(pool_features, pool_labels).predict_proba(unlabelled)
+    top = vote.argmax(1)                       # column index into classes
+    per_class = int(counts[0])
+    lowest = max(2, per_class // 3)
+    out = []
+    for _ in range(n_problems):
+        columns = np.sort(rng.choice(len(classes), size=int(rng.integers(lowest_k, highest_k + 1)), replace=False))
+        eligible = np.flatnonzero(np.isin(top, columns))
+        fill_label = vote[eligible][:, columns].argmax(1)
+        rows, ys = [], []
+        for i, column in enumerate(columns):
+            own = rng.choice(np.flatnonzero(pool_labels == classes[column]),
+                             size=int(rng.integers(lowest, per_class + 1)), replace=False)
+            target = int(rng.integers(points_per_class[0], points_per_class[1] + 1))
+            voted = eligible[fill_label == i]
+            fill = rng.choice(voted, size=min(len(voted), max(0, target - len(own))), replace=False)
+            rows += [pool_features[own], unlabelled[fill]]
+            ys.append(np.full(len(own) + len(fill), i))
+        X, y = np.concatenate(rows).astype(np.float64), np.concatenate(ys)
+        order = rng.permutation(len(y))
+        out.append(Problem(standardize(X[order]), y[order], f"{source} {UNLABELLED_FILL_SOURCE}",
+                           tuple(int(classes[c]) for c in columns)))
+    return out
+
+
+def unlabelled_fill_domain_problems(domain: str, n_problems: int, examples_per_class: int,
+                                    points_per_class: tuple[int, int] = (20, 100), feature_map: Any = None,
+                                    seed: int = 0, k: int = UNLABELLED_NEIGHBOURS,
+                                    n_unlabelled: int = UNLABELLED_DRAW) -> list[Problem]:
+    """:func:`unlabelled_fill_problems` of a domain's training split: the labelled pool
+    (:func:`few_shot_pool`), then ``n_unlabelled`` other images of the split drawn at
+    random, passed on as features only (their labels are never read), all in the features
+    of ``feature_map`` (default: PCA fitted on Numbers' training split, as
+    :func:`training_problems`). One generator draws the pool, the unlabelled
+    images and the problems, in that order.
+
+    Raises:
+        ValueError: as :func:`few_shot_pool` and :func:`unlabelled_fill_problems`; no image
+            left outside the pool, or ``n_unlabelled`` < 1.
+    """
+    n_unlabelled = check_int(n_unlabelled, "n_unlabelled", 1)
+    ds = data.load(domain, "train")
+    fmap = feature_map if feature_map is not None else features.fit_feature_map("numbers", seed=0)
+    labels = np.asarray(ds.labels)
+    rng = np.random.default_rng(seed)
+    pool = few_shot_pool(labels, examples_per_class, rng)
+    rest = np.setdiff1d(np.arange(len(labels)), pool)
+    if not len(rest):
+        raise ValueError(f"every image of {domain}'s training split is in the labelled pool: none is left to fill with.")
+    unlabelled = np.sort(rng.choice(rest, size=min(n_unlabelled, len(rest)), replace=False))
+    return unlabelled_fill_problems(fmap.transform(ds.images[pool]), labels[pool], fmap.transform(ds.images[unlabelled]),
+                                    n_problems, points_per_class, k=k, seed=rng, source=domain)
 
 
 OVERLAP_PULL = (0.3, 0.7)
@@ -254,6 +386,20 @@ class Recipe:
             left the other cells flat; in the few-shot regime the stronger copies cost the
             Fashion critic on Fashion, so it keeps the defaults. The ablation
             ``"weaker overlapping copies"`` shows what they change.
+        unlabelled_share: the few-shot regime's share of the domain's problems filled up
+            with the domain's *unlabelled* training images (:func:`unlabelled_fill_domain_problems`,
+            each labelled by the vote of its nearest pool images) instead of by
+            :func:`interpolated_copies`; the filled ones sit at every ``1 / share``-th place
+            (:meth:`own_problems`). In an interpolated problem each point's nearest
+            neighbours are fills of its own class; real images keep real neighbourhoods.
+            Chapter 5's few-shot recipe sets half (measured on the confirmation seeds and
+            adopted, ``results/development/adoption_rules.md``); 0 fills by interpolation
+            alone. Needs ``examples_per_class`` and ``interpolate_to``.
+        unlabelled_neighbours: how many nearest pool images vote (``k``).
+        unlabelled_draw: how many unlabelled images of the training split are drawn.
+        shrink_min_factor: the smallest factor by which a shrunk copy draws its classes
+            towards their centroids (``min_factor`` of :func:`shrunk_copies`); a gentler
+            0.6 was measured in the few-shot regime and not adopted.
         synthetic_points: points per cluster of the synthetic problems (lowest, highest).
             Clusters larger than the domain's let the critic see correct clusterings of a
             few large clusters, as a user's 2-D point sets often are; without them it rates
@@ -275,6 +421,43 @@ class Recipe:
     overlap_copies: bool = False
     overlap_pull: tuple[float, float] = OVERLAP_PULL
     overlap_pairs: int = OVERLAP_PAIRS
+    unlabelled_share: float = 0.0
+    unlabelled_neighbours: int = UNLABELLED_NEIGHBOURS
+    unlabelled_draw: int = UNLABELLED_DRAW
+    shrink_min_factor: float = 0.2
+
+    def own_problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
+        """The domain's own problems of this recipe, before any copy: drawn (from the small
+        pool in the few-shot regime), filled up if ``interpolate_to`` is set, by
+        :func:`interpolated_copies` and, for ``unlabelled_share`` of them, with unlabelled
+        images instead. The filled ones sit at the places ``i`` where ``floor((i + 1) *
+        share)`` grows (``share`` 0.5: every odd one), so that the shrunk copies (of the
+        even places) and the subsampled ones (of the odd) take both kinds; the interpolated
+        ones are the problems drawn for ``n_problems`` minus the filled count. At ``share``
+        0 they are the problems drawn for ``n_problems``, interpolated or not, as before
+        the share existed.
+
+        Raises:
+            ValueError: ``unlabelled_share`` outside [0, 1], or above 0 without
+                ``examples_per_class`` and ``interpolate_to``.
+        """
+        share = check_real(self.unlabelled_share, "unlabelled_share", 0.0, 1.0)
+        if share and (self.examples_per_class is None or self.interpolate_to is None):
+            raise ValueError("unlabelled_share fills few-shot problems up: set examples_per_class and interpolate_to "
+                             "too, or leave unlabelled_share at 0.")
+        filled_at = [int((i + 1) * share) > int(i * share) for i in range(self.n_problems)]
+        n_drawn = self.n_problems - sum(filled_at)
+        drawn = training_problems(domain, n_drawn, seed=seed, feature_map=feature_map,
+                                  examples_per_class=self.examples_per_class) if n_drawn else []
+        if self.interpolate_to is not None and drawn:
+            drawn = interpolated_copies(drawn, self.interpolate_to, seed=seed + 5, span=self.interpolation_span)
+        if not any(filled_at):
+            return list(drawn)
+        interpolated = iter(drawn)
+        filled = iter(unlabelled_fill_domain_problems(domain, sum(filled_at), self.examples_per_class,
+                                                      self.interpolate_to, feature_map, seed=seed,
+                                                      k=self.unlabelled_neighbours, n_unlabelled=self.unlabelled_draw))
+        return [next(filled) if at else next(interpolated) for at in filled_at]
 
     def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
         """The labelled training problems of this recipe for ``domain``."""
@@ -287,10 +470,7 @@ class Recipe:
         if self.small_pool_problems and self.examples_per_class is not None:
             raise ValueError("small_pool_problems is for the standard regime: a few-shot recipe "
                              "(examples_per_class set) draws all its problems from a small pool already.")
-        own = training_problems(domain, self.n_problems, seed=seed, feature_map=feature_map,
-                                examples_per_class=self.examples_per_class) if self.n_problems else []
-        if self.interpolate_to is not None and own:
-            own = interpolated_copies(own, self.interpolate_to, seed=seed + 5, span=self.interpolation_span)
+        own = self.own_problems(domain, feature_map, seed)
         out = list(own)
         if self.noise_copies and own:
             out += noise_augmented(own, self.max_noise, seed=seed + 1)
@@ -299,14 +479,15 @@ class Recipe:
         out += synthetic
         if self.shrunk_copies:
             # half of the domain's problems and half of the synthetic ones, made cleaner
-            out += shrunk_copies(list(own[::2]) + list(synthetic[::2]), seed=seed + 3)
+            out += shrunk_copies(list(own[::2]) + list(synthetic[::2]), self.shrink_min_factor, seed=seed + 3)
         if self.subsampled_copies:
             # the other half, at a third of their size
             out += subsampled_copies(list(own[1::2]) + list(synthetic[1::2]), seed=seed + 4)
         if self.small_pool_problems:
             small_pool = replace(self, n_problems=self.small_pool_problems, examples_per_class=self.small_pool_size,
                                  interpolate_to=(20, 100), n_synthetic=0, shrunk_copies=False,
-                                 subsampled_copies=False, small_pool_problems=0, overlap_copies=False)
+                                 subsampled_copies=False, small_pool_problems=0, overlap_copies=False,
+                                 unlabelled_share=0.0)
             out += small_pool.problems(domain, feature_map, seed + 11)
         if self.overlap_copies:
             out += overlapping_copies(own, tuple(self.overlap_pull), self.overlap_pairs, seed=seed + 13)

@@ -153,7 +153,8 @@ averaged as z-scores."""
 
 ABLATIONS = ("domain only", "synthetic only", "no noisy copies", "no shrunk copies", "no small-pool problems",
              "no overlapping copies", "weaker overlapping copies", "WGAN-GP", "GAE codes", "last-epoch weights",
-             "few-shot, no interpolation", "few-shot, plain interpolation", "few-shot, no overlapping copies")
+             "few-shot, no interpolation", "few-shot, plain interpolation", "few-shot, interpolated fills only",
+             "few-shot, no overlapping copies")
 """The ablations chapter 5 can run (:func:`ablations`)."""
 
 
@@ -178,9 +179,13 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
     * ``"last-epoch weights"``: the standard recipe with the MLP's last weights, not their
       average over the final epochs (``CriticConfig.average_tail`` 0);
     * ``"few-shot, no interpolation"``: the ``few_shot`` recipe with its problems as
-      drawn from the pool, not filled up by interpolation (``Recipe.interpolate_to``);
+      drawn from the pool, not filled up at all (``Recipe.interpolate_to``, and no
+      unlabelled images either);
     * ``"few-shot, plain interpolation"``: the ``few_shot`` recipe filled up by plain
       interpolation (``Recipe.interpolation_span`` 0), whatever its own span;
+    * ``"few-shot, interpolated fills only"``: the ``few_shot`` recipe with every problem
+      filled by interpolation, none with the domain's unlabelled images
+      (``Recipe.unlabelled_share`` 0);
     * ``"few-shot, no overlapping copies"``: the ``few_shot`` recipe without them.
 
     Raises:
@@ -213,7 +218,8 @@ def ablations(names: Sequence[str], standard: Recipe, config: CriticConfig,
         "last-epoch weights": (standard, replace(config, average_tail=0.0)),
     }
     if few_shot is not None:
-        table["few-shot, no interpolation"] = (replace(few_shot, interpolate_to=None), config)
+        table["few-shot, no interpolation"] = (replace(few_shot, interpolate_to=None, unlabelled_share=0.0), config)
+        table["few-shot, interpolated fills only"] = (replace(few_shot, unlabelled_share=0.0), config)
         table["few-shot, plain interpolation"] = (replace(few_shot, interpolation_span=0.0), config)
         table["few-shot, no overlapping copies"] = (replace(few_shot, overlap_copies=False), config)
     lacking = [n for n in names if n not in table]   # only the few-shot ones can be: the names are known
@@ -314,8 +320,10 @@ def recipes_from_parameters(params: Mapping[str, Any]) -> tuple[Recipe, Recipe, 
     transfer run's ``params``). Chapter 5 builds its recipes with it, and the trials of
     ``scripts/compare_trial.py`` start from the recipes the stored run trained with it;
     names it does not use are ignored. Names added after a run was stored take the value
-    that run used: ``CRITIC_AVERAGE_TAIL`` and ``FEW_SHOT_KEEP_SPREAD`` are off, and
+    that run used: ``CRITIC_AVERAGE_TAIL`` and ``FEW_SHOT_KEEP_SPREAD`` are off,
+    ``FEW_SHOT_UNLABELLED_SHARE`` is 0 (every few-shot problem filled by interpolation), and
     ``FEW_SHOT_SYNTHETIC`` (the few-shot recipe's synthetic problems) is ``N_SYNTHETIC``.
+    With ``FEW_SHOT_POINTS`` None nothing is filled, and the share is 0 too.
 
     Raises:
         ValueError: a parameter the recipes need is missing.
@@ -337,6 +345,7 @@ def recipes_from_parameters(params: Mapping[str, Any]) -> tuple[Recipe, Recipe, 
                       examples_per_class=p["FEW_SHOT_EXAMPLES_PER_CLASS"],
                       interpolate_to=tuple(p["FEW_SHOT_POINTS"]) if p["FEW_SHOT_POINTS"] else None,
                       interpolation_span=VARIANCE_PRESERVING_SPAN if p.get("FEW_SHOT_KEEP_SPREAD") else 0.0,
+                      unlabelled_share=p.get("FEW_SHOT_UNLABELLED_SHARE", 0.0) if p["FEW_SHOT_POINTS"] else 0.0,
                       overlap_copies=p["OVERLAP_COPIES"])
     config = CriticConfig(n_negatives=p["N_NEGATIVES"], n_degenerate=p["N_DEGENERATE"], epochs=p["EPOCHS"],
                           gae_epochs=p["GAE_EPOCHS"], inputs=p["CRITIC_INPUTS"],

@@ -34,12 +34,16 @@ from .. import features, graphs
 from ..candidates import label_noise
 from ..problems import Problem
 from .seeds import DEVELOPMENT, EvaluationSeeds
-from .training import Recipe, training_problems
+from .training import UNLABELLED_FILL_SOURCE, Recipe
 from .transfer import evaluation_problems
 
 COPY_PARTS = {"noise": "noisy copies", "shrunk": "shrunk copies", "subsampled": "subsampled copies",
               "overlapping": "overlapping copies", "interpolated": "filled-up problems"}
 """The part of a recipe a problem comes from, by the last step its ``source`` names."""
+
+UNLABELLED_PART = "filled with unlabelled images"
+"""The part of a few-shot recipe whose problems are filled up with the domain's unlabelled
+images (``Recipe.unlabelled_share``), not by interpolation."""
 
 AS_DRAWN = "problems as drawn (before filling)"
 """The part of a filling recipe (``Recipe.interpolate_to``) that is not trained on: its
@@ -95,10 +99,12 @@ def recipe_part(source: str) -> str:
     """The part of a training recipe a problem with this ``source`` belongs to:
     one of :data:`COPY_PARTS` (by the last step the source names, so a noisy copy of a
     filled-up problem is a noisy copy, and a shrunk synthetic problem a shrunk copy),
-    ``"synthetic problems"`` or ``"domain problems"``."""
+    :data:`UNLABELLED_PART`, ``"synthetic problems"`` or ``"domain problems"``."""
     last = source.rsplit(" + ", 1)[1].split()[0] if " + " in source else ""
     if last in COPY_PARTS:
         return COPY_PARTS[last]
+    if source.endswith(UNLABELLED_FILL_SOURCE):
+        return UNLABELLED_PART
     return "synthetic problems" if source.startswith("synthetic") else "domain problems"
 
 
@@ -138,9 +144,9 @@ def truth_overlap(recipes: Mapping[str, Recipe], train: str = "numbers",
         rows += [{"set": f"training: {name}", "part": recipe_part(p.source), **_measures(p, i)}
                  for i, p in enumerate(sized.problems(train, maps[train], seed))]
         if sized.interpolate_to is not None and sized.n_problems:
-            # the very problems Recipe.problems draws (same seed) before it fills them up
-            drawn = training_problems(train, sized.n_problems, seed=seed, feature_map=maps[train],
-                                      examples_per_class=sized.examples_per_class)
+            # the domain's problems as the recipe draws them (same seed), before any filling;
+            # a recipe that fills some with unlabelled images draws fewer, from the same pool
+            drawn = replace(sized, interpolate_to=None, unlabelled_share=0.0).own_problems(train, maps[train], seed)
             rows += [{"set": f"training: {name}", "part": AS_DRAWN, **_measures(p, i)} for i, p in enumerate(drawn)]
     for protocol in protocols:
         for test in test_domains:
