@@ -103,8 +103,9 @@ draws once per call, as the pilot did (a third of Numbers' training split)."""
 UNLABELLED_FILL_SOURCE = "(few-shot, unlabelled fill)"
 """How the ``source`` of a problem :func:`unlabelled_fill_problems` makes ends."""
 UNLABELLED_SHARE = 0.5
-"""Default share of a :class:`UnlabelledFillRecipe`'s domain problems filled with unlabelled
-images (every other one; the pilot's ``mixed``)."""
+"""The share of the few-shot problems that chapter 5 fills with unlabelled images
+(``Recipe.unlabelled_share``, whose own default is 0): every other one, the pilot's ``mixed``,
+measured and adopted at this share."""
 
 
 def few_shot_pool(labels: np.ndarray, examples_per_class: int, seed: int | np.random.Generator = 0) -> np.ndarray:
