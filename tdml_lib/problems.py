@@ -305,6 +305,25 @@ def synthetic_problems(n_problems: int, families: Sequence[str] = SYNTHETIC_FAMI
     return out
 
 
+def few_shot_pool(labels: np.ndarray, examples_per_class: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """Indices of a few-shot regime's labelled pool: a seeded draw of ``examples_per_class``
+    images of each class, class by class (the pool of :func:`few_shot_problems`, and of
+    the unlabelled fill of ``tdml_lib.experiments.training``).
+
+    Raises:
+        ValueError: ``examples_per_class`` not an int >= 2, or more than a class has.
+    """
+    labels = np.asarray(labels)
+    examples_per_class = check_int(examples_per_class, "examples_per_class", 2)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < examples_per_class:
+        raise ValueError(f"examples_per_class={examples_per_class} but class {classes[counts.argmin()]} has "
+                         f"{counts.min()} images; ask for at most that many.")
+    return np.concatenate([rng.choice(np.flatnonzero(labels == c), size=examples_per_class, replace=False)
+                           for c in classes])
+
+
 def few_shot_problems(features: np.ndarray, labels: np.ndarray, n_problems: int, examples_per_class: int,
                       n_clusters: int | Sequence[int] = (2, 10), seed: int = 0, source: str = "") -> list[Problem]:
     """Few-shot training problems: first keep only ``examples_per_class`` labelled examples
@@ -315,11 +334,7 @@ def few_shot_problems(features: np.ndarray, labels: np.ndarray, n_problems: int,
     numbers): the critic sees few labelled *examples*, not only few problems.
     """
     labels = np.asarray(labels)
-    if int(examples_per_class) != examples_per_class or examples_per_class < 2:
-        raise ValueError(f"examples_per_class must be an int >= 2, got {examples_per_class!r}.")
-    rng = np.random.default_rng(seed)
-    pool = np.concatenate([rng.choice(np.flatnonzero(labels == c), size=int(examples_per_class), replace=False)
-                           for c in np.unique(labels)])
+    pool = few_shot_pool(labels, examples_per_class, seed)
     lo = max(2, int(examples_per_class) // 3)
     return sample_problems(np.asarray(features)[pool], labels[pool], n_problems, n_clusters,
                            (lo, int(examples_per_class)), seed=seed + 1, source=f"{source} (few-shot)")

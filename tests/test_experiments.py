@@ -1008,7 +1008,8 @@ def test_unlabelled_fill_problems_label_fills_by_their_nearest_pool_points():
 
 
 def test_unlabelled_fill_problems_refuse_bad_input():
-    from tdml_lib.experiments.training import few_shot_pool, unlabelled_fill_problems
+    from tdml_lib.experiments.training import unlabelled_fill_problems
+    from tdml_lib.problems import few_shot_pool
 
     pool, pool_labels, unlabelled = _blob_pool()
     with pytest.raises(ValueError, match="k"):

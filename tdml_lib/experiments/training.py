@@ -27,7 +27,7 @@ from ..critic import INPUTS, ClusteringCritic, CriticConfig, TrainingSet, fit_cr
 from ..features import domain_problems
 from ..io import provenance
 from ..metrics import clustering_accuracy
-from ..problems import Problem, _check_range, few_shot_problems, standardize, synthetic_problems
+from ..problems import Problem, _check_range, few_shot_pool, few_shot_problems, standardize, synthetic_problems
 from ..validation import check_int, check_points, check_positive_int, check_real, check_real_range
 
 
@@ -47,10 +47,18 @@ def training_problems(domain: str, n_problems: int, seed: int = 0, split: str = 
         return synthetic_problems(n_problems, n_features=(2, 32), points_per_class=synthetic_points, seed=seed)
     if examples_per_class is None:
         return domain_problems(domain, n_problems, split=split, feature_map=feature_map, seed=seed)
+    split_features, labels = split_in_features(domain, split, feature_map)
+    return few_shot_problems(split_features, labels, n_problems, examples_per_class, seed=seed, source=domain)
+
+
+def split_in_features(domain: str, split: str = "train", feature_map: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every image of a domain's split in the features of ``feature_map`` (default: PCA
+    fitted on Numbers' training split), with its labels: one load and one transform, for
+    the few-shot problems and the unlabelled fill to share (a row's features do not depend
+    on which other rows are transformed with it)."""
     ds = data.load(domain, split)
     fmap = feature_map if feature_map is not None else features.fit_feature_map("numbers", seed=0)
-    return few_shot_problems(fmap.transform(ds.images), ds.labels, n_problems, examples_per_class,
-                             seed=seed, source=domain)
+    return fmap.transform(ds.images), np.asarray(ds.labels)
 
 
 def noise_augmented(problems: Sequence[Problem], max_noise: float = 1.5, seed: int = 0) -> list[Problem]:
@@ -106,24 +114,6 @@ UNLABELLED_SHARE = 0.5
 """The share of the few-shot problems that chapter 5 fills with unlabelled images
 (``Recipe.unlabelled_share``, whose own default is 0): every other one, the pilot's ``mixed``,
 measured and adopted at this share."""
-
-
-def few_shot_pool(labels: np.ndarray, examples_per_class: int, seed: int | np.random.Generator = 0) -> np.ndarray:
-    """Indices of the labelled pool: a seeded draw of ``examples_per_class`` images of each
-    class, class by class, the same draw as :func:`tdml_lib.problems.few_shot_problems`.
-
-    Raises:
-        ValueError: ``examples_per_class`` not an int >= 2, or more than a class has.
-    """
-    labels = np.asarray(labels)
-    examples_per_class = check_int(examples_per_class, "examples_per_class", 2)
-    rng = np.random.default_rng(seed)
-    classes, counts = np.unique(labels, return_counts=True)
-    if counts.min() < examples_per_class:
-        raise ValueError(f"examples_per_class={examples_per_class} but class {classes[counts.argmin()]} has "
-                         f"{counts.min()} images; ask for at most that many.")
-    return np.concatenate([rng.choice(np.flatnonzero(labels == c), size=examples_per_class, replace=False)
-                           for c in classes])
 
 
 def unlabelled_fill_problems(pool_features: np.ndarray, pool_labels: np.ndarray, unlabelled: np.ndarray,
@@ -200,29 +190,33 @@ def unlabelled_fill_problems(pool_features: np.ndarray, pool_labels: np.ndarray,
 def unlabelled_fill_domain_problems(domain: str, n_problems: int, examples_per_class: int,
                                     points_per_class: tuple[int, int] = (20, 100), feature_map: Any = None,
                                     seed: int = 0, k: int = UNLABELLED_NEIGHBOURS,
-                                    n_unlabelled: int = UNLABELLED_DRAW) -> list[Problem]:
+                                    n_unlabelled: int = UNLABELLED_DRAW,
+                                    split: tuple[np.ndarray, np.ndarray] | None = None) -> list[Problem]:
     """:func:`unlabelled_fill_problems` of a domain's training split: the labelled pool
-    (:func:`few_shot_pool`), then ``n_unlabelled`` other images of the split drawn at
-    random, passed on as features only (their labels are never read), all in the features
-    of ``feature_map`` (default: PCA fitted on Numbers' training split, as
-    :func:`training_problems`). One generator draws the pool, the unlabelled
-    images and the problems, in that order.
+    (:func:`tdml_lib.problems.few_shot_pool`), then ``n_unlabelled`` other images of the
+    split drawn at random, passed on as features only (their labels are never read), all
+    in the features of ``feature_map`` (default: PCA fitted on Numbers' training split, as
+    :func:`training_problems`). One generator draws the pool, the unlabelled images and
+    the problems, in that order.
+
+    Args:
+        split: the training split already in features, as :func:`split_in_features`
+            returns it (so that a caller that draws the few-shot problems too loads and
+            transforms it once); by default it is loaded here.
 
     Raises:
-        ValueError: as :func:`few_shot_pool` and :func:`unlabelled_fill_problems`; no image
+        ValueError: as :func:`tdml_lib.problems.few_shot_pool` and :func:`unlabelled_fill_problems`; no image
             left outside the pool, or ``n_unlabelled`` < 1.
     """
     n_unlabelled = check_int(n_unlabelled, "n_unlabelled", 1)
-    ds = data.load(domain, "train")
-    fmap = feature_map if feature_map is not None else features.fit_feature_map("numbers", seed=0)
-    labels = np.asarray(ds.labels)
+    split_features, labels = split if split is not None else split_in_features(domain, "train", feature_map)
     rng = np.random.default_rng(seed)
     pool = few_shot_pool(labels, examples_per_class, rng)
     rest = np.setdiff1d(np.arange(len(labels)), pool)
     if not len(rest):
         raise ValueError(f"every image of {domain}'s training split is in the labelled pool: none is left to fill with.")
     unlabelled = np.sort(rng.choice(rest, size=min(n_unlabelled, len(rest)), replace=False))
-    return unlabelled_fill_problems(fmap.transform(ds.images[pool]), labels[pool], fmap.transform(ds.images[unlabelled]),
+    return unlabelled_fill_problems(split_features[pool], labels[pool], split_features[unlabelled],
                                     n_problems, points_per_class, k=k, seed=rng, source=domain)
 
 
@@ -448,8 +442,12 @@ class Recipe:
                              "too, or leave unlabelled_share at 0.")
         filled_at = [int((i + 1) * share) > int(i * share) for i in range(self.n_problems)]
         n_drawn = self.n_problems - sum(filled_at)
-        drawn = training_problems(domain, n_drawn, seed=seed, feature_map=feature_map,
-                                  examples_per_class=self.examples_per_class) if n_drawn else []
+        if not any(filled_at):
+            drawn = training_problems(domain, n_drawn, seed=seed, feature_map=feature_map,
+                                      examples_per_class=self.examples_per_class) if n_drawn else []
+        else:   # both halves draw from the same split: load and transform it once
+            split = split_in_features(domain, "train", feature_map)
+            drawn = few_shot_problems(*split, n_drawn, self.examples_per_class, seed=seed, source=domain) if n_drawn else []
         if self.interpolate_to is not None and drawn:
             drawn = interpolated_copies(drawn, self.interpolate_to, seed=seed + 5, span=self.interpolation_span)
         if not any(filled_at):
@@ -457,7 +455,8 @@ class Recipe:
         interpolated = iter(drawn)
         filled = iter(unlabelled_fill_domain_problems(domain, sum(filled_at), self.examples_per_class,
                                                       self.interpolate_to, feature_map, seed=seed,
-                                                      k=self.unlabelled_neighbours, n_unlabelled=self.unlabelled_draw))
+                                                      k=self.unlabelled_neighbours, n_unlabelled=self.unlabelled_draw,
+                                                      split=split))
         return [next(filled) if at else next(interpolated) for at in filled_at]
 
     def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
