@@ -13,13 +13,16 @@ Writes ``<out>/<name>.csv`` (one row per cell, :func:`compare_recipes`) and
     python scripts/compare_trial.py overlap_numbers_few_shot --regime few-shot --recipe overlap_pairs=3 "overlap_pull=[0.4, 0.8]"
     python scripts/compare_trial.py overlap_numbers_few_shot_confirmation --seed-set confirmation --critic-seeds 5 6 7 8 9 ...
     python scripts/compare_trial.py unlabelled_numbers_few_shot_confirmation --regime few-shot --trial unlabelled --seed-set confirmation
+    python scripts/compare_trial.py smallpool_unlabelled_numbers_standard_confirmation --trial small-pool-unlabelled --seed-set confirmation
 
 A recipe trial (``--trial boundary``, the default: :class:`~tdml_lib.experiments.trials.BoundaryRecipe`;
 ``--trial spread``: the recipe with ``Recipe.interpolation_span``, by default
 :data:`~tdml_lib.experiments.training.VARIANCE_PRESERVING_SPAN`; ``--trial gentle-shrink``:
 ``Recipe.shrink_min_factor``, by default :data:`~tdml_lib.experiments.trials.GENTLE_SHRINK`;
 ``--trial unlabelled``: ``Recipe.unlabelled_share``, few-shot problems partly filled with the
-domain's unlabelled images, by default :data:`~tdml_lib.experiments.training.UNLABELLED_SHARE`) trains
+domain's unlabelled images, by default :data:`~tdml_lib.experiments.training.UNLABELLED_SHARE`;
+``--trial small-pool-unlabelled``: :class:`~tdml_lib.experiments.trials.SmallPoolUnlabelledRecipe`, the
+standard recipe's small-pool problems filled the same way) trains
 the stored recipe and the recipe with the step, both with the stored configuration
 (:func:`compare_recipes`); ``--config KEY=VALUE ...`` instead trains the stored recipe with
 the stored configuration and with those fields changed (:func:`compare_configs`);
@@ -52,7 +55,7 @@ from tdml_lib.experiments.recipe_comparison import (  # noqa: E402
     COMPARISON_SEEDS, compare_configs, compare_recipes, compare_tail_average)
 from tdml_lib.experiments.transfer import recipes_from_parameters  # noqa: E402
 from tdml_lib.experiments.training import UNLABELLED_SHARE, VARIANCE_PRESERVING_SPAN, Recipe  # noqa: E402
-from tdml_lib.experiments.trials import GENTLE_SHRINK, BoundaryRecipe  # noqa: E402
+from tdml_lib.experiments.trials import GENTLE_SHRINK, BoundaryRecipe, SmallPoolUnlabelledRecipe  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
 
@@ -125,12 +128,14 @@ def config_changes(pairs: list[str], config: CriticConfig) -> dict:
 
 
 #: Each recipe trial's recipe class (``spread`` is a field of the plain Recipe).
-TRIAL_RECIPES = {"boundary": BoundaryRecipe, "spread": Recipe, "gentle-shrink": Recipe, "unlabelled": Recipe}
+TRIAL_RECIPES = {"boundary": BoundaryRecipe, "spread": Recipe, "gentle-shrink": Recipe, "unlabelled": Recipe,
+                 "small-pool-unlabelled": SmallPoolUnlabelledRecipe}
 #: Each recipe trial's own flags (argparse names) -> the variant's field each one sets.
 TRIAL_FLAGS = {"boundary": {"boundary_share": "boundary_share", "boundary_reach": "boundary_reach"},
                "spread": {"span": "interpolation_span"},
                "gentle-shrink": {"shrink_min_factor": "shrink_min_factor"},
-               "unlabelled": {"unlabelled_share": "unlabelled_share"}}
+               "unlabelled": {"unlabelled_share": "unlabelled_share"},
+               "small-pool-unlabelled": {"small_pool_share": "small_pool_unlabelled_share"}}
 #: The fields a trial sets when its flags are not given (a trial without an entry keeps
 #: its class's own defaults).
 TRIAL_DEFAULTS = {"spread": {"interpolation_span": VARIANCE_PRESERVING_SPAN},
@@ -160,7 +165,9 @@ def main() -> int:
     ap.add_argument("--test-domains", nargs="+", default=["numbers", "letters", "fashion"])
     ap.add_argument("--trial", default="boundary", choices=sorted(TRIAL_RECIPES),
                     help="the recipe step under trial (trials.BoundaryRecipe, Recipe.interpolation_span, "
-                         "Recipe.shrink_min_factor, or Recipe.unlabelled_share)")
+                         "Recipe.shrink_min_factor, Recipe.unlabelled_share, or trials.SmallPoolUnlabelledRecipe)")
+    ap.add_argument("--small-pool-share", type=float, default=None,
+                    help="SmallPoolUnlabelledRecipe.small_pool_unlabelled_share; default: the trial's default")
     ap.add_argument("--unlabelled-share", type=float, default=None,
                     help="Recipe.unlabelled_share of the variant; default: training.UNLABELLED_SHARE")
     ap.add_argument("--shrink-min-factor", type=float, default=None,

@@ -954,6 +954,35 @@ def test_mixed_boundary_copies_crowd_the_borders_and_keep_the_labels():
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(plain[:3], trial[-3:]))
 
 
+def test_small_pool_unlabelled_recipe_fills_the_standard_small_pool_problems_and_nothing_else():
+    from dataclasses import replace
+
+    from tdml_lib.experiments import Recipe
+    from tdml_lib.experiments.trials import SmallPoolUnlabelledRecipe
+
+    shape = dict(n_problems=4, n_synthetic=0, small_pool_problems=4, small_pool_size=6, overlap_copies=False,
+                 unlabelled_draw=3000)
+    plain = Recipe(**shape).problems("numbers", None, seed=0)
+    trial = SmallPoolUnlabelledRecipe(**shape, small_pool_unlabelled_share=0.5)
+    mixed = trial.problems("numbers", None, seed=0)
+    assert len(mixed) == len(plain)
+    assert not any("unlabelled fill" in p.source for p in plain)
+    # the standard problems and their copies come first and stay as they were
+    unchanged = [i for i, p in enumerate(plain) if "few-shot" not in p.source]
+    assert unchanged and all(np.array_equal(plain[i].X, mixed[i].X) and plain[i].source == mixed[i].source
+                             for i in unchanged)
+    small = [p for p in mixed if "few-shot" in p.source and "noise" not in p.source]
+    assert ["unlabelled fill" in p.source for p in small] == [False, True, False, True]
+    nothing_filled = replace(trial, small_pool_unlabelled_share=0.0).problems("numbers", None, seed=0)
+    assert all(np.array_equal(a.X, b.X) and a.source == b.source for a, b in zip(plain, nothing_filled))
+    with pytest.raises(ValueError, match="small_pool_problems"):
+        replace(trial, small_pool_problems=0).problems("numbers", None, seed=0)
+    with pytest.raises(ValueError, match="examples_per_class"):
+        replace(trial, small_pool_problems=0, examples_per_class=6).problems("numbers", None, seed=0)
+    with pytest.raises(ValueError, match="small_pool_unlabelled_share"):
+        replace(trial, small_pool_unlabelled_share=2.0).problems("numbers", None, seed=0)
+
+
 def test_shrink_min_factor_draws_the_shrunk_copies_less_far():
     from tdml_lib.experiments import Recipe
 
@@ -1179,6 +1208,10 @@ def test_compare_trial_flags_belong_to_their_own_trial():
     assert script.trial_changes(args("gentle-shrink", shrink_min_factor=0.4)) == {"shrink_min_factor": 0.4}
     assert script.trial_changes(args("unlabelled")) == {"unlabelled_share": 0.5}
     assert script.trial_changes(args("unlabelled", unlabelled_share=1.0)) == {"unlabelled_share": 1.0}
+    assert script.trial_changes(args("small-pool-unlabelled")) == {}          # the class's own default
+    assert script.trial_changes(args("small-pool-unlabelled", small_pool_share=1.0)) == {"small_pool_unlabelled_share": 1.0}
+    with pytest.raises(SystemExit, match="--unlabelled-share belongs to --trial unlabelled"):
+        script.trial_changes(args("small-pool-unlabelled", unlabelled_share=0.5))
     with pytest.raises(SystemExit, match="--span belongs to --trial spread"):
         script.trial_changes(args("boundary", span=0.5))
     with pytest.raises(SystemExit, match="--boundary-reach belongs to --trial boundary"):

@@ -29,6 +29,13 @@ results are re-run.
   4 and 5; :func:`fit_tail_averaged` stays to measure it again (say, at another share of
   the epochs), with that field as its one mechanism.
 
+* :class:`SmallPoolUnlabelledRecipe`: the standard recipe's small-pool problems filled as
+  the few-shot recipe fills its own (half of them with the domain's unlabelled images).
+  Why: the standard recipe's small-pool problems are all interpolated, and carry the
+  reversed kNN cue that the few-shot filling removed (chapter 8, Figure 8.4). Measured on
+  the confirmation seeds (``smallpool_unlabelled_*_standard_confirmation``) and not
+  adopted.
+
 A step that earned its place moved into :class:`~.training.Recipe` and stays there as an
 option: the variance-keeping interpolation is ``Recipe.interpolation_span`` (measured by
 ``results/development/spread_fashion_few_shot`` and ``spread_numbers_few_shot``, adopted
@@ -41,7 +48,7 @@ copies of ``gentle_*_few_shot`` (here as ``GentleShrinkRecipe`` then) are
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -49,8 +56,8 @@ from scipy.spatial.distance import cdist
 
 from ..critic import ClusteringCritic, CriticConfig, fit_critic
 from ..problems import Problem, standardize
-from ..validation import check_int, check_real_range
-from .training import Recipe
+from ..validation import check_int, check_real, check_real_range
+from .training import UNLABELLED_SHARE, Recipe
 
 BOUNDARY_SHARE = (0.05, 0.25)
 """Default share of each problem's points that :func:`mixed_boundary_copies` moves
@@ -111,6 +118,51 @@ class BoundaryRecipe(Recipe):
         own = out[:self.n_problems]
         return out + mixed_boundary_copies(own, tuple(self.boundary_share), tuple(self.boundary_reach),
                                            seed=seed + 17)
+
+
+@dataclass(frozen=True)
+class SmallPoolUnlabelledRecipe(Recipe):
+    """A standard :class:`~.training.Recipe` whose small-pool problems are filled as the
+    few-shot recipe fills its own: ``small_pool_unlabelled_share`` of them with the domain's
+    unlabelled training images (:func:`~.training.unlabelled_fill_domain_problems`), the
+    rest by interpolation; everything else is the recipe's. Measured on the confirmation
+    seeds by ``smallpool_unlabelled_*_standard_confirmation`` and not adopted
+    (``results/development/adoption_rules.md``).
+
+    Attributes:
+        small_pool_unlabelled_share: the ``unlabelled_share`` of the small-pool problems.
+    """
+
+    small_pool_unlabelled_share: float = UNLABELLED_SHARE
+
+    def problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
+        """The recipe's problems, its small-pool ones filled as described above.
+
+        Raises:
+            ValueError: a few-shot recipe (``examples_per_class`` set), no small-pool
+                problems, or a share outside [0, 1].
+        """
+        share = check_real(self.small_pool_unlabelled_share, "small_pool_unlabelled_share", 0.0, 1.0)
+        if self.examples_per_class is not None or not self.small_pool_problems:
+            raise ValueError("SmallPoolUnlabelledRecipe fills a standard recipe's small-pool problems: leave "
+                             "examples_per_class unset and set small_pool_problems.")
+        plain = {f.name: getattr(self, f.name) for f in fields(Recipe)}
+        return Recipe.problems(_SmallPoolFilled(**plain, fill_share=share), domain, feature_map, seed)
+
+
+@dataclass(frozen=True)
+class _SmallPoolFilled(Recipe):
+    """Made only by :meth:`SmallPoolUnlabelledRecipe.problems`, from a standard recipe, so a
+    copy with ``examples_per_class`` set is the small-pool recipe that
+    :meth:`Recipe.problems <.training.Recipe.problems>` makes (with ``unlabelled_share`` 0):
+    its own problems take ``fill_share``."""
+
+    fill_share: float = 0.0
+
+    def own_problems(self, domain: str, feature_map: Any, seed: int) -> list[Problem]:
+        if self.examples_per_class is None:
+            return super().own_problems(domain, feature_map, seed)
+        return Recipe.own_problems(replace(self, unlabelled_share=self.fill_share), domain, feature_map, seed)
 
 
 GENTLE_SHRINK = 0.6
