@@ -608,7 +608,9 @@ def transfer_result(results: Mapping[str, Mapping[str, Any]], name: str = "trans
 
 def poster_cells(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic") -> pd.DataFrame:
     """Per cell of the poster's table: the poster's Best, ours under each feature
-    protocol, the better of the two, and whether it reaches the poster's number."""
+    protocol, the better of the two (``ours (better protocol)``, and its name in
+    ``better protocol``: ties go to the first of :data:`PROTOCOLS`, missing where no
+    protocol has a row), and whether it reaches the poster's number."""
     rows = transfer_rows(results)
     rows = rows[rows["scorer"] == scorer]
     out = []
@@ -618,8 +620,11 @@ def poster_cells(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic
             hit = rows[(rows["train"] == cell["train"]) & (rows["regime"] == cell["regime"])
                        & (rows["test"] == cell["test"]) & (rows["protocol"] == protocol)]
             line[protocol] = float(hit["best"].iloc[0]) if len(hit) else np.nan
-        best = max((line[p] for p in PROTOCOLS if not np.isnan(line[p])), default=np.nan)
+        measured = [p for p in PROTOCOLS if not np.isnan(line[p])]
+        better = max(measured, key=lambda p: line[p], default=None)   # max keeps the first of a tie
+        best = line[better] if better else np.nan
         line["ours (better protocol)"] = best
+        line["better protocol"] = better
         line["gap"] = best - cell["best"]
         line["reached"] = bool(best >= cell["best"]) if not np.isnan(best) else None
         out.append(line)

@@ -65,6 +65,26 @@ def test_headline_table_sets_ours_beside_every_poster_cell(tmp_path):
         reference.headline_table({}, "pixels")
 
 
+def test_poster_cells_name_the_better_protocol(tmp_path):
+    """Each cell names the protocol whose Best it reports; a tie goes to the first of
+    ``reference.PROTOCOLS``, and a cell with no row names none."""
+    first, second = reference.PROTOCOLS
+    p, q, r = reference.POSTER_TABLE[:3]
+    rows = [_cell(p["train"], p["regime"], p["test"], 40.0, 90.0, protocol=first),
+            _cell(p["train"], p["regime"], p["test"], 60.0, 90.0, protocol=second),
+            _cell(q["train"], q["regime"], q["test"], 50.0, 90.0, protocol=first),
+            _cell(q["train"], q["regime"], q["test"], 50.0, 90.0, protocol=second),
+            _cell(r["train"], r["regime"], r["test"], 30.0, 90.0, protocol=second)]
+    for row in rows:
+        row["scorer"] = "critic"
+    _write(tmp_path, "transfer", {"table": rows})
+    cells = reference.poster_cells(reference.load_results(tmp_path))
+    assert cells["better protocol"].tolist()[:3] == [second, first, second]
+    assert cells["ours (better protocol)"].tolist()[:3] == [60.0, 50.0, 30.0]
+    assert cells["ours (better protocol)"].iloc[3:].isna().all()
+    assert cells["better protocol"].iloc[3:].isna().all()
+
+
 def test_headline_findings_follow_the_numbers(tmp_path):
     """The sentences are computed: the verdicts flip when the numbers do."""
     low = [_cell(p["train"], p["regime"], p["test"], p["best"] - 30, p["top3"] - 5, protocol="standard")

@@ -442,17 +442,18 @@ class Recipe:
                              "too, or leave unlabelled_share at 0.")
         filled_at = [int((i + 1) * share) > int(i * share) for i in range(self.n_problems)]
         n_drawn = self.n_problems - sum(filled_at)
+
+        def with_interpolation(drawn: list[Problem]) -> list[Problem]:
+            if self.interpolate_to is None or not drawn:
+                return list(drawn)
+            return list(interpolated_copies(drawn, self.interpolate_to, seed=seed + 5, span=self.interpolation_span))
+
         if not any(filled_at):
-            drawn = training_problems(domain, n_drawn, seed=seed, feature_map=feature_map,
-                                      examples_per_class=self.examples_per_class) if n_drawn else []
-        else:   # both halves draw from the same split: load and transform it once
-            split = split_in_features(domain, "train", feature_map)
-            drawn = few_shot_problems(*split, n_drawn, self.examples_per_class, seed=seed, source=domain) if n_drawn else []
-        if self.interpolate_to is not None and drawn:
-            drawn = interpolated_copies(drawn, self.interpolate_to, seed=seed + 5, span=self.interpolation_span)
-        if not any(filled_at):
-            return list(drawn)
-        interpolated = iter(drawn)
+            return with_interpolation(training_problems(domain, n_drawn, seed=seed, feature_map=feature_map,
+                                                        examples_per_class=self.examples_per_class) if n_drawn else [])
+        split = split_in_features(domain, "train", feature_map)   # both halves draw from it: load and transform once
+        interpolated = iter(with_interpolation(
+            few_shot_problems(*split, n_drawn, self.examples_per_class, seed=seed, source=domain) if n_drawn else []))
         filled = iter(unlabelled_fill_domain_problems(domain, sum(filled_at), self.examples_per_class,
                                                       self.interpolate_to, feature_map, seed=seed,
                                                       k=self.unlabelled_neighbours, n_unlabelled=self.unlabelled_draw,
