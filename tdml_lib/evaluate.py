@@ -370,7 +370,7 @@ def mcnemar(a_first: np.ndarray, b_first: np.ndarray) -> dict[str, float]:
 
 
 def paired_comparison(ranks: pd.DataFrame, a: str = "critic", b: str | Sequence[str] = "probe",
-                      regime: str | None = "standard", other_regime: str | None = None) -> pd.DataFrame:
+                      regime: str | Sequence[str] | None = "standard", other_regime: str | None = None) -> pd.DataFrame:
     """McNemar's exact test of scorer ``a`` against each scorer in ``b``, cell by cell,
     from per-problem ranks (long format: ``scorer, train, regime, protocol, test,
     critic_seed, problem, rank``, as :meth:`TransferResult.ranks` gives and chapter 5
@@ -379,18 +379,23 @@ def paired_comparison(ranks: pd.DataFrame, a: str = "critic", b: str | Sequence[
     ``a`` is taken at its first critic seed (all rows when it has none, e.g. an
     ensemble) and at ``regime``; each ``b`` is matched on training domain, protocol and
     test domain, and on regime when it is trained (the indices have none). Both rank the
-    same candidate sets, so the test is paired.
+    same candidate sets, so the test is paired. Several regimes give one table, each
+    regime's rows after the previous one's.
 
     ``other_regime`` takes each ``b`` at that regime instead: with ``b == a`` it compares
     a critic with an ablation of its recipe (e.g. ``other_regime="ablation: WGAN-GP"``).
 
     Returns:
-        one row per cell and other scorer: ``train, protocol, test, <a>, other_scorer,
-        other`` (Best %, each), ``only <a>, only other`` (discordant problems) and ``p``.
+        one row per cell and other scorer: ``regime`` (``a``'s), ``train, protocol, test,
+        <a>, other_scorer, other`` (Best %, each), ``only <a>, only other`` (discordant
+        problems) and ``p``.
     """
-    columns = ["train", "protocol", "test", a, "other_scorer", "other", f"only {a}", "only other", "p"]
+    columns = ["regime", "train", "protocol", "test", a, "other_scorer", "other", f"only {a}", "only other", "p"]
     if ranks is None or len(ranks) == 0:
         return pd.DataFrame(columns=columns)
+    if regime is not None and not isinstance(regime, str):
+        parts = [part for one in regime if len(part := paired_comparison(ranks, a, b, one, other_regime))]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     others = [b] if isinstance(b, str) else list(b)
     left = ranks[(ranks.scorer == a) & ((ranks.regime == regime) if regime is not None else ranks.regime.isna())]
     if left["critic_seed"].notna().any():
@@ -409,7 +414,8 @@ def paired_comparison(ranks: pd.DataFrame, a: str = "critic", b: str | Sequence[
                 continue
             a_first, b_first = group["rank"].to_numpy() == 1, other["rank"].to_numpy() == 1
             t = mcnemar(a_first, b_first)
-            out.append({"train": train, "protocol": protocol, "test": test, a: 100 * float(np.mean(a_first)),
+            out.append({"regime": regime, "train": train, "protocol": protocol, "test": test,
+                        a: 100 * float(np.mean(a_first)),
                         "other_scorer": other_name, "other": 100 * float(np.mean(b_first)),
                         f"only {a}": t["only_a"], "only other": t["only_b"], "p": t["p_value"]})
     return pd.DataFrame(out, columns=columns)

@@ -632,7 +632,7 @@ def poster_cells(results: Mapping[str, Mapping[str, Any]], scorer: str = "critic
 
 
 def paired_comparison(results: Mapping[str, Mapping[str, Any]], a: str = "critic",
-                      b: str | Sequence[str] = ("probe", "silhouette"), regime: str = "standard",
+                      b: str | Sequence[str] = ("probe", "silhouette"), regime: str | Sequence[str] = "standard",
                       name: str = "transfer", other_regime: str | None = None) -> pd.DataFrame:
     """McNemar's exact test of scorer ``a`` against each of ``b``, cell by cell, from the
     stored per-problem ranks (:func:`tdml_lib.evaluate.paired_comparison`; ``other_regime``

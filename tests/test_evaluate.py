@@ -213,3 +213,24 @@ def test_paired_comparison_takes_the_other_side_at_another_regime():
     # without other_regime the other side is the critic itself at the same regime: no discordant problem
     same = paired_comparison(pd.DataFrame(rows), "critic", "critic").iloc[0]
     assert (same["only critic"], same["only other"]) == (0, 0)
+
+
+
+def test_paired_comparison_of_several_regimes_is_one_table_in_their_order():
+    """Each regime's critic against the probe of its own regime, regime by regime."""
+    import pandas as pd
+
+    from tdml_lib.evaluate import paired_comparison
+
+    cell = {"train": "numbers", "protocol": "strict", "test": "letters", "critic_seed": 0}
+    ranks = {("critic", "standard"): [1, 1, 2], ("probe", "standard"): [2, 1, 1],
+             ("critic", "few-shot"): [1, 2, 2], ("probe", "few-shot"): [1, 1, 1]}
+    rows = pd.DataFrame([{**cell, "scorer": scorer, "regime": regime, "problem": p, "rank": r}
+                         for (scorer, regime), rs in ranks.items() for p, r in enumerate(rs)])
+    both = paired_comparison(rows, "critic", "probe", regime=["few-shot", "standard"])
+    assert both.regime.tolist() == ["few-shot", "standard"] and list(both.columns)[0] == "regime"
+    assert both.other.round(1).tolist() == [100.0, 66.7]       # each against its own regime's probe
+    for regime in ("standard", "few-shot"):
+        one = paired_comparison(rows, "critic", "probe", regime=regime)
+        assert one.drop(columns="regime").equals(both[both.regime == regime].drop(columns="regime").reset_index(drop=True))
+    assert paired_comparison(rows, "critic", "probe", regime=["ablation: none"]).empty

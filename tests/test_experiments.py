@@ -253,6 +253,9 @@ def test_transfer_table_runs_small_with_every_scorer_protocol_and_regime():
     paired = res.paired("critic", "silhouette")
     assert len(paired) == 2 and set(paired.columns) >= {"critic", "other", "only critic", "only other", "p"}
     assert len(res.paired("critic", ["probe", "silhouette"])) == 4
+    # the probe is trained on each regime's problems, so the few-shot critic has its probe too
+    assert set(table[table.scorer == "probe"].regime) == {"standard", "few-shot"}
+    assert len(res.paired("critic", "probe", regime="few-shot")) == 2
     import json
     json.dumps(res.to_metrics())
 

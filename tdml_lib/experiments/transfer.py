@@ -2,7 +2,8 @@
 
 For each training domain (Numbers, Fashion) and regime (standard, few-shot) a critic is
 trained (:func:`tdml_lib.critic.fit_critic`) on a *recipe* of labelled problems; the
-probe (:class:`tdml_lib.probe.ProbeScorer`) is trained on the same problems; then every
+probe (:class:`tdml_lib.probe.ProbeScorer`) is trained on the same problems (each regime's,
+each seed's); then every
 scorer, with silhouette, Calinski–Harabasz and Davies–Bouldin beside them, ranks the
 fixed candidate sets (:func:`tdml_lib.evaluate.evaluation_sets`) of test problems from
 every test domain, under two feature protocols:
@@ -131,7 +132,7 @@ class TransferResult:
         return pd.DataFrame(rows)
 
     def paired(self, a: str = "critic", b: str | Sequence[str] = ("probe", "silhouette"),
-               regime: str | None = "standard", other_regime: str | None = None) -> pd.DataFrame:
+               regime: str | Sequence[str] | None = "standard", other_regime: str | None = None) -> pd.DataFrame:
         """McNemar test of scorer ``a`` (its first critic seed) against each of ``b``,
         cell by cell (:func:`tdml_lib.evaluate.paired_comparison`)."""
         return evaluate.paired_comparison(self.ranks(), a, b, regime, other_regime)
@@ -376,7 +377,7 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
         critic_seeds: one critic of each training domain and regime per seed (the
             spread over seeds is reported); with two or more seeds their
             :class:`~tdml_lib.evaluate.ZScoreEnsemble` is ranked too, as scorer
-            :data:`ENSEMBLE`. The probe is trained on every seed's standard problems
+            :data:`ENSEMBLE`. The probe is trained on every seed's problems of every regime
             (its mean over seeds sits beside the critic's); the adversarial critic uses the
             first seed.
         n_eval_problems, eval_negatives: test problems per domain, near misses per problem.
@@ -392,8 +393,8 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
         ablation_seeds: the critic seeds each ablation is trained with (default: the first
             critic seed); with all of ``critic_seeds`` every ablation pairs with the critic
             of each seed (:func:`~tdml_lib.experiments.recipe_comparison.compare_configs`).
-        probe: train the probe on each standard recipe, one per critic seed, on that
-            seed's problems.
+        probe: train the probe on each regime's recipe, one per critic seed, on that
+            seed's problems (the few-shot probe reads the few-shot critic's labels only).
         index_scorers: internal indices that rank the same candidates.
         pretrained: ``{name: scorer}`` trained elsewhere on the first training domain's
             standard problems, e.g. ``{"shipped critic": tdml.load_critic()}``: ranked on
@@ -426,8 +427,8 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
         cells.extend(_rank_cells(scorer, csets, name, train, regime, seed, protocols, test_domains))
 
     # the spread over training seeds is measured on every regime (the poster's rows): one
-    # seed's few-shot critic is as much a draw as one seed's standard critic; the probe, the
-    # adversarial rounds and the ablations use the first seed
+    # seed's few-shot critic is as much a draw as one seed's standard critic, and so is its
+    # probe; the adversarial rounds and the ablations use the first seed
     jobs = [(t, r, s) for t in train_domains for r in regimes for s in critic_seeds]
     seed_critics: dict[tuple[str, str], list[Any]] = {}
     for train, regime, seed in tqdm(jobs, desc="critics", disable=not progress):
@@ -442,7 +443,7 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
         members.append(critic)
         if len(critic_seeds) > 1 and len(members) == len(critic_seeds):
             rank_all(evaluate.ZScoreEnsemble(seed_critics.pop((train, regime)), ENSEMBLE), ENSEMBLE, train, regime, None)
-        if regime == "standard" and probe:
+        if probe:
             rank_all(ProbeScorer().fit(probs, cfg.n_negatives, cfg.n_degenerate, seed=seed), "probe",
                      train, regime, seed)
         if regime == "standard" and seed == critic_seeds[0]:
