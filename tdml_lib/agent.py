@@ -525,7 +525,7 @@ def _scoring(reward: Any, X: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndar
 def _trivial_result(X: np.ndarray, reward: Any, labels: np.ndarray, notes: list[str]) -> ClusterResult:
     r = float(np.asarray(reward.score_many(X, [labels]), dtype=np.float64)[0])
     K = int(labels.max()) + 1
-    hist = pd.DataFrame([{"generation": 0, "best": r, "mean": r, "std": 0.0, "n_clusters_best": K, "n_k": 1}])
+    hist = pd.DataFrame([{"generation": 0, "best": r, "median": r, "mean": r, "std": 0.0, "n_clusters_best": K, "n_k": 1}])
     table = pd.DataFrame({"K": [K], "reward": [r], "labels": [labels]})
     return ClusterResult(labels, r, hist, labels[None], np.array([r]), table, notes)
 
@@ -666,7 +666,8 @@ def cluster(X: object, reward: Any = None, n_clusters: int | None = None, genera
     toolbox.register("select", tools.selTournament, tournsize=3)
     # -inf rewards (e.g. silhouette of one cluster) are left out of the statistics
     stats = tools.Statistics(key=lambda ind: ind.fitness.values[0] if np.isfinite(ind.fitness.values[0]) else np.nan)
-    for name, fn in (("best", np.nanmax), ("mean", np.nanmean), ("std", np.nanstd)):
+    # the median as well as the mean: a few gated individuals (critic.GATE_PENALTY) drag a mean
+    for name, fn in (("best", np.nanmax), ("median", np.nanmedian), ("mean", np.nanmean), ("std", np.nanstd)):
         stats.register(name, fn)
     logbook = tools.Logbook()
 
@@ -706,7 +707,7 @@ def cluster(X: object, reward: Any = None, n_clusters: int | None = None, genera
         table["subsample_reward"] = subsample_rewards(X64, reward, list(table["labels"]), prm.seed)
         k_best = int(table.K[table.subsample_reward.idxmax()])   # ties: the smaller K
         r_best = best_per_k[k_best][0]
-    history = pd.DataFrame(logbook)[["generation", "best", "mean", "std", "n_clusters_best", "n_k"]]
+    history = pd.DataFrame(logbook)[["generation", "best", "median", "mean", "std", "n_clusters_best", "n_k"]]
     return ClusterResult(best_per_k[k_best][1], float(r_best), history,
                          np.stack([np.asarray(pop[i]) for i in order]).astype(np.int64),
                          np.array([pop[i].fitness.values[0] for i in order]), table, notes)

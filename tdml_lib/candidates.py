@@ -432,6 +432,33 @@ def _split_each(X: np.ndarray, truth: np.ndarray, rng: np.random.Generator) -> n
     return None if np.array_equal(out, truth) else canonical_labels(out)
 
 
+def split_random(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """One true cluster of two or more points (chosen at random) dealt at random into two
+    halves, interleaved in space: a cut no sensible reward prefers to the truth, and the
+    one the separation gate exists for (chapter 3; ``critic.SEPARATION_GATE``). ``None``
+    when no cluster has two points. Never a training negative."""
+    truth = np.asarray(truth)
+    sizes = np.bincount(truth)
+    splittable = np.flatnonzero(sizes >= 2)
+    if len(splittable) == 0:
+        return None
+    idx = rng.permutation(np.flatnonzero(truth == rng.choice(splittable)))
+    out = truth.copy()
+    out[idx[: len(idx) // 2]] = truth.max() + 1
+    return canonical_labels(out)
+
+
+def merge_random(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """Two true clusters chosen at random (not the closest) given one label; ``None`` with
+    fewer than three clusters. Never a training negative."""
+    truth = np.asarray(truth)
+    k = int(truth.max()) + 1
+    if k < 3:
+        return None
+    a, b = rng.choice(k, size=2, replace=False)
+    return canonical_labels(np.where(truth == b, a, truth))
+
+
 def check_degenerate_kinds(kinds: object) -> tuple[str, ...]:
     """``kinds`` as a tuple of names from :data:`DEGENERATE_KINDS` (at least one, no
     repeats); anything else raises a ``ValueError`` naming the valid kinds."""

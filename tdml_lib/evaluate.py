@@ -348,13 +348,33 @@ class ZScoreEnsemble:
         self.members, self.name = list(members), name
 
     def score_many(self, X: Any, labelings: Any) -> np.ndarray:
+        """Mean z-score of each clustering (B,). When every member is a critic with the same
+        separation gate (``critic.SEPARATION_GATE``), the members' *learned* scores are
+        standardised and the gate is applied once to the mean: a gated candidate's penalty
+        would otherwise swamp each member's spread and flatten the z-scores of the rest."""
+        from contextlib import ExitStack
+
+        gates = {getattr(m, "separation_gate", "none") for m in self.members}
+        gate = gates.pop() if len(gates) == 1 and isinstance(next(iter(gates), None), float) else None
         total = None
-        for member in self.members:
-            s = np.asarray(member.score_many(X, labelings), dtype=np.float64)
-            spread = np.nanstd(s)
-            z = (s - np.nanmean(s)) / spread if spread > 0 else np.zeros_like(s)
-            total = z if total is None else total + z
-        return total / len(self.members)
+        with ExitStack() as stack:
+            if gate is not None:
+                from .critic import learned_scores_only
+
+                for member in self.members:
+                    stack.enter_context(learned_scores_only(member))
+            for member in self.members:
+                s = np.asarray(member.score_many(X, labelings), dtype=np.float64)
+                spread = np.nanstd(s)
+                z = (s - np.nanmean(s)) / spread if spread > 0 else np.zeros_like(s)
+                total = z if total is None else total + z
+        total = total / len(self.members)
+        if gate is not None:
+            from .critic import GATE_PENALTY
+            from .graphs import separation_many
+
+            total = total - GATE_PENALTY * (separation_many(X, labelings) < gate)
+        return total
 
 
 def mcnemar(a_first: np.ndarray, b_first: np.ndarray) -> dict[str, float]:

@@ -148,10 +148,22 @@ class ClusteringEmbedder(nn.Module):
 
     def embed_prepared(self, ps: graphs.PointSet, labels: torch.Tensor) -> torch.Tensor:
         """Embeddings (B, embedding_dim) of B clusterings (B, n) of a prepared point set."""
+        return self.embed_with_separation(ps, labels)[0]
+
+    def embed_with_separation(self, ps: graphs.PointSet,
+                              labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (B, embedding_dim) and closest-pair separations (B,) float32
+        (:func:`tdml_lib.graphs.closest_pair_separation`) from one pass: the critic's
+        gate reads the second. Under reduced-precision autocast the separation is
+        recomputed in float32 (:func:`tdml_lib.graphs.separation_of_points`)."""
         codes, feats = self.encode(ps, labels)
-        return torch.cat([pool_over_clusters(codes, feats.onehot, feats.counts),
-                          pool_over_clusters(feats.x, feats.onehot, feats.counts),
-                          graphs.clustering_statistics(ps, labels, feats)], dim=1)
+        emb = torch.cat([pool_over_clusters(codes, feats.onehot, feats.counts),
+                         pool_over_clusters(feats.x, feats.onehot, feats.counts),
+                         graphs.clustering_statistics(ps, labels, feats)], dim=1)
+        reduced = torch.is_autocast_enabled(ps.device.type) and ps.X.dtype == torch.float32 and \
+            torch.get_autocast_dtype(ps.device.type) != torch.float32
+        separation = graphs.separation_of_points(ps.X, labels) if reduced else feats.separation.float()
+        return emb, separation
 
     # -- public ----------------------------------------------------------------------
     def prepare(self, X: object) -> graphs.PointSet:

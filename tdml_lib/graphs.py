@@ -46,11 +46,16 @@ import torch
 import torch.nn.functional as F
 
 from .device import resolve_device
-from .validation import check_positive_int, scaled_points
+from .validation import check_labelings, check_positive_int, scaled_points
 
 NODE_FEATURES = ("s", "ratio", "wrong_side", "a_ratio", "size", "agree", "agree_near", "rel_density")
 _RATIO_CAP = 3.0
 DEFAULT_K = 10
+#: The spreads' statistic of :func:`closest_pair_separation` is divided by this, so that one
+#: threshold reads both: a random split's spreads statistic is about chi-square(1), whose 95 %
+#: point, 3.84, is about 3.2 x 1.25 (``critic.SEPARATION_GATE``), while its centres' statistic
+#: is about 1.
+SPREAD_UNITS = 3.2
 
 # --- limits (measured by ``python -m tdml_lib bench --limits``, shown in book/limits.md) ---
 #: Budget of one forward pass of block B, in *elements*: a pass over B clusterings of n
@@ -339,6 +344,7 @@ class ClusteringFeatures:
     onehot: torch.Tensor     # (B, n, K) cluster membership
     counts: torch.Tensor     # (B, K) cluster sizes (0 for unused ids)
     same: torch.Tensor       # (B, n, k) bool, neighbour in the same cluster
+    separation: torch.Tensor  # (B,) closest-pair separation (:func:`closest_pair_separation`)
 
 
 def edge_weights(ps: PointSet) -> torch.Tensor:
@@ -390,7 +396,84 @@ def clustering_features(ps: PointSet, labels: torch.Tensor) -> ClusteringFeature
     cluster_dens = (onehot.transpose(1, 2) @ dens[..., None]).squeeze(-1) / counts.clamp(min=1)   # (B, K)
     rel_density = torch.log(dens / cluster_dens.gather(1, labels).clamp(min=1e-12)).clamp(-3.0, 3.0)
     x = torch.stack([s, ratio, wrong_side, a_ratio, size, agree, agree_near, rel_density], dim=2)
-    return ClusteringFeatures(x, onehot, counts, same)
+    own_sq = d_own ** 2
+    spread_var = (onehot * own_sq[..., None] ** 2).sum(1) / counts.clamp(min=1) - variance ** 2
+    separation = closest_pair_separation(centroids, c_sq, variance, spread_var, counts)
+    return ClusteringFeatures(x, onehot, counts, same, separation)
+
+
+def closest_pair_separation(centroids: torch.Tensor, c_sq: torch.Tensor, variance: torch.Tensor,
+                            spread_var: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """How far apart the two least separated clusters of each clustering are, in units of
+    what sampling alone gives (B,): about 1 or less for a cluster dealt at random into two.
+
+    For each pair (a, b) of clusters of two or more points, two two-sample statistics:
+
+    * **centres**: ``||mu_a - mu_b||^2 / (tr S_a / n_a + tr S_b / n_b)``, the squared
+      distance between the centroids over the sum of their sampling variances (Hotelling's
+      T^2 with diagonal covariances; about 1 for two halves of one cluster);
+    * **spreads**: ``(v_a - v_b)^2 / (s2_a / n_a + s2_b / n_b) / SPREAD_UNITS``, where
+      ``v`` is the mean squared distance to the centroid and ``s2`` its variance over the
+      cluster's points (a Welch statistic, about chi-square(1) for two halves of one
+      cluster; two concentric rings share their centre but not their spread).
+
+    A pair is as close as its *larger* statistic says (two classes differ in centre or in
+    spread, a random split's halves in neither); the clustering's value is the smallest
+    over its pairs, ``inf`` with fewer than two clusters of two or more points (nothing to
+    compare: K = 1 and one cluster per point are the critic's to judge). Scale-free, and
+    O(K^2 d) per clustering from the sums :func:`clustering_features` already holds.
+    The statistic and its threshold were chosen on development seeds and adopted by
+    rules written before their confirmation run (chapter 3, ``results/development``).
+
+    Args:
+        centroids: (B, K, d); ``c_sq`` (B, K) their squared norms; ``variance`` (B, K) the
+            mean squared distance of each cluster's points to its centroid; ``spread_var``
+            (B, K) the variance of those squared distances; ``counts`` (B, K) sizes.
+    """
+    n = counts.to(torch.float32)
+    many = n >= 2
+    unbiased = n / (n - 1).clamp(min=1)
+    se_centre = (variance.float() * unbiased / n.clamp(min=1))                    # (B, K)
+    se_spread = (spread_var.float().clamp(min=0) * unbiased / n.clamp(min=1))
+    mu = centroids.float()
+    gap = (c_sq.float()[:, :, None] + c_sq.float()[:, None, :] - 2 * mu @ mu.transpose(1, 2)).clamp(min=0)
+    tiny = torch.finfo(torch.float32).tiny
+    centres = gap / (se_centre[:, :, None] + se_centre[:, None, :]).clamp(min=tiny)
+    v = variance.float()
+    spreads = (v[:, :, None] - v[:, None, :]) ** 2 / (se_spread[:, :, None] + se_spread[:, None, :]).clamp(min=tiny)
+    pair = torch.maximum(centres, spreads / SPREAD_UNITS)
+    K = counts.shape[1]
+    valid = many[:, :, None] & many[:, None, :] & ~torch.eye(K, dtype=torch.bool, device=counts.device)
+    return pair.masked_fill(~valid, float("inf")).flatten(1).amin(1)
+
+
+def separation_of_points(X: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """:func:`closest_pair_separation` (B,) of label tensors (B, n) of the points ``X``
+    (n, d), in float32 whatever autocast is on: the gate's threshold is read at full
+    precision (the reduced-precision path of ``critic.score_prepared`` recomputes it here).
+    The squared distances to the own centroid are taken directly, not expanded."""
+    with torch.autocast(X.device.type, enabled=False):
+        X = X.float()
+        onehot = F.one_hot(labels, int(labels.max()) + 1).to(X.dtype)          # (B, n, K)
+        counts = onehot.sum(1)
+        centroids = onehot.transpose(1, 2) @ X / counts.clamp(min=1)[..., None]
+        own = ((X[None] - onehot @ centroids) ** 2).sum(-1)                       # (B, n)
+        variance = (onehot * own[..., None]).sum(1) / counts.clamp(min=1)
+        spread_var = (onehot * own[..., None] ** 2).sum(1) / counts.clamp(min=1) - variance ** 2
+        return closest_pair_separation(centroids, (centroids ** 2).sum(-1), variance, spread_var, counts)
+
+
+def separation_many(X: object, labelings: np.ndarray | list, device: str | torch.device | None = "cpu") -> np.ndarray:
+    """:func:`closest_pair_separation` of many clusterings of one point set (B,), float64,
+    on the same scaled points the critics read: the statistic of their separation gate
+    (``critic.SEPARATION_GATE``). Batched within the memory budget (:func:`pass_slices`)."""
+    Xs, _, _ = scaled_points(X)
+    labs = check_labelings(labelings, Xs.shape[0])
+    dev = resolve_device(device)
+    Xt = torch.as_tensor(Xs, device=dev)
+    labels = as_label_tensor(labs, dev)
+    return torch.cat([separation_of_points(Xt, labels[s])
+                      for s in pass_slices(labs, Xs.shape[0])]).double().cpu().numpy()
 
 
 #: Per-clustering statistics of :func:`clustering_statistics`, in order.

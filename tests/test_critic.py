@@ -214,3 +214,39 @@ def test_inputs_are_checked_and_old_states_read_the_whole_embedding(tmp_path, tr
     torch.save(state, tmp_path / "unknown.pt")
     with pytest.raises(ValueError, match="field 'inputs'"):
         ClusteringCritic.load(tmp_path / "unknown.pt")
+
+
+def test_separation_gate_ranks_random_halves_below_and_can_be_lifted(tmp_path, trained):
+    """A clustering whose closest pair is no further apart than a random split's halves
+    scores GATE_PENALTY less (critic, ensemble, batch z-score ensemble and the reloaded
+    critic alike); ``learned_scores_only`` lifts the gate for its block and restores it."""
+    from tdml_lib import graphs
+    from tdml_lib.candidates import split_random
+    from tdml_lib.critic import GATE_PENALTY, SEPARATION_GATE, CriticEnsemble, learned_scores_only
+    from tdml_lib.evaluate import ZScoreEnsemble
+
+    critic, _, _, probs = trained
+    p = probs[0]
+    rng = np.random.default_rng(0)
+    labs = np.stack([p.labels] + [split_random(p.labels, rng) for _ in range(4)])
+    gated = graphs.separation_many(p.X, labs) < SEPARATION_GATE
+    assert not gated[0] and gated[1:].any()
+    with learned_scores_only(critic):
+        learned = critic.score_many(p.X, labs)
+    assert critic.separation_gate == SEPARATION_GATE
+    np.testing.assert_allclose(critic.score_many(p.X, labs), learned - GATE_PENALTY * gated, atol=1e-2)
+    again = ClusteringCritic.load(critic.save(tmp_path / "gated.pt"), device="cpu")
+    np.testing.assert_allclose(again.score_many(p.X, labs), critic.score_many(p.X, labs), atol=1e-4)
+    other = fit_critic(probs, TINY, seed=1, device="cpu", progress=False)[0]
+    for scorer in (CriticEnsemble([critic, other]), ZScoreEnsemble([critic, other])):
+        s = scorer.score_many(p.X, labs)
+        assert np.all(s[gated] < s[~gated].min() - GATE_PENALTY / 2)
+    # the batch z-scores of the ungated candidates are those of the learned scores
+    z = ZScoreEnsemble([critic, other]).score_many(p.X, labs)
+    with learned_scores_only(critic), learned_scores_only(other):
+        plain = ZScoreEnsemble([critic, other]).score_many(p.X, labs)
+    np.testing.assert_allclose(z[~gated], plain[~gated], atol=1e-6)
+    with pytest.raises(RuntimeError):
+        with learned_scores_only(critic):
+            raise RuntimeError("restored on error too")
+    assert critic.separation_gate == SEPARATION_GATE

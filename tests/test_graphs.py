@@ -82,3 +82,66 @@ def test_pyg_data_for_teaching(problem):
 def test_identical_points_do_not_divide_by_zero():
     x = feats_of(np.ones((6, 3)), [0, 0, 0, 1, 1, 1], k=3)
     assert torch.isfinite(x).all()
+
+
+# --- the closest-pair separation (the critics' separation gate, chapter 3) -------------------
+
+def _blobs_and_cuts(seed: int = 0):
+    from tdml_lib.candidates import split_random
+
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(c, 1.0, (60, 4)) for c in (0.0, 5.0, -5.0)])
+    y = np.repeat([0, 1, 2], 60)
+    return X, y, [split_random(y, rng) for _ in range(20)]
+
+
+def test_separation_puts_classes_apart_and_random_halves_together():
+    """Three separated blobs: the truth's closest pair is hundreds of sampling units apart,
+    a blob dealt at random into two halves about one (most below the gate's 1.25)."""
+    X, y, cuts = _blobs_and_cuts()
+    sep = graphs.separation_many(X, [y, *cuts])
+    assert sep[0] > 100
+    assert np.median(sep[1:]) < 1.25 and np.mean(sep[1:] < 1.25) >= 0.7
+
+
+def test_separation_compares_spreads_so_concentric_rings_stay_apart():
+    """Two concentric rings share their centre; their spreads differ, so the truth is far
+    above the gate while a random split of one ring is not."""
+    from tdml_lib.candidates import split_random
+
+    rng = np.random.default_rng(1)
+    t = rng.uniform(0, 2 * np.pi, 200)
+    r = np.r_[np.ones(100), 3 * np.ones(100)] + rng.normal(0, 0.1, 200)
+    X = np.c_[r * np.cos(t), r * np.sin(t)]
+    y = np.repeat([0, 1], 100)
+    sep = graphs.separation_many(X, [y, split_random(y, rng)])
+    assert sep[0] > 100 and sep[1] < 1.25
+
+
+def test_separation_is_inf_without_two_clusters_to_compare():
+    X, y, _ = _blobs_and_cuts()
+    n = len(y)
+    singletons_and_one = np.r_[np.zeros(n - 5, int), np.arange(1, 6)]
+    sep = graphs.separation_many(X, [np.zeros(n, int), np.arange(n), singletons_and_one])
+    assert np.all(np.isinf(sep))
+
+
+def test_separation_ignores_scale_shift_rotation_order_and_label_names():
+    X, y, cuts = _blobs_and_cuts(2)
+    labs = np.stack([y, *cuts[:5]])
+    base = graphs.separation_many(X, labs)
+    rot, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(4, 4)))
+    perm = np.random.default_rng(4).permutation(len(y))
+    np.testing.assert_allclose(graphs.separation_many(1e3 * X @ rot + 7.0, labs), base, rtol=1e-3)
+    np.testing.assert_allclose(graphs.separation_many(X[perm], labs[:, perm]), base, rtol=1e-3)
+    np.testing.assert_allclose(graphs.separation_many(X, (labs + 1) % 7), base, rtol=1e-3)
+
+
+def test_separation_of_the_features_pass_matches_the_direct_one():
+    """The critic reads it from :func:`clustering_features` (expanded distances, batched);
+    :func:`separation_many` computes it directly: the same numbers."""
+    X, y, cuts = _blobs_and_cuts(5)
+    labs = np.stack([y, *cuts[:6]])
+    ps = graphs.prepare_point_set(X, device="cpu")
+    feats = graphs.clustering_features(ps, graphs.as_label_tensor(labs, ps.device))
+    np.testing.assert_allclose(feats.separation.numpy(), graphs.separation_many(X, labs), rtol=1e-3)

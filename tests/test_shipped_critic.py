@@ -113,3 +113,20 @@ def test_ranking_survives_subsampling_to_a_third(critic):
     csets = evaluate.evaluation_sets(probs, n_negatives=19, seed=0)
     table = invariance_table(critic, csets, transforms=["subsampled to a third"]).iloc[0]
     assert table.spearman > 0.7, table
+
+
+@pytest.mark.parametrize("which", ["shipped critic", "default reward"])
+def test_truth_beats_random_splits_of_itself(critic, which):
+    """One true cluster dealt at random into two halves (three draws per problem) on twenty
+    held-out Numbers problems: the truth scores above every draw on at least 70 % of them,
+    the separation gate's doing (without it the shipped critic managed about a third;
+    chapter 3 shows both)."""
+    from tdml_lib.candidates import split_random
+
+    reward = critic if which == "shipped critic" else tdml.load_reward(device="cpu")
+    wins = []
+    for i, p in enumerate(tdml.features.domain_problems("numbers", 20, split="test", seed=77)):
+        rng = np.random.default_rng([77, i])
+        s = reward.score_many(p.X, np.stack([p.labels] + [split_random(p.labels, rng) for _ in range(3)]))
+        wins.append(bool(s[0] > s[1:].max()))
+    assert np.mean(wins) >= 0.7, wins
