@@ -41,39 +41,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from check_unseen_digits import digits_problems  # noqa: E402
+from tdml_lib.candidates import merge_random, split_random  # noqa: E402
 from tdml_lib.critic import load_critic, load_reward  # noqa: E402
 from tdml_lib.evaluate import baseline_scorers  # noqa: E402
 from tdml_lib.features import domain_problems, fit_feature_map  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 from tdml_lib.problems import Problem  # noqa: E402
-from tdml_lib.validation import canonical_labels  # noqa: E402
 
 #: Fixed on 2026-12-07 before the first run; never redrawn.
 PROBLEM_SEED, CUT_SEED = 20261210, 20261211
 DOMAINS = ("numbers", "letters", "fashion", "sklearn-digits")
 CUT_KINDS = ("split_random", "merge_random")
 DRAWS = 3
-
-
-def split_random(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """One true cluster of two or more points dealt at random into two halves."""
-    sizes = np.bincount(truth)
-    splittable = np.flatnonzero(sizes >= 2)
-    if len(splittable) == 0:
-        return None
-    idx = rng.permutation(np.flatnonzero(truth == rng.choice(splittable)))
-    out = truth.copy()
-    out[idx[: len(idx) // 2]] = truth.max() + 1
-    return canonical_labels(out)
-
-
-def merge_random(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """Two true clusters chosen at random given one label (three or more clusters)."""
-    k = int(truth.max()) + 1
-    if k < 3:
-        return None
-    a, b = rng.choice(k, size=2, replace=False)
-    return canonical_labels(np.where(truth == b, a, truth))
 
 
 CUTS = {"split_random": split_random, "merge_random": merge_random}

@@ -20,11 +20,15 @@ the subsampled problems; per gated cell, McNemar's exact test of Best and of "tr
 random split" against the ungated scorer on the same problems (``only_*``: the problems only
 one of the two gets right). Nothing here trains a critic. ``--seed-set confirmation`` measures
 again on :data:`~tdml_lib.experiments.recipe_comparison.CONFIRMATION`, after ``tau`` is fixed
-on the development seeds. Writes ``<out>/separation_gate_<seed set>.csv`` and ``.json`` (the
-command, the seeds, provenance)::
+on the development seeds; ``--statistic library`` reads the library's statistic (centres and
+spreads) instead of the centres-only one. The critics score without their own gate
+(:func:`~tdml_lib.critic.learned_scores_only`), which this script applies. Writes
+``<out>/separation_gate_<seed set>[_library].csv`` and ``.json`` (the command, the seeds,
+provenance)::
 
     python scripts/pilot_separation_gate.py
     python scripts/pilot_separation_gate.py --seed-set confirmation --taus 1.25 --n-problems 100
+    python scripts/pilot_separation_gate.py --seed-set confirmation --taus 1.25 --n-problems 100 --statistic library
 """
 from __future__ import annotations
 
@@ -43,13 +47,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from check_random_cuts import split_random  # noqa: E402
 from pilot_split_separation import closest_pair_separation  # noqa: E402
-from tdml_lib.critic import load_critic, load_reward  # noqa: E402
+from tdml_lib.candidates import split_random  # noqa: E402
+from tdml_lib.critic import learned_scores_only, load_critic, load_reward  # noqa: E402
 from tdml_lib.evaluate import evaluation_sets, mcnemar  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import COMPARISON_SEEDS  # noqa: E402
 from tdml_lib.experiments.robustness import _subsample_third  # noqa: E402
 from tdml_lib.features import domain_problems, fit_feature_map  # noqa: E402
+from tdml_lib.graphs import separation_many  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
 
 DOMAINS = ("numbers", "letters", "fashion")
@@ -85,9 +90,19 @@ def main() -> int:
     ap.add_argument("--n-problems", type=int, default=60)
     ap.add_argument("--seed-set", default="development", choices=sorted(COMPARISON_SEEDS))
     ap.add_argument("--taus", type=float, nargs="+", default=list(TAUS))
+    ap.add_argument("--statistic", default="centres", choices=["centres", "library"],
+                    help="centres: pilot_split_separation's centres-only statistic (the development and first "
+                         "confirmation runs); library: tdml_lib.graphs.closest_pair_separation (centres and spreads)")
     ap.add_argument("--out", default="results/development/pilots")
     args = ap.parse_args()
     seeds = COMPARISON_SEEDS[args.seed_set]
+    suffix = "" if args.statistic == "centres" else f"_{args.statistic}"
+
+    def separation(X: np.ndarray, labelings: list | np.ndarray) -> np.ndarray:
+        if args.statistic == "library":
+            return separation_many(X, np.stack(labelings))
+        return np.array([closest_pair_separation(X, lab) for lab in labelings])
+
     t0, state = time.time(), code_state()
     scorers = {"shipped critic": load_critic(device="cpu"), "default reward": load_reward(device="cpu")}
     rows = []
@@ -101,13 +116,12 @@ def main() -> int:
                 X, truth = cs.problem.X, cs.problem.labels
                 cuts = [split_random(truth, rng) for _ in range(DRAWS)]
                 Xs, labs_s, _ = _subsample_third(cs, rng)
-                sep = np.array([closest_pair_separation(X, lab) for lab in cs.labelings])
-                sep_cut = np.array([closest_pair_separation(X, lab) for lab in cuts])
-                sep_s = np.array([closest_pair_separation(Xs, lab) for lab in labs_s])
+                sep, sep_cut, sep_s = (separation(X, cs.labelings), separation(X, cuts), separation(Xs, labs_s))
                 for name, scorer in scorers.items():
-                    full = scorer.score_many(X, cs.labelings)
-                    cut = scorer.score_many(X, np.stack(cuts))
-                    sub = scorer.score_many(Xs, labs_s)
+                    with learned_scores_only(scorer):   # the critics' own scores; the gate is applied here
+                        full = scorer.score_many(X, cs.labelings)
+                        cut = scorer.score_many(X, np.stack(cuts))
+                        sub = scorer.score_many(Xs, labs_s)
                     t = cs.correct_index
                     for tau in (None, *args.taus):
                         f, c, s = (full, cut, sub) if tau is None else (
@@ -129,9 +143,9 @@ def main() -> int:
     table["spearman_third"] /= 100
     table = table.merge(paired_tests(per_problem), on=["scorer", "domain", "protocol", "tau"], how="left")
     out = Path(args.out)
-    with atomic_path(out / f"separation_gate_{args.seed_set}.csv") as tmp:
+    with atomic_path(out / f"separation_gate_{args.seed_set}{suffix}.csv") as tmp:
         table.to_csv(tmp, index=False)
-    write_json(out / f"separation_gate_{args.seed_set}.json", {
+    write_json(out / f"separation_gate_{args.seed_set}{suffix}.json", {
         "command": "python " + shlex.join(["scripts/pilot_separation_gate.py", *sys.argv[1:]]),
         "seeds": args.seed_set, "taus": args.taus, "draws": DRAWS, "wall_time_s": time.time() - t0,
         "provenance": provenance(params=vars(args), device="cpu", state=state)})

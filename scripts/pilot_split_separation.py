@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from check_random_cuts import domain_test_problems, split_random  # noqa: E402
+from check_random_cuts import domain_test_problems  # noqa: E402
+from tdml_lib.candidates import split_random  # noqa: E402
 from tdml_lib.evaluate import evaluation_sets  # noqa: E402
 from tdml_lib.experiments import DEVELOPMENT  # noqa: E402
 from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
@@ -48,7 +49,10 @@ DOMAINS = ("numbers", "letters", "fashion")
 def closest_pair_separation(X: np.ndarray, labels: np.ndarray) -> float:
     """The smallest, over pairs of clusters of two or more points, squared distance between
     their centroids over the sum of their centroids' sampling variances (module docstring);
-    ``inf`` with fewer than two such clusters."""
+    ``inf`` with fewer than two such clusters. The centres-only, float64 form this pilot and
+    the gate's development and first confirmation runs measured; it stays to reproduce
+    them. The library's statistic (:func:`tdml_lib.graphs.closest_pair_separation`) also
+    compares spreads (``results/development/adoption_rules.md``, amendment)."""
     ids = [c for c in np.unique(labels) if np.sum(labels == c) >= 2]
     mu = np.stack([X[labels == c].mean(0) for c in ids]) if ids else np.zeros((0, X.shape[1]))
     se = np.array([X[labels == c].var(0, ddof=1).sum() / np.sum(labels == c) for c in ids])
