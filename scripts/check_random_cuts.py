@@ -27,7 +27,6 @@ the seeds, provenance)::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,11 +40,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from check_unseen_digits import digits_problems  # noqa: E402
+from script_records import save_table  # noqa: E402
 from tdml_lib.candidates import merge_random, split_random  # noqa: E402
 from tdml_lib.critic import load_critic, load_reward  # noqa: E402
 from tdml_lib.evaluate import baseline_scorers  # noqa: E402
 from tdml_lib.features import domain_problems, fit_feature_map  # noqa: E402
-from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
+from tdml_lib.io import code_state  # noqa: E402
 from tdml_lib.problems import Problem  # noqa: E402
 
 #: Fixed on 2026-12-07 before the first run; never redrawn.
@@ -106,14 +106,8 @@ def main() -> int:
     first = 100 * rows.groupby(["domain", "scorer", "problem"])["truth_wins"].all().groupby(["domain", "scorer"]).mean()
     counts = rows.pivot_table(index=["domain", "scorer"], columns="kind", values="truth_wins", aggfunc="size")
     table = per_kind.assign(truth_first=first).join(counts.add_prefix("n_")).reset_index()
-    out = Path(args.out)
-    with atomic_path(out / "random_cuts.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    write_json(out / "random_cuts.json", {
-        "command": "python " + shlex.join(["scripts/check_random_cuts.py", *sys.argv[1:]]),
-        "problem_seed": PROBLEM_SEED, "cut_seed": CUT_SEED, "draws": DRAWS,
-        "wall_time_s": time.time() - t0,
-        "provenance": provenance(params=vars(args), device="cpu", state=state)})
+    save_table(table, Path(args.out) / "random_cuts.csv", args, t0, state,
+               problem_seed=PROBLEM_SEED, cut_seed=CUT_SEED, draws=DRAWS)
     print(table.round(1).to_string(index=False))
     return 0
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from script_records import command_line  # noqa: E402
 
 from tdml_lib import features  # noqa: E402
 from tdml_lib.critic import fit_critic  # noqa: E402
@@ -64,7 +66,7 @@ def main() -> int:
     record = provenance(params=vars(args), device="cpu", state=state)
     cpu = re.sub(r"[^a-z0-9]+", "_", record["host"]["cpu"].lower()).strip("_")
     write_json(Path(args.out) / f"{args.train}_{args.regime.replace('-', '_')}_seed{args.seed}_{cpu}.json", {
-        "command": "python " + shlex.join(["scripts/check_retrain.py", *sys.argv[1:]]),
+        "command": command_line(),
         "cells": rows, "stored_cpu": stored["host"]["cpu"], "stored_commit": stored["git_commit"],
         "retrained_cpu": record["host"]["cpu"], "wall_time_s": time.time() - t0, "provenance": record})
     for row in rows:

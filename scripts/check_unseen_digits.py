@@ -40,7 +40,6 @@ of Fashion, on problems no choice of the project has seen::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -51,7 +50,9 @@ from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from script_records import save_table  # noqa: E402
 from tdml_lib.candidates import CandidateSet  # noqa: E402
 from tdml_lib.critic import load_critic, load_reward  # noqa: E402
 from tdml_lib.agent import cluster  # noqa: E402
@@ -59,7 +60,7 @@ from tdml_lib.candidates import kmeans_labels  # noqa: E402
 from tdml_lib.evaluate import baseline_scorers, evaluate_scorer, evaluation_sets  # noqa: E402
 from tdml_lib.features import FeatureMap  # noqa: E402
 from tdml_lib.experiments.robustness import degenerate_scores  # noqa: E402
-from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
+from tdml_lib.io import code_state  # noqa: E402
 from tdml_lib.problems import Problem, sample_problems  # noqa: E402
 from tdml_lib.metrics import clustering_accuracy  # noqa: E402
 from tdml_lib.validation import canonical_labels  # noqa: E402
@@ -155,15 +156,9 @@ def main() -> int:
         agent.append({"problem": i, "k_true": p.n_clusters, "k_found": found.n_clusters,
                       "acc": clustering_accuracy(p.labels, found.labels),
                       "kmeans_true_k_acc": clustering_accuracy(p.labels, kmeans_labels(p.X, p.n_clusters, i))})
-    out = Path(args.out)
-    with atomic_path(out / f"{out_name}.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    write_json(out / f"{out_name}.json", {
-        "command": "python " + shlex.join(["scripts/check_unseen_digits.py", *sys.argv[1:]]),
-        "problem_seed": problem_seed, "candidate_seed": candidate_seed, "losing_kinds": losers,
-        "holes": holes.to_dict("records"), "agent": agent,
-        "wall_time_s": time.time() - t0,
-        "provenance": provenance(params=vars(args), device="cpu", state=state)})
+    save_table(table, Path(args.out) / f"{out_name}.csv", args, t0, state,
+               problem_seed=problem_seed, candidate_seed=candidate_seed, losing_kinds=losers,
+               holes=holes.to_dict("records"), agent=agent)
     print(table[["candidates", "scorer", "best", "top3", "mean_rank"]].round(1).to_string(index=False))
     print(holes.pivot_table(index="kind", columns="scorer", values="truth_wins_pct").round(0).to_string())
     agent = pd.DataFrame(agent)

@@ -22,7 +22,6 @@ Writes ``<out>/<name>.json`` (the tables, the command, provenance, the wall time
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from script_records import command_line  # noqa: E402
 
 from tdml_lib.critic import load_critic, load_reward  # noqa: E402
 from tdml_lib.experiments import DEVELOPMENT  # noqa: E402
@@ -86,7 +88,7 @@ def main() -> int:
     print(domains.round(3).to_string(index=False), synthetic.round(3).to_string(index=False), sep="\n\n")
 
     write_json(Path(args.out) / f"{args.name}.json", {
-        "command": "python " + shlex.join(["scripts/compare_shipped.py", *sys.argv[1:]]), "rule": args.rule,
+        "command": command_line(), "rule": args.rule,
         "candidate": {"path": args.candidate, "sha256": file_sha256(args.candidate),
                       "metadata": {k: str(v) for k, v in critics["candidate"].metadata.items()}},
         "shipped_sha256": file_sha256(ROOT / "tdml_lib/pretrained/critic_numbers.pt"),

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from collections.abc import Mapping
@@ -49,14 +48,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from script_records import save_table  # noqa: E402
 from tdml_lib.critic import CriticConfig  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import (  # noqa: E402
     COMPARISON_SEEDS, compare_configs, compare_recipes, compare_tail_average)
 from tdml_lib.experiments.transfer import recipes_from_parameters  # noqa: E402
 from tdml_lib.experiments.training import UNLABELLED_SHARE, VARIANCE_PRESERVING_SPAN, Recipe  # noqa: E402
 from tdml_lib.experiments.trials import GENTLE_SHRINK, BoundaryRecipe, SmallPoolUnlabelledRecipe  # noqa: E402
-from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
+from tdml_lib.io import code_state  # noqa: E402
 
 
 def json_pairs(pairs: list[str], known: Mapping, flag: str, names: str, example: str) -> list[tuple[str, Any, str]]:
@@ -236,16 +237,11 @@ def main() -> int:
         own_fields = {f.name: getattr(recipe, f.name) for f in fields(recipe)}
         variant = TRIAL_RECIPES[args.trial](**{**own_fields, **trial})
         table = compare_recipes(base, variant, critic_config=config, **common)
-    out = Path(args.out)
-    with atomic_path(out / f"{args.name}.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    write_json(out / f"{args.name}.json", {
-        "command": "python " + shlex.join(["scripts/compare_trial.py", *sys.argv[1:]]),
-        "base": base.as_dict(), "variant": variant.as_dict(), "config": config.as_dict(),
-        "variant_config": {**variant_config.as_dict(),
-                           **({} if args.average_last is None else {"tail_average_epochs": args.average_last})},
-        "wall_time_s": time.time() - t0, "seeds": args.seed_set,
-        "provenance": provenance(params=vars(args), device="cpu", state=state)})
+    save_table(table, Path(args.out) / f"{args.name}.csv", args, t0, state,
+               base=base.as_dict(), variant=variant.as_dict(), config=config.as_dict(),
+               variant_config={**variant_config.as_dict(),
+                               **({} if args.average_last is None else {"tail_average_epochs": args.average_last})},
+               seeds=args.seed_set)
     print(table.drop(columns=["train"]).round(3).to_string(index=False))
     return 0
 

@@ -28,7 +28,6 @@ worth a trial on the confirmation seeds. Statistics in float64 on the problems' 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -40,11 +39,13 @@ from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from script_records import save_table  # noqa: E402
 from tdml_lib.candidates import split_random  # noqa: E402
 from tdml_lib.experiments import DEVELOPMENT  # noqa: E402
 from tdml_lib.features import domain_problems, fit_feature_map  # noqa: E402
-from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
+from tdml_lib.io import code_state  # noqa: E402
 
 DOMAINS = ("numbers", "letters", "fashion")
 PROTOCOLS = ("standard", "strict")
@@ -119,13 +120,7 @@ def main() -> int:
                                      aggfunc="mean")).rename(columns={"truth": "truths_gated",
                                                                       "split_random": "split_draws_gated"})
     table = table.reset_index()[["rule", "domain", "protocol", "truths_gated", "split_draws_gated"]]
-    out = Path(args.out)
-    with atomic_path(out / "pair_tests.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    write_json(out / "pair_tests.json", {
-        "command": "python " + shlex.join(["scripts/pilot_pair_tests.py", *sys.argv[1:]]),
-        "seeds": "development", "draws": DRAWS, "wall_time_s": time.time() - t0,
-        "provenance": provenance(params=vars(args), device="cpu", state=state)})
+    save_table(table, Path(args.out) / "pair_tests.csv", args, t0, state, seeds="development", draws=DRAWS)
     print(table.round(1).to_string(index=False))
     return 0
 

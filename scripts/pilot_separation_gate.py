@@ -33,7 +33,6 @@ provenance)::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from pilot_split_separation import closest_pair_separation  # noqa: E402
+from script_records import save_table  # noqa: E402
 from tdml_lib.candidates import split_random  # noqa: E402
 from tdml_lib.critic import learned_scores_only, load_critic, load_reward  # noqa: E402
 from tdml_lib.evaluate import evaluation_sets, mcnemar  # noqa: E402
@@ -55,7 +55,7 @@ from tdml_lib.experiments.recipe_comparison import COMPARISON_SEEDS  # noqa: E40
 from tdml_lib.experiments.robustness import _subsample_third  # noqa: E402
 from tdml_lib.features import domain_problems, fit_feature_map  # noqa: E402
 from tdml_lib.graphs import separation_many  # noqa: E402
-from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
+from tdml_lib.io import code_state  # noqa: E402
 
 DOMAINS = ("numbers", "letters", "fashion")
 PROTOCOLS = ("standard", "strict")
@@ -142,13 +142,8 @@ def main() -> int:
                "random_splits_gated", "negatives_gated"]].mean() * 100).reset_index()
     table["spearman_third"] /= 100
     table = table.merge(paired_tests(per_problem), on=["scorer", "domain", "protocol", "tau"], how="left")
-    out = Path(args.out)
-    with atomic_path(out / f"separation_gate_{args.seed_set}{suffix}.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    write_json(out / f"separation_gate_{args.seed_set}{suffix}.json", {
-        "command": "python " + shlex.join(["scripts/pilot_separation_gate.py", *sys.argv[1:]]),
-        "seeds": args.seed_set, "taus": args.taus, "draws": DRAWS, "wall_time_s": time.time() - t0,
-        "provenance": provenance(params=vars(args), device="cpu", state=state)})
+    save_table(table, Path(args.out) / f"separation_gate_{args.seed_set}{suffix}.csv", args, t0, state,
+               seeds=args.seed_set, taus=args.taus, draws=DRAWS)
     print(table.round(2).to_string(index=False))
     return 0
 

@@ -25,7 +25,6 @@ random split's, provenance)::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -38,10 +37,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from check_random_cuts import domain_test_problems  # noqa: E402
+from script_records import save_table  # noqa: E402
 from tdml_lib.candidates import split_random  # noqa: E402
 from tdml_lib.evaluate import evaluation_sets  # noqa: E402
 from tdml_lib.experiments import DEVELOPMENT  # noqa: E402
-from tdml_lib.io import atomic_path, code_state, provenance, write_json  # noqa: E402
+from tdml_lib.io import code_state  # noqa: E402
 
 DOMAINS = ("numbers", "letters", "fashion")
 
@@ -87,13 +87,8 @@ def main() -> int:
     values = values[np.isfinite(values.value)]
     table = values.groupby(["domain", "kind"])["value"].describe(percentiles=[0.1, 0.5, 0.9])
     table = table[["count", "min", "10%", "50%", "90%", "max"]].reset_index()
-    out = Path(args.out)
-    with atomic_path(out / "split_separation.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    write_json(out / "split_separation.json", {
-        "command": "python " + shlex.join(["scripts/pilot_split_separation.py", *sys.argv[1:]]),
-        "seeds": "development", "truth_above_random_split": above, "wall_time_s": time.time() - t0,
-        "provenance": provenance(params=vars(args), device="cpu", state=state)})
+    save_table(table, Path(args.out) / "split_separation.csv", args, t0, state, seeds="development",
+               truth_above_random_split=above)
     shown = table[table.kind.isin(["correct", "split_random", "split", "merge_closest", "noise_boundary_2"])]
     print(shown.round(2).to_string(index=False))
     print("truth's value above the random split's, share of problems:", above)

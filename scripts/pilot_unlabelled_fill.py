@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from dataclasses import replace
@@ -39,6 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from script_records import command_line  # noqa: E402
 
 from tdml_lib.experiments import transfer  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import DEVELOPMENT  # noqa: E402
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ranks.to_csv(out / f"{name}.csv", index=False)
     write_json(out / f"{name}.json", {
-        "command": "python " + shlex.join(["scripts/pilot_unlabelled_fill.py", *sys.argv[1:]]),
+        "command": command_line(),
         "recipe": few_shot.as_dict(), "best": best.round(1).to_dict(),
         "wall_time": time.time() - t0, **provenance(vars(args), seed=0, state=state)})
     print(best.round(1).to_string())
