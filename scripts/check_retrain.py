@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from script_records import command_line  # noqa: E402
-
 from tdml_lib import features  # noqa: E402
 from tdml_lib.critic import fit_critic  # noqa: E402
 from tdml_lib.experiments import HELD_OUT, recipes_from_parameters  # noqa: E402

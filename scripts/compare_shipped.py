@@ -33,7 +33,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from script_records import command_line  # noqa: E402
-
 from tdml_lib.critic import load_critic, load_reward  # noqa: E402
 from tdml_lib.experiments import DEVELOPMENT  # noqa: E402
 from tdml_lib.experiments.clustering import compare_on_domains  # noqa: E402

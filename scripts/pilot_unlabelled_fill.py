@@ -41,7 +41,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from script_records import command_line  # noqa: E402
-
 from tdml_lib.experiments import transfer  # noqa: E402
 from tdml_lib.experiments.recipe_comparison import DEVELOPMENT  # noqa: E402
 from tdml_lib.io import code_state, provenance, write_json  # noqa: E402
