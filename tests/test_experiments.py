@@ -1,5 +1,6 @@
 """The experiments layer: each experiment runs small, seeded, and sits above the blocks."""
 import ast
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -529,6 +530,31 @@ def test_the_probe_and_the_ablations_can_be_trained_from_every_critic_seed():
     assert list(default[default.regime == "ablation: wider"].critic_seed) == [0]
     with pytest.raises(ValueError, match="ablation_seeds is empty"):
         run_transfer(ablations=wider, ablation_seeds=(), **small)
+
+
+def test_transfer_jobs_in_worker_processes_give_the_same_result():
+    """``workers`` only changes where the jobs run: a critic (with its adversarial rounds),
+    its probe, the ensemble over seeds, a scorer trained elsewhere and an index give the
+    same cells, in the same order, and the same training records in worker processes."""
+    from tdml_lib.critic import CriticConfig
+    from tdml_lib.experiments import Recipe, run_transfer
+    from tdml_lib.metrics import IndexScorer
+
+    small = dict(train_domains=["numbers"], test_domains=["numbers"], regimes=["standard"], protocols=["strict"],
+                 standard=Recipe(n_problems=3, n_synthetic=0),
+                 critic_config=CriticConfig(epochs=1, gae_epochs=1, n_negatives=3, n_degenerate=2, hidden=8),
+                 critic_seeds=(0, 1), adversarial_rounds=1, adversarial_problems=1, adversarial_generations=2,
+                 adversarial_population=8, adversarial_validation=1, pretrained={"given": IndexScorer("silhouette")},
+                 n_eval_problems=3, eval_negatives=4, index_scorers=("davies_bouldin",), device="cpu", progress=False)
+    here, pooled = run_transfer(workers=1, **small), run_transfer(workers=2, **small)
+    frame = pooled.to_frame()
+    assert frame.equals(here.to_frame())
+    assert {"critic ensemble", "given", "davies_bouldin"} <= set(frame.scorer)
+    assert "standard + adversarial" in set(frame.regime)
+    assert json.dumps(pooled.training, sort_keys=True) == json.dumps(here.training, sort_keys=True)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="workers must be a positive integer"):
+            run_transfer(workers=bad, **small)
 
 
 def test_rank_trained_ranks_the_transfer_runs_candidate_sets():

@@ -354,6 +354,161 @@ def recipes_from_parameters(params: Mapping[str, Any]) -> tuple[Recipe, Recipe, 
     return standard, few_shot, config
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """What every job of a transfer run reads: the candidate sets it ranks, the feature
+    maps its training problems go through, the cells' keys and the critics' device."""
+
+    csets: Mapping[tuple[str, str], list[Any]]
+    maps: Mapping[str, Any]
+    protocols: tuple[str, ...]
+    test_domains: tuple[str, ...]
+    device: Any
+
+
+@dataclass(frozen=True)
+class _CriticJob:
+    """Train one critic (regime ``"ablation: <name>"`` for an ablation), and its probe and
+    adversarial successor when asked (``adversarial``: :func:`adversarial_training`'s
+    settings), and rank the candidate sets with each."""
+
+    train: str
+    regime: str
+    seed: int
+    recipe: Recipe
+    config: CriticConfig
+    probe: bool
+    adversarial: Mapping[str, int] | None
+
+
+@dataclass(frozen=True)
+class _RankJob:
+    """Rank the candidate sets with a scorer trained elsewhere (or an index)."""
+
+    scorer: Any
+    name: str
+    train: str
+    regime: str | None
+    seed: int | None
+
+
+@dataclass
+class _JobOutput:
+    cells: list[CellEval] = field(default_factory=list)
+    probe_cells: list[CellEval] = field(default_factory=list)
+    adversarial_cells: list[CellEval] = field(default_factory=list)
+    ensemble_cells: list[CellEval] = field(default_factory=list)
+    training: dict[str, Any] = field(default_factory=dict)
+    critic: Any = None
+
+
+def _run_job(job: _CriticJob | _RankJob, shared: _Shared) -> _JobOutput:
+    """One job of :func:`run_transfer`; it seeds itself, so it gives the same output in
+    any process and in any order."""
+    def rank(scorer: Any, name: str, regime: str | None, seed: int | None) -> list[CellEval]:
+        return _rank_cells(scorer, shared.csets, name, job.train, regime, seed, shared.protocols,
+                           shared.test_domains)
+
+    if isinstance(job, _RankJob):
+        return _JobOutput(cells=rank(job.scorer, job.name, job.regime, job.seed))
+    train, seed, cfg = job.train, job.seed, job.config
+    probs = job.recipe.problems(train, shared.maps[train], seed=seed)
+    critic, hist, ts = fit_critic(probs, cfg, seed=seed, device=shared.device, progress=False)
+    out = _JobOutput(cells=rank(critic, "critic", job.regime, seed), critic=critic)
+    record = {"n_problems": len(probs), "recipe": job.recipe.as_dict()}
+    if job.regime.startswith(ABLATION_PREFIX):
+        record["config"] = cfg.as_dict()
+    record["truth_first_last_epoch"] = float(hist["critic"]["truth_first"].iloc[-1])
+    if not job.regime.startswith(ABLATION_PREFIX):
+        record["loss_last_epoch"] = float(hist["critic"]["loss"].iloc[-1])
+    out.training[f"{train}/{job.regime}/seed{seed}"] = record
+    if job.probe:
+        out.probe_cells = rank(ProbeScorer().fit(probs, cfg.n_negatives, cfg.n_degenerate, seed=seed), "probe",
+                               job.regime, seed)
+    if job.adversarial:
+        a = dict(job.adversarial)
+        validation = training_problems(train, a.pop("validation"), seed=seed + 100, feature_map=shared.maps[train])
+        adv, adv_hist = adversarial_training(critic, probs, ts, cfg, seed=seed, progress=False,
+                                             validation=validation, **a)
+        out.training[f"{train}/{ADVERSARIAL_REGIME}/seed{seed}"] = adv_hist.to_dict(orient="records")
+        out.adversarial_cells = rank(adv, "critic", ADVERSARIAL_REGIME, seed)
+    return out
+
+
+_WORKER_SHARED: list[_Shared] = []
+"""A worker process's :class:`_Shared`, set once by :func:`_start_worker`."""
+
+
+def _start_worker(shared: _Shared, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER_SHARED[:] = [shared]
+
+
+def _run_in_worker(job: _CriticJob | _RankJob) -> _JobOutput:
+    return _run_job(job, _WORKER_SHARED[0])
+
+
+def _run_jobs(jobs: Sequence[_CriticJob | _RankJob], ensembles: Mapping[tuple[str, str], list[int]],
+              shared: _Shared, workers: int, progress: bool) -> list[_JobOutput]:
+    """Every job's output, in the jobs' order; the critics of each ``ensembles`` group
+    (job indices) are ranked together as :data:`ENSEMBLE` once all are trained (the cells
+    go with the group's last job). The critics are dropped from the outputs.
+
+    With ``workers`` > 1 the jobs run in a pool of *spawned* processes (a fork would
+    copy the Jupyter kernel's threads and any CUDA context): each gets the shared sets
+    once and its share of the torch threads; the longest jobs, those with adversarial
+    rounds, start first.
+    """
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from tqdm.auto import tqdm
+
+    outputs: dict[int, _JobOutput] = {}
+    group_of = {i: key for key, members in ensembles.items() for i in members}
+    bar = tqdm(total=len(jobs) + len(ensembles), desc="critics and ranks", disable=not progress)
+
+    def ensemble_job(key: tuple[str, str]) -> _RankJob | None:
+        members = ensembles[key]
+        if not all(i in outputs for i in members):
+            return None
+        scorer = evaluate.ZScoreEnsemble([outputs[i].critic for i in members], ENSEMBLE)
+        return _RankJob(scorer, ENSEMBLE, key[0], key[1], None)
+
+    if workers == 1:
+        for i, job in enumerate(jobs):
+            outputs[i] = _run_job(job, shared)
+            bar.update()
+            if i in group_of and (ens := ensemble_job(group_of[i])) is not None:
+                outputs[ensembles[group_of[i]][-1]].ensemble_cells = _run_job(ens, shared).cells
+                bar.update()
+    else:
+        import torch
+
+        threads = max(1, torch.get_num_threads() // workers)
+        order = sorted(range(len(jobs)), key=lambda i: not getattr(jobs[i], "adversarial", None))
+        with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_start_worker, initargs=(shared, threads)) as pool:
+            pending = {pool.submit(_run_in_worker, jobs[i]): ("job", i) for i in order}
+            while pending:
+                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    kind, key = pending.pop(future)
+                    bar.update()
+                    if kind == "ensemble":
+                        outputs[ensembles[key][-1]].ensemble_cells = future.result().cells
+                        continue
+                    outputs[key] = future.result()
+                    if key in group_of and (ens := ensemble_job(group_of[key])) is not None:
+                        pending[pool.submit(_run_in_worker, ens)] = ("ensemble", group_of[key])
+    bar.close()
+    for out in outputs.values():
+        out.critic = None
+    return [outputs[i] for i in range(len(jobs))]
+
+
 def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                  test_domains: Sequence[str] = ("numbers", "letters", "fashion"),
                  regimes: Sequence[str] = REGIMES, protocols: Sequence[str] = PROTOCOLS,
@@ -365,7 +520,7 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
                  ablations: Mapping[str, tuple[Recipe, CriticConfig | None]] | None = None,
                  ablation_seeds: Sequence[int] | None = None, probe: bool = True,
                  index_scorers: Sequence[str] = INDEX_SCORERS, pretrained: Mapping[str, Any] | None = None,
-                 device: Any = "auto", progress: bool = True) -> TransferResult:
+                 device: Any = "auto", workers: int = 1, progress: bool = True) -> TransferResult:
     """Train the critics of the poster's rows and rank the candidates of every test domain.
 
     Args:
@@ -400,10 +555,15 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
             standard problems, e.g. ``{"shipped critic": tdml.load_critic()}``: ranked on
             that domain's cells as regime ``"standard"`` under their own names (no seed).
         device: for the critics.
+        workers: processes the jobs run in (each critic with its probe and its ranks, each
+            ablation, each ranking of a scorer trained elsewhere or an index): 1 runs them
+            here, one after another; more runs them in that many worker processes
+            (:func:`_run_jobs`), with the same results, since every job seeds itself.
         progress: show progress bars.
-    """
-    from tqdm.auto import tqdm
 
+    Raises:
+        ValueError: an unknown regime or protocol, an empty list, or ``workers`` < 1.
+    """
     from ..metrics import IndexScorer
 
     for name in regimes:
@@ -414,63 +574,39 @@ def run_transfer(train_domains: Sequence[str] = ("numbers", "fashion"),
         raise ValueError("train_domains, test_domains, regimes, protocols and critic_seeds must be non-empty.")
     if ablation_seeds is not None and not len(ablation_seeds):
         raise ValueError("ablation_seeds is empty: give at least one seed, or None for the first critic seed.")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer (1: no worker processes), got {workers!r}.")
     cfg = critic_config or CriticConfig()
     recipes = {"standard": standard, "few-shot": few_shot}
     maps = _feature_maps(train_domains, test_domains, protocols)
 
     csets, agreement = candidate_sets(train_domains, test_domains, protocols, maps, n_eval_problems, eval_negatives,
                                       seeds, progress)
-    cells: list[CellEval] = []
-    training: dict[str, Any] = {}
-
-    def rank_all(scorer: Any, name: str, train: str, regime: str | None, seed: int | None) -> None:
-        cells.extend(_rank_cells(scorer, csets, name, train, regime, seed, protocols, test_domains))
-
+    shared = _Shared(csets, maps, tuple(protocols), tuple(test_domains), device)
+    adversarial = {"rounds": adversarial_rounds, "problems_per_round": adversarial_problems,
+                   "epochs_per_round": max(1, cfg.epochs // 3), "generations": adversarial_generations,
+                   "population_size": adversarial_population, "validation": adversarial_validation}
     # the spread over training seeds is measured on every regime (the poster's rows): one
     # seed's few-shot critic is as much a draw as one seed's standard critic, and so is its
     # probe; the adversarial rounds and the ablations use the first seed
-    jobs = [(t, r, s) for t in train_domains for r in regimes for s in critic_seeds]
-    seed_critics: dict[tuple[str, str], list[Any]] = {}
-    for train, regime, seed in tqdm(jobs, desc="critics", disable=not progress):
-        probs = recipes[regime].problems(train, maps[train], seed=seed)
-        critic, hist, ts = fit_critic(probs, cfg, seed=seed, device=device, progress=False)
-        training[f"{train}/{regime}/seed{seed}"] = {
-            "n_problems": len(probs), "recipe": recipes[regime].as_dict(),
-            "truth_first_last_epoch": float(hist["critic"]["truth_first"].iloc[-1]),
-            "loss_last_epoch": float(hist["critic"]["loss"].iloc[-1])}
-        rank_all(critic, "critic", train, regime, seed)
-        members = seed_critics.setdefault((train, regime), [])
-        members.append(critic)
-        if len(critic_seeds) > 1 and len(members) == len(critic_seeds):
-            rank_all(evaluate.ZScoreEnsemble(seed_critics.pop((train, regime)), ENSEMBLE), ENSEMBLE, train, regime, None)
-        if probe:
-            rank_all(ProbeScorer().fit(probs, cfg.n_negatives, cfg.n_degenerate, seed=seed), "probe",
-                     train, regime, seed)
-        if regime == "standard" and seed == critic_seeds[0]:
-            if adversarial_rounds:
-                adv, adv_hist = adversarial_training(
-                    critic, probs, ts, cfg, rounds=adversarial_rounds, problems_per_round=adversarial_problems,
-                    epochs_per_round=max(1, cfg.epochs // 3), generations=adversarial_generations,
-                    population_size=adversarial_population, seed=seed, progress=False,
-                    validation=training_problems(train, adversarial_validation, seed=seed + 100,
-                                                 feature_map=maps[train]))
-                training[f"{train}/{ADVERSARIAL_REGIME}/seed{seed}"] = adv_hist.to_dict(orient="records")
-                rank_all(adv, "critic", train, ADVERSARIAL_REGIME, seed)
-    ablation_jobs = [(name, recipe, config, int(seed)) for name, (recipe, config) in (ablations or {}).items()
-                     for seed in (critic_seeds[:1] if ablation_seeds is None else ablation_seeds)]
-    for name, recipe, config, seed in tqdm(ablation_jobs, desc="ablations", disable=not progress):
-        train = train_domains[0]
-        probs = recipe.problems(train, maps[train], seed=seed)
-        critic, hist, _ = fit_critic(probs, config or cfg, seed=seed, device=device, progress=False)
-        training[f"{train}/ablation: {name}/seed{seed}"] = {
-            "n_problems": len(probs), "recipe": recipe.as_dict(), "config": (config or cfg).as_dict(),
-            "truth_first_last_epoch": float(hist["critic"]["truth_first"].iloc[-1])}
-        rank_all(critic, "critic", train, f"{ABLATION_PREFIX}{name}", seed)
-    for name, scorer in (pretrained or {}).items():
-        rank_all(scorer, name, train_domains[0], REGIMES[0], None)
-    for train in train_domains:
-        for name in index_scorers:
-            rank_all(IndexScorer(name), name, train, None, None)
+    jobs: list[_CriticJob | _RankJob] = [
+        _CriticJob(t, r, int(s), recipes[r], cfg, probe,
+                   adversarial if adversarial_rounds and r == "standard" and s == critic_seeds[0] else None)
+        for t in train_domains for r in regimes for s in critic_seeds]
+    jobs += [_CriticJob(train_domains[0], f"{ABLATION_PREFIX}{name}", int(seed), recipe, config or cfg, False, None)
+             for name, (recipe, config) in (ablations or {}).items()
+             for seed in (critic_seeds[:1] if ablation_seeds is None else ablation_seeds)]
+    jobs += [_RankJob(scorer, name, train_domains[0], REGIMES[0], None) for name, scorer in (pretrained or {}).items()]
+    jobs += [_RankJob(IndexScorer(name), name, train, None, None) for train in train_domains for name in index_scorers]
+    ensembles = {(t, r): [i for i, job in enumerate(jobs) if isinstance(job, _CriticJob)
+                          and (job.train, job.regime) == (t, r)]
+                 for t in train_domains for r in regimes} if len(critic_seeds) > 1 else {}
+    outputs = _run_jobs(jobs, ensembles, shared, workers, progress)
+    cells: list[CellEval] = []
+    training: dict[str, Any] = {}
+    for out in outputs:   # the order of a run in one process, whatever the workers' order
+        training.update(out.training)
+        cells += out.cells + out.ensemble_cells + out.probe_cells + out.adversarial_cells
     return TransferResult(cells, _kind_table(agreement), training)
 
 
