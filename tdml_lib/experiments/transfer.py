@@ -415,13 +415,11 @@ def _run_job(job: _CriticJob | _RankJob, shared: _Shared) -> _JobOutput:
     probs = job.recipe.problems(train, shared.maps[train], seed=seed)
     critic, hist, ts = fit_critic(probs, cfg, seed=seed, device=shared.device, progress=False)
     out = _JobOutput(cells=rank(critic, "critic", job.regime, seed), critic=critic)
-    record = {"n_problems": len(probs), "recipe": job.recipe.as_dict()}
-    if job.regime.startswith(ABLATION_PREFIX):
-        record["config"] = cfg.as_dict()
-    record["truth_first_last_epoch"] = float(hist["critic"]["truth_first"].iloc[-1])
-    if not job.regime.startswith(ABLATION_PREFIX):
-        record["loss_last_epoch"] = float(hist["critic"]["loss"].iloc[-1])
-    out.training[f"{train}/{job.regime}/seed{seed}"] = record
+    ablation = job.regime.startswith(ABLATION_PREFIX)
+    out.training[f"{train}/{job.regime}/seed{seed}"] = {
+        "n_problems": len(probs), "recipe": job.recipe.as_dict(), **({"config": cfg.as_dict()} if ablation else {}),
+        "truth_first_last_epoch": float(hist["critic"]["truth_first"].iloc[-1]),
+        **({} if ablation else {"loss_last_epoch": float(hist["critic"]["loss"].iloc[-1])})}
     if job.probe:
         out.probe_cells = rank(ProbeScorer().fit(probs, cfg.n_negatives, cfg.n_degenerate, seed=seed), "probe",
                                job.regime, seed)
@@ -470,20 +468,23 @@ def _run_jobs(jobs: Sequence[_CriticJob | _RankJob], ensembles: Mapping[tuple[st
     group_of = {i: key for key, members in ensembles.items() for i in members}
     bar = tqdm(total=len(jobs) + len(ensembles), desc="critics and ranks", disable=not progress)
 
-    def ensemble_job(key: tuple[str, str]) -> _RankJob | None:
-        members = ensembles[key]
-        if not all(i in outputs for i in members):
+    def collect(kind: str, key: Any, output: _JobOutput) -> tuple[_RankJob, tuple[str, str]] | None:
+        """Keep a job's output; the ensemble job (and its group) this output completes, if any."""
+        bar.update()
+        if kind == "ensemble":
+            outputs[ensembles[key][-1]].ensemble_cells = output.cells
             return None
-        scorer = evaluate.ZScoreEnsemble([outputs[i].critic for i in members], ENSEMBLE)
-        return _RankJob(scorer, ENSEMBLE, key[0], key[1], None)
+        outputs[key] = output
+        group = group_of.get(key)
+        if group is None or not all(i in outputs for i in ensembles[group]):
+            return None
+        scorer = evaluate.ZScoreEnsemble([outputs[i].critic for i in ensembles[group]], ENSEMBLE)
+        return _RankJob(scorer, ENSEMBLE, group[0], group[1], None), group
 
     if workers == 1:
         for i, job in enumerate(jobs):
-            outputs[i] = _run_job(job, shared)
-            bar.update()
-            if i in group_of and (ens := ensemble_job(group_of[i])) is not None:
-                outputs[ensembles[group_of[i]][-1]].ensemble_cells = _run_job(ens, shared).cells
-                bar.update()
+            if (ensemble := collect("job", i, _run_job(job, shared))) is not None:
+                collect("ensemble", ensemble[1], _run_job(ensemble[0], shared))
     else:
         import torch
 
@@ -495,14 +496,8 @@ def _run_jobs(jobs: Sequence[_CriticJob | _RankJob], ensembles: Mapping[tuple[st
             while pending:
                 done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    kind, key = pending.pop(future)
-                    bar.update()
-                    if kind == "ensemble":
-                        outputs[ensembles[key][-1]].ensemble_cells = future.result().cells
-                        continue
-                    outputs[key] = future.result()
-                    if key in group_of and (ens := ensemble_job(group_of[key])) is not None:
-                        pending[pool.submit(_run_in_worker, ens)] = ("ensemble", group_of[key])
+                    if (ensemble := collect(*pending.pop(future), future.result())) is not None:
+                        pending[pool.submit(_run_in_worker, ensemble[0])] = ("ensemble", ensemble[1])
     bar.close()
     for out in outputs.values():
         out.critic = None
